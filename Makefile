@@ -1,0 +1,43 @@
+# smartmeter-connector: everything a fresh machine needs is installed from here.
+PY      := .venv/bin/python
+PIP     := .venv/bin/pip
+STAMP   := .venv/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test demo lint typecheck bench contracts clean
+
+install: $(STAMP) node_modules/.installed
+
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt setup.py
+	@command -v python3.11 >/dev/null 2>&1 && PYBIN=python3.11 || PYBIN=python3; \
+	  test -x $(PY) || $$PYBIN -m venv .venv
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m connector demo
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck: install
+	.venv/bin/mypy connector ngsi devledger
+
+bench: install
+	$(PY) -m bench.run_all
+
+contracts: install
+	node contracts/compile.js
+
+clean:
+	rm -rf .venv node_modules var .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,312 @@
+"""The one settings object: built once from config/connector.yaml plus CONNECTOR_* environment overrides.
+
+Every leaf setting has an environment name made of `CONNECTOR_` and its path joined by `_`, upper-cased:
+`store.url` is `CONNECTOR_STORE_URL`, `window.length` is `CONNECTOR_WINDOW_LENGTH`. Values from the
+environment are parsed as YAML scalars or flow collections, so `CONNECTOR_LEDGER_URLS='[http://a, http://b]'`
+works. Nothing reads the environment after `load_settings` returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connector.yaml"
+
+ATTRIBUTE_KINDS = ("power", "energy_register", "stats")
+
+
+class SettingsError(ValueError):
+    """The configuration is not valid; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """What one attribute of an entity type means for aggregation."""
+
+    kind: str = "stats"  # power (W -> Wh by integration) | energy_register (delta) | stats
+    unit: str = ""  # W or kW for power; Wh or kWh for a register
+
+
+@dataclass(frozen=True)
+class EntityTypeSettings:
+    attributes: dict[str, AttributeSpec] = field(default_factory=dict)
+    serial_number_attr: str = "serialNumber"
+    manufacturer_attr: str = "manufacturer"
+    # Attributes Orion should send for this type (the subscription's notification.attrs); empty = all.
+    subscribe_attrs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = "sqlite:///var/connector.sqlite3"
+    pool_size: int = 10
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    length: int = 900  # seconds; windows are aligned to UTC multiples of this
+    grace: int = 120  # seconds after a window's end before it is closed
+    close_interval: float = 5.0  # how often the scheduler looks for windows to close, seconds
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    max_body: int = 1_048_576  # bytes; larger notifications get 413
+    tenants: list[str] = field(default_factory=list)  # accepted tenants; empty = every tenant
+    time_attribute: str = ""  # attribute that carries the observation time, tried first
+    notify_secret: str = ""  # when set, /notify requires this value in notify_secret_header
+    notify_secret_header: str = "X-Connector-Secret"
+
+
+@dataclass(frozen=True)
+class KeystoreSettings:
+    path: str = "var/keystore"
+    passphrase: str = ""  # when set, key files are encrypted at rest (scrypt + AES-GCM)
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    enabled: bool = True
+    # BigchainDB node URLs; the driver fails over between them. Empty with embedded=true: the dev ledger
+    # runs inside the connector's process.
+    urls: list[str] = field(default_factory=list)
+    embedded: bool = True
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = 9984
+    embedded_ws_port: int = 9985
+    embedded_data: str = "var/devledger"
+    app_id: str = ""
+    app_key: str = ""
+    mode: str = "commit"  # async | sync | commit
+    concurrency: int = 8  # meters written in parallel; strict order within a meter
+    max_attempts: int = 50
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    timeout: float = 20.0
+    dispatch_interval: float = 1.0
+    default_manufacturer: str = "unknown"
+
+
+@dataclass(frozen=True)
+class EthereumSettings:
+    enabled: bool = False
+    rpc_url: str = ""
+    embedded_anvil: bool = False  # start anvil from node_modules inside the connector (demo)
+    contract_address: str = ""  # else read from the connector's state (set by `contract deploy`)
+    reporter_key: str = ""  # hex private key; else the encrypted key in the keystore
+    confirmations: int = 2
+    gas_cap: int = 6_000_000  # per batch transaction
+    max_fee_gwei: float = 200.0
+    priority_fee_gwei: float = 1.0
+    relay_interval: float = 2.0
+    max_attempts: int = 50
+    price_eur_per_kwh: str = "0.2"
+    tolerance_wh: int = 0
+
+
+@dataclass(frozen=True)
+class OrionSettings:
+    url: str = ""  # e.g. http://orion:1026; empty = no subscription management
+    ld: bool = False  # NGSI-LD (Orion-LD) instead of NGSIv2
+    notify_url: str = ""  # the connector's notify URL as Orion reaches it
+    attrs_format: str = "normalized"
+    subscribe_on_run: bool = False
+    check_interval: float = 60.0
+    expires: str = "2040-01-01T00:00:00.00Z"
+    max_fails_limit: int = 10
+    timeout_ms: int = 5000
+    tenants: list[str] = field(default_factory=lambda: [""])  # "" = default tenant
+    service_path: str = "/#"
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    tokens: dict[str, str] = field(default_factory=dict)  # tenant -> bearer token; empty = no auth
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    json: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = "0.0.0.0:8668"
+    threads: int = 16
+    state_dir: str = "var"
+    store: StoreSettings = field(default_factory=StoreSettings)
+    window: WindowSettings = field(default_factory=WindowSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    entity_types: dict[str, EntityTypeSettings] = field(default_factory=dict)
+    keystore: KeystoreSettings = field(default_factory=KeystoreSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    ethereum: EthereumSettings = field(default_factory=EthereumSettings)
+    orion: OrionSettings = field(default_factory=OrionSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host or "0.0.0.0", int(port)
+
+    def attribute_spec(self, entity_type: str, attr: str) -> AttributeSpec:
+        """How `attr` of `entity_type` is aggregated; unconfigured numbers get statistics only."""
+        et = self.entity_types.get(entity_type)
+        if et is None:
+            return AttributeSpec()
+        return et.attributes.get(attr, AttributeSpec())
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with top-level fields replaced (tests and embedded runs)."""
+        return dataclasses.replace(self, **changes)
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings from a YAML file, then CONNECTOR_* variables, then explicit overrides.
+
+    `overrides` uses dotted paths (`{"store.url": "sqlite://"}`); tests use it instead of the environment.
+    """
+    raw: dict[str, Any] = {}
+    config_path = Path(path) if path else DEFAULT_CONFIG
+    if path or config_path.exists():
+        try:
+            raw = yaml.safe_load(config_path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"cannot read {config_path}: {exc}") from exc
+    for dotted, value in _env_overrides(environ or {}).items():
+        _set_path(raw, dotted, value)
+    for dotted, value in (overrides or {}).items():
+        _set_path(raw, dotted, value)
+    return validate(_build(Settings, raw, ""))
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    names = {_env_name(p): p for p in _leaf_paths(Settings, "")}
+    found: dict[str, Any] = {}
+    for key, text in environ.items():
+        if key in names:
+            found[names[key]] = _parse_env_value(text)
+    return found
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _env_name(dotted: str) -> str:
+    return "CONNECTOR_" + dotted.replace(".", "_").upper()
+
+
+def _leaf_paths(cls: type, prefix: str) -> list[str]:
+    paths = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            paths += _leaf_paths(t, prefix + f.name + ".")  # type: ignore[arg-type]
+        else:
+            paths.append(prefix + f.name)
+    return paths
+
+
+def _set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{where or 'settings'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SettingsError(f"{where or 'settings'}: unknown setting(s) {', '.join(unknown)}")
+    kwargs = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in raw.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the unknown check above
+        raise SettingsError(f"{where}: {exc}") from exc
+
+
+def _coerce(t: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(t)
+    if dataclasses.is_dataclass(t):
+        return _build(t, value, where + ".")  # type: ignore[arg-type]
+    if origin is dict:
+        _, vt = typing.get_args(t)
+        if not isinstance(value, dict):
+            raise SettingsError(f"{where}: expected a mapping")
+        return {str(k): _coerce(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        (it,) = typing.get_args(t)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise SettingsError(f"{where}: expected a list")
+        return [_coerce(it, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        return value
+    return _scalar(t, value, where)
+
+
+def _scalar(t: Any, value: Any, where: str) -> Any:
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{where}: expected true or false, got {value!r}")
+    if t in (int, float):
+        if isinstance(value, bool):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
+        try:
+            return t(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+    if t is str:
+        return "" if value is None else str(value)
+    return value
+
+
+def validate(settings: Settings) -> Settings:
+    """Check cross-field rules; raise SettingsError naming the setting."""
+    if settings.window.length <= 0 or 86400 % settings.window.length and settings.window.length % 86400:
+        raise SettingsError("window.length: must be a positive divisor or multiple of a day in seconds")
+    if settings.window.grace < 0:
+        raise SettingsError("window.grace: must not be negative")
+    if settings.ledger.mode not in ("async", "sync", "commit"):
+        raise SettingsError("ledger.mode: must be async, sync or commit")
+    for name, et in settings.entity_types.items():
+        for attr, spec in et.attributes.items():
+            if spec.kind not in ATTRIBUTE_KINDS:
+                raise SettingsError(
+                    f"entity_types.{name}.attributes.{attr}.kind: must be one of {', '.join(ATTRIBUTE_KINDS)}"
+                )
+    return settings

@@ -1,0 +1,1 @@
+"""The off-chain store: SQLAlchemy models, engine set-up and migrations."""
