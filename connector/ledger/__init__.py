@@ -1,0 +1,1 @@
+"""BigchainDB anchoring: meter assets (CREATE), window TRANSFER-to-self, the outbox and its dispatcher."""
