@@ -1,0 +1,128 @@
+"""Per-attribute summaries of one window's readings, and the energy they imply.
+
+Arithmetic is exact (rational numbers); the two derived values, `mean` and `energy_wh`, are rounded once at
+the end to 6 decimal places with ties to even. Observed values (`min`, `max`, `first`, `last`) are exact.
+Non-numeric readings are not summarized. The rules are written out in docs/fingerprint.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from connector.canonical import decimal_text, round_places, time_text
+from connector.readings import StoredReading
+from connector.settings import ATTRIBUTE_KINDS, AttributeSpec
+
+ENERGY_KINDS = ("power", "energy_register")
+
+# Unit -> factor to W (power) or Wh (register). Exact spellings only: "mW" and "MW" must not be confused.
+# The three-letter forms are the UN/CEFACT codes NGSI-LD uses in unitCode. "" means the base unit.
+POWER_UNITS = {"": 1, "W": 1, "kW": 1000, "MW": 10**6, "WTT": 1, "KWT": 1000, "MAW": 10**6}
+REGISTER_UNITS = {"": 1, "Wh": 1, "kWh": 1000, "MWh": 10**6, "WHR": 1, "KWH": 1000, "MWH": 10**6}
+
+_US_PER_HOUR = 3_600_000_000
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class AggregationError(ValueError):
+    """An attribute's configuration cannot be applied (unknown kind or unit)."""
+
+
+def unit_factor(spec: AttributeSpec) -> int:
+    """The factor that turns the spec's unit into W (power) or Wh (register); 1 for statistics only."""
+    if spec.kind not in ATTRIBUTE_KINDS:
+        raise AggregationError(f"unknown attribute kind {spec.kind!r}; expected one of {ATTRIBUTE_KINDS}")
+    if spec.kind == "stats":
+        return 1
+    units = POWER_UNITS if spec.kind == "power" else REGISTER_UNITS
+    if spec.unit not in units:
+        raise AggregationError(
+            f"unit {spec.unit!r} is not valid for kind {spec.kind}; expected one of {sorted(units)}"
+        )
+    return units[spec.unit]
+
+
+def _ordered(readings: Iterable[StoredReading]) -> list[StoredReading]:
+    # value_json breaks ties only if a caller passes two readings of one attribute at one instant,
+    # which the store's unique key forbids; it keeps the result independent of input order anyway.
+    return sorted(readings, key=lambda r: (r.observed_at, r.value_json, r.attr_type or "", r.unit or ""))
+
+
+def _number(r: StoredReading) -> Decimal:
+    assert r.number is not None
+    return r.number
+
+
+def power_energy_wh(readings: Sequence[StoredReading], factor: int) -> Fraction:
+    """Trapezoidal integral of power over consecutive readings (already ordered by time), in Wh, exact.
+
+    Only the span from the first to the last reading counts; one reading gives 0.
+    """
+    total = Fraction(0)
+    for a, b in zip(readings, readings[1:], strict=False):
+        dt_us = (b.observed_at - a.observed_at) // _MICROSECOND
+        total += (Fraction(_number(a)) + Fraction(_number(b))) * dt_us / 2
+    return total * factor / _US_PER_HOUR
+
+
+def register_energy_wh(readings: Sequence[StoredReading], factor: int) -> Fraction:
+    """Register delta `last - first` (readings ordered by time) in Wh, exact; negative after a reset."""
+    return (Fraction(_number(readings[-1])) - Fraction(_number(readings[0]))) * factor
+
+
+def _attribute_summary(attr: str, readings: list[StoredReading], spec: AttributeSpec) -> dict[str, Any]:
+    factor = unit_factor(spec)
+    numbers = [_number(r) for r in readings]
+    first, last = readings[0], readings[-1]
+    summary: dict[str, Any] = {
+        "attr": attr,
+        "type": first.attr_type,
+        "kind": spec.kind,
+        "count": len(readings),
+        "min": decimal_text(min(numbers)),
+        "max": decimal_text(max(numbers)),
+        "mean": decimal_text(round_places(sum(map(Fraction, numbers), Fraction(0)) / len(numbers))),
+        "first": decimal_text(numbers[0]),
+        "first_at": time_text(first.observed_at),
+        "last": decimal_text(numbers[-1]),
+        "last_at": time_text(last.observed_at),
+    }
+    if spec.kind == "power":
+        summary["energy_wh"] = decimal_text(round_places(power_energy_wh(readings, factor)))
+    elif spec.kind == "energy_register":
+        summary["energy_wh"] = decimal_text(round_places(register_energy_wh(readings, factor)))
+    return summary
+
+
+def summarize(
+    readings: Sequence[StoredReading], spec_for: Callable[[str], AttributeSpec]
+) -> list[dict[str, Any]]:
+    """One summary dict per numeric attribute, sorted by attribute name (code point order).
+
+    Each dict has attr, type, kind, count, min, max, mean, first, first_at, last, last_at, and energy_wh
+    for power and energy_register attributes. Numbers are canonical decimal strings, times canonical UTC
+    strings. The result does not depend on the order of `readings`.
+    """
+    by_attr: dict[str, list[StoredReading]] = {}
+    for r in readings:
+        if r.number is not None:
+            by_attr.setdefault(r.attr, []).append(r)
+    return [_attribute_summary(attr, _ordered(by_attr[attr]), spec_for(attr)) for attr in sorted(by_attr)]
+
+
+def window_energy_wh(summary: Sequence[dict[str, Any]]) -> Decimal | None:
+    """The window's energy in Wh: the sum over register attributes if there are any, else over power ones.
+
+    A meter that reports both a register and instantaneous power would otherwise count its energy twice;
+    the register is the billing-grade figure. None when no attribute carries energy.
+    """
+    for kind in ("energy_register", "power"):
+        values = [Fraction(s["energy_wh"]) for s in summary if s["kind"] == kind]
+        if values:
+            # Exact: every term has at most 6 places. Canonical form, so str() of it is the stored text.
+            return Decimal(decimal_text(round_places(sum(values, Fraction(0)))))
+    return None

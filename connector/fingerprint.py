@@ -1,0 +1,178 @@
+"""Digital fingerprints of windows (seed 004, Algorithms 1 and 2) and the meter's hash chain.
+
+Algorithm 1 (`fingerprint`) hash-links every reading of a window, in canonical order, starting from the
+meter's previous chain hash. Algorithm 2 (`chain_hash`) links the window's summary and fingerprint to the
+previous window's chain hash. `close_window` does both; the verifier calls it again on the stored readings
+and compares. The exact byte encodings are in docs/fingerprint.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from connector.aggregate import summarize, window_energy_wh
+from connector.canonical import CanonicalError, canonical_json, decimal_text, time_text
+from connector.readings import StoredReading
+from connector.settings import AttributeSpec
+
+__all__ = [
+    "SEED_DOMAIN",
+    "CanonicalError",
+    "ClosedWindow",
+    "StoredReading",
+    "canonical_json",
+    "canonical_order",
+    "chain_hash",
+    "chain_seed",
+    "close_window",
+    "fingerprint",
+    "fingerprint_steps",
+    "reading_record",
+]
+
+SEED_DOMAIN = "smartmeter-connector/v1"
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def _require_hash(value: str, name: str) -> str:
+    if not isinstance(value, str) or not _HASH.fullmatch(value):
+        raise ValueError(f"{name} must be 64 lowercase hex characters (a SHA-256 digest), got {value!r}")
+    return value
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_order(readings: Sequence[StoredReading]) -> list[StoredReading]:
+    """Readings by observation time, then attribute name (code point order), then record bytes.
+
+    The last key only matters for two readings of one attribute at one instant, which the store's unique
+    key forbids; it keeps the order, and so the fingerprint, independent of arrival order regardless.
+    """
+    return sorted(readings, key=lambda r: (r.observed_at, r.attr, canonical_json(reading_record(r, ""))))
+
+
+def reading_record(r: StoredReading, prev: str) -> dict[str, Any]:
+    """The object hashed for one reading: M(t_k), t_k and H(t_{k-1}) (`prev`)."""
+    return {
+        "attr": r.attr,
+        "number": None if r.number is None else decimal_text(r.number),
+        "observed_at": time_text(r.observed_at),
+        "prev": prev,
+        "type": r.attr_type,
+        "unit": r.unit,
+        "value": r.value_json,
+    }
+
+
+def fingerprint_steps(readings: Sequence[StoredReading], seed_hex: str) -> Iterator[tuple[bytes, str]]:
+    """Each step of Algorithm 1: `(canonical bytes hashed, H(t_k))` in canonical order (for audits)."""
+    h = _require_hash(seed_hex, "seed")
+    for r in canonical_order(readings):
+        data = canonical_json(reading_record(r, h))
+        h = _sha256_hex(data)
+        yield data, h
+
+
+def fingerprint(readings: Sequence[StoredReading], seed_hex: str) -> str:
+    """Algorithm 1: H(t_k) = SHA-256(canonical({M(t_k), t_k, H(t_{k-1})})) over all readings, H(t_0) = seed.
+
+    Covers numeric and non-numeric readings alike. An empty window's fingerprint is the seed itself, as
+    the algorithm's loop does not run. The result does not depend on the order of `readings`.
+    """
+    h = _require_hash(seed_hex, "seed")
+    for _data, step_hash in fingerprint_steps(readings, seed_hex):
+        h = step_hash
+    return h
+
+
+def chain_record(
+    summary: Sequence[dict[str, Any]], fingerprint: str, prev_chain_hash: str, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """The object hashed for one window by Algorithm 2."""
+    return {
+        "end": time_text(end),
+        "fingerprint": _require_hash(fingerprint, "fingerprint"),
+        "prev": _require_hash(prev_chain_hash, "prev_chain_hash"),
+        "start": time_text(start),
+        "summary": list(summary),
+    }
+
+
+def chain_hash(
+    summary: Sequence[dict[str, Any]],
+    fingerprint: str,
+    prev_chain_hash: str,
+    window_start: datetime,
+    window_end: datetime,
+) -> str:
+    """Algorithm 2: H(T_i) = SHA-256(canonical({summary, fingerprint, H(T_{i-1}), start, end}))."""
+    record = chain_record(summary, fingerprint, prev_chain_hash, window_start, window_end)
+    return _sha256_hex(canonical_json(record))
+
+
+def chain_seed(tenant: str, service_path: str, entity_id: str) -> str:
+    """H(T_0) of a meter: SHA-256 of canonical {"domain", "entity_id", "service_path", "tenant"}.
+
+    `tenant` is "" for Orion's default tenant; `service_path` as stored (e.g. "/").
+    """
+    identity = {"domain": SEED_DOMAIN, "entity_id": entity_id, "service_path": service_path, "tenant": tenant}
+    return _sha256_hex(canonical_json(identity))
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A closed window of one meter: what the closer stores and the verifier recomputes."""
+
+    start: datetime
+    end: datetime
+    summary: list[dict[str, Any]]
+    energy_wh: Decimal | None  # see aggregate.window_energy_wh
+    reading_count: int  # all readings, numeric or not
+    fingerprint: str
+    prev_chain_hash: str
+    chain_hash: str
+
+    @property
+    def summary_json(self) -> str:
+        """The summary as canonical JSON text (what the store's summary_json column holds)."""
+        return canonical_json(self.summary).decode("utf-8")
+
+
+def close_window(
+    readings: Sequence[StoredReading],
+    start: datetime,
+    end: datetime,
+    prev_chain_hash: str,
+    spec_for: Callable[[str], AttributeSpec],
+) -> ClosedWindow:
+    """Summarize, fingerprint (seeded with `prev_chain_hash`) and chain one window `[start, end)`.
+
+    Raises ValueError if a reading lies outside the window or the bounds are not an interval.
+    """
+    if start.utcoffset() is None or end.utcoffset() is None:
+        raise ValueError("window bounds must be timezone-aware UTC, not naive")
+    if not start < end:
+        raise ValueError(f"window start {start} must be before its end {end}")
+    outside = [r for r in readings if not start <= r.observed_at < end]
+    if outside:
+        raise ValueError(f"{len(outside)} reading(s) outside [{start}, {end}), e.g. {outside[0].observed_at}")
+    summary = summarize(readings, spec_for)
+    fp = fingerprint(readings, prev_chain_hash)
+    return ClosedWindow(
+        start=start,
+        end=end,
+        summary=summary,
+        energy_wh=window_energy_wh(summary),
+        reading_count=len(readings),
+        fingerprint=fp,
+        prev_chain_hash=prev_chain_hash,
+        chain_hash=chain_hash(summary, fp, prev_chain_hash, start, end),
+    )
