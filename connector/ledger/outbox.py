@@ -7,9 +7,11 @@ the row is keyed by `idempotency_key`, and a second enqueue of the same key chan
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 
 from connector.store.models import LedgerOutbox
 
@@ -67,3 +69,65 @@ def _insert_if_absent(
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported stores
         raise ValueError(f"unsupported store dialect {dialect!r}")
     conn.execute(stmt)
+
+
+# -- the dispatcher's side: finding, claiming and settling rows -------------------------------------------
+
+OPEN = ("pending", "sent")
+
+
+def due_heads(
+    conn: Connection, now: datetime, meter_id: int | None = None, limit: int = 10_000
+) -> list[tuple[int, int]]:
+    """(row id, meter id) of the rows to work on: per meter, its lowest-seq open row, if that row is due.
+
+    Within a meter only the head row is ever eligible, which is what keeps a meter's transactions in order.
+    """
+    sub_q = select(LedgerOutbox.meter_id, func.min(LedgerOutbox.seq).label("seq")).where(
+        LedgerOutbox.status.in_(OPEN)
+    )
+    if meter_id is not None:
+        sub_q = sub_q.where(LedgerOutbox.meter_id == meter_id)
+    sub = sub_q.group_by(LedgerOutbox.meter_id).subquery()
+    query = (
+        select(LedgerOutbox.id, LedgerOutbox.meter_id)
+        .join(sub, and_(LedgerOutbox.meter_id == sub.c.meter_id, LedgerOutbox.seq == sub.c.seq))
+        .where(LedgerOutbox.status.in_(OPEN), LedgerOutbox.next_attempt_at <= now)
+        .order_by(LedgerOutbox.next_attempt_at, LedgerOutbox.id)
+        .limit(limit)
+    )
+    return [(int(row_id), int(meter)) for row_id, meter in conn.execute(query)]
+
+
+def claim(conn: Connection, row_id: int, now: datetime) -> Row[Any] | None:
+    """Lock row `row_id` for this transaction if it is still open, due and its meter's head; else None.
+
+    On PostgreSQL the row is taken with FOR UPDATE SKIP LOCKED, so a second connector process passes over
+    it; SQLite's BEGIN IMMEDIATE already serializes writers.
+    """
+    earlier = aliased(LedgerOutbox)
+    lower_open = (
+        select(earlier.id)
+        .where(
+            earlier.meter_id == LedgerOutbox.meter_id,
+            earlier.seq < LedgerOutbox.seq,
+            earlier.status.in_(OPEN),
+        )
+        .exists()
+    )
+    query = (
+        select(LedgerOutbox)
+        .where(
+            LedgerOutbox.id == row_id,
+            LedgerOutbox.status.in_(OPEN),
+            LedgerOutbox.next_attempt_at <= now,
+            ~lower_open,
+        )
+        .with_for_update(skip_locked=True, of=LedgerOutbox)
+    )
+    return conn.execute(query).first()
+
+
+def update_row(conn: Connection, row_id: int, now: datetime, **values: Any) -> None:
+    """Set columns of one outbox row (and its updated_at)."""
+    conn.execute(update(LedgerOutbox).where(LedgerOutbox.id == row_id).values(updated_at=now, **values))

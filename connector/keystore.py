@@ -1,0 +1,312 @@
+"""The connector's keystore: one ed25519 key pair per meter, plus named secrets, kept in files.
+
+Layout: a directory (mode 0700) holding `keystore.json` (format, and with a passphrase the KDF salt and a
+check value) and one file per entry (mode 0600), named by the SHA-256 of what it stores so names never leak
+tenants or entity ids. Files are created atomically and exclusively: written to a temporary file, fsynced,
+then hard-linked to the final name, which fails if the name exists. Two processes that create the same
+meter's key at once therefore both end with the winner's key.
+
+With a passphrase, secrets are sealed with AES-256-GCM under a key derived once per keystore with Argon2id;
+each file has its own nonce and the entry name as associated data. A private key never appears in a repr,
+a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+FORMAT = "smartmeter-connector/keystore/v1"
+BACKUP_FORMAT = "smartmeter-connector/keystore-backup/v1"
+HEADER = "keystore.json"
+CHECK_PLAINTEXT = b"smartmeter-connector keystore check"
+KDF_PARAMS = {"name": "argon2id", "iterations": 2, "lanes": 4, "memory_cost": 65536}
+
+
+class KeystoreError(Exception):
+    """The keystore cannot be used as asked; the message never contains key material."""
+
+
+class WrongPassphrase(KeystoreError):
+    """The passphrase does not open this keystore."""
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """An ed25519 key pair as BigchainDB writes it: base58 public key and base58 32-byte private seed."""
+
+    public_key: str
+    private_key: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"KeyPair(public_key={self.public_key!r})"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One keystore entry as listed: kind ("meter" or "secret"), its name, and a meter's public key."""
+
+    kind: str
+    name: str
+    public_key: str | None
+    file: str
+
+
+def _generate_meter_keypair() -> KeyPair:
+    from bigchaindb_driver.crypto import generate_keypair
+
+    pair = generate_keypair(os.urandom(32))
+    return KeyPair(public_key=pair.public_key, private_key=pair.private_key)
+
+
+def _file_name(kind: str, name: str) -> str:
+    return f"{kind}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:40]}.json"
+
+
+def _write_exclusive(directory: Path, name: str, data: bytes) -> bool:
+    """Create `directory/name` with `data` (mode 0600) atomically; False if it already exists."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        try:
+            os.link(tmp, directory / name)  # fails if the name exists: the first writer wins
+        except FileExistsError:
+            return False
+        _fsync_dir(directory)
+        return True
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        os.unlink(tmp)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Keystore:
+    """Meter key pairs and named secrets in a directory; see the module docstring for the guarantees."""
+
+    def __init__(self, path: str | os.PathLike[str], passphrase: str = "") -> None:
+        self.path = Path(path)
+        self._passphrase = passphrase
+        self._lock = threading.Lock()
+        self._cache: dict[str, KeyPair] = {}
+        self._aead: AESGCM | None = None
+        self._opened = False
+
+    def __repr__(self) -> str:
+        return f"Keystore(path={str(self.path)!r}, encrypted={bool(self._passphrase)})"
+
+    # -- public API ---------------------------------------------------------------------------------------
+
+    def meter_keypair(self, meter_ref: str) -> KeyPair:
+        """The key pair of `meter_ref` ("tenant|service_path|entity_id"), created on first use."""
+        with self._lock:
+            cached = self._cache.get(meter_ref)
+            if cached is not None:
+                return cached
+            record = self._read("meter", meter_ref)
+            if record is None:
+                new = _generate_meter_keypair()
+                self._create("meter", meter_ref, new.public_key, new.private_key.encode())
+                record = self._read("meter", meter_ref)
+                assert record is not None  # we or a concurrent writer just created it
+            pair = KeyPair(public_key=record["public_key"], private_key=self._unseal(record).decode())
+            self._cache[meter_ref] = pair
+            return pair
+
+    def public_key(self, meter_ref: str) -> str | None:
+        """The public key of `meter_ref`, or None if the keystore has no key for it. Never creates one."""
+        record = self._read("meter", meter_ref)
+        return None if record is None else str(record["public_key"])
+
+    def secret(self, name: str, create: Callable[[], bytes]) -> bytes:
+        """The named secret (e.g. an Ethereum account key); `create()` makes it on first use."""
+        with self._lock:
+            record = self._read("secret", name)
+            if record is None:
+                self._create("secret", name, None, create())
+                record = self._read("secret", name)
+                assert record is not None
+            return self._unseal(record)
+
+    def list(self) -> list[Entry]:
+        """Every entry, sorted by kind and name; opens no secret."""
+        if not self.path.is_dir():
+            return []
+        entries = []
+        for file in sorted(self.path.glob("*-*.json")):
+            record = self._load_file(file)
+            entries.append(Entry(record["kind"], record["name"], record.get("public_key"), file.name))
+        return sorted(entries, key=lambda e: (e.kind, e.name))
+
+    def backup(self, target: str | os.PathLike[str]) -> int:
+        """Write every entry, still sealed as stored, to one file (mode 0600); returns the entry count.
+
+        The backup is only as confidential as the keystore: without a passphrase it holds plain keys.
+        """
+        self._open()
+        files = {f.name: self._load_file(f) for f in sorted(self.path.glob("*-*.json"))}
+        header = json.loads((self.path / HEADER).read_text())
+        doc = {"format": BACKUP_FORMAT, "header": header, "entries": files}
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out, sort_keys=True, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        return len(files)
+
+    def restore(self, source: str | os.PathLike[str]) -> int:
+        """Add the entries of a backup that this keystore lacks; returns how many were added.
+
+        The backup must have been made under the same passphrase. An entry that exists here with a
+        different public key or secret is a conflict and stops the restore before anything is written.
+        """
+        doc = json.loads(Path(source).read_text())
+        if doc.get("format") != BACKUP_FORMAT:
+            raise KeystoreError(f"{source} is not a keystore backup")
+        backup_aead = self._aead_for(doc["header"])
+        self._open()
+        plan = []
+        for file_name, record in sorted(doc["entries"].items()):
+            value = self._unseal(record, backup_aead)
+            current = self._read(record["kind"], record["name"])
+            if current is None:
+                plan.append((record, value))
+            elif self._unseal(current) != value or current.get("public_key") != record.get("public_key"):
+                raise KeystoreError(f"restore conflict: entry {file_name} differs from the one here")
+        added = sum(self._create(r["kind"], r["name"], r.get("public_key"), v) for r, v in plan)
+        return added
+
+    # -- files ----------------------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self._opened:
+            return
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.path, 0o700)
+        header_file = self.path / HEADER
+        if not header_file.exists():
+            _write_exclusive(self.path, HEADER, json.dumps(self._new_header(), sort_keys=True).encode())
+        self._aead = self._aead_for(json.loads(header_file.read_text()))
+        self._opened = True
+
+    def _new_header(self) -> dict[str, Any]:
+        if not self._passphrase:
+            return {"format": FORMAT, "encrypted": False}
+        salt = secrets.token_bytes(16)
+        aead = AESGCM(self._derive(salt, KDF_PARAMS))
+        nonce = secrets.token_bytes(12)
+        check = aead.encrypt(nonce, CHECK_PLAINTEXT, None)
+        return {
+            "format": FORMAT,
+            "encrypted": True,
+            "kdf": dict(KDF_PARAMS, salt=_b64(salt)),
+            "check": {"nonce": _b64(nonce), "ciphertext": _b64(check)},
+        }
+
+    def _aead_for(self, header: dict[str, Any]) -> AESGCM | None:
+        """The cipher a keystore header describes under our passphrase (None when not encrypted)."""
+        if header.get("format") != FORMAT:
+            raise KeystoreError("unknown keystore format")
+        if not header["encrypted"]:
+            if self._passphrase:
+                raise KeystoreError("the keystore is not encrypted but a passphrase was given")
+            return None
+        if not self._passphrase:
+            raise KeystoreError("the keystore is encrypted: set the keystore passphrase")
+        kdf = header["kdf"]
+        aead = AESGCM(self._derive(_unb64(kdf["salt"]), kdf))
+        try:
+            aead.decrypt(_unb64(header["check"]["nonce"]), _unb64(header["check"]["ciphertext"]), None)
+        except InvalidTag:
+            raise WrongPassphrase("wrong keystore passphrase") from None
+        return aead
+
+    def _derive(self, salt: bytes, params: dict[str, Any]) -> bytes:
+        if params.get("name") != "argon2id":
+            raise KeystoreError(f"unsupported key derivation {params.get('name')!r}")
+        kdf = Argon2id(
+            salt=salt,
+            length=32,
+            iterations=int(params["iterations"]),
+            lanes=int(params["lanes"]),
+            memory_cost=int(params["memory_cost"]),
+        )
+        return kdf.derive(self._passphrase.encode("utf-8"))
+
+    def _read(self, kind: str, name: str) -> dict[str, Any] | None:
+        self._open()
+        file = self.path / _file_name(kind, name)
+        if not file.exists():
+            return None
+        record = self._load_file(file)
+        if record["kind"] != kind or record["name"] != name:
+            raise KeystoreError(f"keystore file {file.name} does not hold the entry its name says")
+        return record
+
+    @staticmethod
+    def _load_file(file: Path) -> dict[str, Any]:
+        try:
+            record: dict[str, Any] = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise KeystoreError(f"cannot read keystore file {file.name}: {type(exc).__name__}") from None
+        return record
+
+    def _create(self, kind: str, name: str, public_key: str | None, value: bytes) -> bool:
+        record: dict[str, Any] = {"kind": kind, "name": name, "public_key": public_key}
+        record.update(self._seal(name, value))
+        data = json.dumps(record, sort_keys=True).encode()
+        return _write_exclusive(self.path, _file_name(kind, name), data)
+
+    def _seal(self, name: str, value: bytes) -> dict[str, str]:
+        if self._aead is None:
+            return {"secret": _b64(value)}
+        nonce = secrets.token_bytes(12)
+        return {"nonce": _b64(nonce), "ciphertext": _b64(self._aead.encrypt(nonce, value, name.encode()))}
+
+    def _unseal(self, record: dict[str, Any], aead: AESGCM | None | bool = False) -> bytes:
+        cipher = self._aead if aead is False else aead
+        if "secret" in record:
+            if cipher is not None:
+                raise KeystoreError(f"entry {record['kind']} is stored in clear in an encrypted keystore")
+            return _unb64(record["secret"])
+        if cipher is None or not isinstance(cipher, AESGCM):
+            raise KeystoreError("the entry is encrypted: set the keystore passphrase")
+        try:
+            nonce, sealed = _unb64(record["nonce"]), _unb64(record["ciphertext"])
+            return cipher.decrypt(nonce, sealed, record["name"].encode())
+        except InvalidTag:
+            raise WrongPassphrase("a keystore entry does not decrypt with this passphrase") from None
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"))

@@ -1,0 +1,102 @@
+"""What the connector writes on BigchainDB: a meter's asset (CREATE) and a window's metadata (TRANSFER).
+
+Both shapes are documented in docs/ledger-format.md; the verifier rebuilds them with these same functions
+and compares. Every key is legal for BigchainDB (no ".", no NUL, no leading "$"; no key named "language"),
+decimals stay strings exactly as the store keeps them, times are ISO 8601 UTC with a "Z".
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.settings import Settings
+from connector.store.models import Meter, Window
+
+WINDOW_SCHEMA = "smartmeter-connector/window/v1"
+METER_SCHEMA = "smartmeter-connector/meter/v1"
+# Tendermint caps a transaction at about 10 kB in BigchainDB deployments (reference/bigchaindb.md).
+MAX_METADATA_BYTES = 10_000
+
+
+class MetadataError(ValueError):
+    """The data cannot be written as BigchainDB metadata (an illegal key, or too large)."""
+
+
+def iso(moment: datetime) -> str:
+    """`moment` as ISO 8601 UTC with milliseconds and a trailing Z (e.g. 2019-03-18T16:13:45.275Z)."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def meter_ref(meter: Meter) -> str:
+    """The keystore name of a meter's key pair: "tenant|service_path|entity_id"."""
+    return f"{meter.tenant}|{meter.service_path}|{meter.entity_id}"
+
+
+def create_asset(meter: Meter, settings: Settings) -> dict[str, Any]:
+    """The asset of a meter's CREATE: `{"data": {"meter": {...}}}` after seed 003's Figure 18.
+
+    Serial number and manufacturer come from the meter's configured attributes when it reported them; else
+    the entity id and `settings.ledger.default_manufacturer`.
+    """
+    asset = {
+        "data": {
+            "meter": {
+                "serial_number": meter.serial_number or meter.entity_id,
+                "manufacturer": meter.manufacturer or settings.ledger.default_manufacturer,
+                "entity_id": meter.entity_id,
+                "entity_type": meter.entity_type,
+                "fiware_service": meter.tenant,
+                "fiware_servicepath": meter.service_path,
+            }
+        }
+    }
+    check_legal(asset["data"], "asset")
+    return asset
+
+
+def create_metadata(meter: Meter) -> dict[str, Any]:
+    """The metadata of a meter's CREATE: registration time and the seed of its fingerprint chain."""
+    return {"schema": METER_SCHEMA, "registered_at": iso(meter.first_seen), "chain_seed": meter.chain_seed}
+
+
+def transfer_metadata(meter: Meter, window: Window) -> dict[str, Any]:
+    """The metadata of a window's TRANSFER (Figure 19 extended); raises MetadataError if it is not legal
+    BigchainDB metadata or larger than MAX_METADATA_BYTES."""
+    metadata = {
+        "schema": WINDOW_SCHEMA,
+        "meter": meter.entity_id,
+        "window": {"start": iso(window.start), "end": iso(window.end)},
+        "recvTime": iso(window.closed_at),
+        "attributes": json.loads(window.summary_json),
+        "fingerprint": window.fingerprint,
+        "chain_hash": window.chain_hash,
+        "prev_chain_hash": window.prev_chain_hash,
+        "counts": {
+            "readings": window.reading_count,
+            "duplicates": window.duplicate_count,
+            "late": window.late_count,
+        },
+    }
+    check_legal(metadata, "metadata")
+    size = len(json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise MetadataError(f"window metadata is {size} bytes, over the {MAX_METADATA_BYTES}-byte limit")
+    return metadata
+
+
+def check_legal(value: Any, where: str) -> None:
+    """Raise MetadataError if any key inside `value` is one BigchainDB rejects or misreads."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or "." in key or "\x00" in key or key.startswith("$"):
+                raise MetadataError(f"invalid key name {key!r} in {where}")
+            if key == "language":
+                # BigchainDB hands "language" to MongoDB text search, which rejects unknown languages.
+                raise MetadataError(f"the key name 'language' is reserved in {where}")
+            check_legal(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            check_legal(item, where)

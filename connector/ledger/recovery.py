@@ -1,0 +1,104 @@
+"""Re-discovering a meter's chain head from the ledger when the store's view is stale.
+
+This happens when the store is restored from an older copy: the ledger already holds TRANSFERs the store
+does not know about, so the next TRANSFER signed from the local head is a double spend. Instead of forking,
+the writer reads the asset's history and the meter key's unspent outputs, marks the store's windows that
+are already on the ledger as confirmed, moves the head to the real unspent output, and re-signs the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, select, update
+
+from connector.ledger.client import LedgerClient
+from connector.ledger.metadata import WINDOW_SCHEMA, iso
+from connector.ledger.outbox import OPEN, update_row
+from connector.ledger.transactions import serialize
+from connector.store.db import Store
+from connector.store.models import LedgerOutbox, Meter, Window
+
+log = structlog.get_logger("connector.ledger")
+
+
+class HeadUnknown(Exception):
+    """The ledger does not (yet) show a usable head for this meter's asset."""
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """The outcome of a recovery: the real head, and how many rows were found on the ledger or re-based."""
+
+    head: str
+    adopted: int
+    rebased: int
+
+
+def find_head(client: LedgerClient, asset_id: str, public_key: str) -> tuple[str, list[dict[str, Any]]]:
+    """The id of the asset's transaction whose output is unspent, and the asset's history."""
+    history = client.asset_history(asset_id)
+    if not history:
+        raise HeadUnknown(f"asset {asset_id} is not on the ledger")
+    ids = {tx["id"] for tx in history}
+    unspent = [o["transaction_id"] for o in client.unspent(public_key) if o["transaction_id"] in ids]
+    if len(unspent) != 1:
+        raise HeadUnknown(f"asset {asset_id} has {len(unspent)} unspent outputs for its key, expected 1")
+    return unspent[0], history
+
+
+def recover(store: Store, client: LedgerClient, meter_id: int, now: datetime) -> Recovered:
+    """Align the store with the ledger for one meter; see the module docstring. Raises HeadUnknown."""
+    with store.reading() as conn:
+        meter = conn.execute(select(Meter.asset_id, Meter.public_key).where(Meter.id == meter_id)).one()
+    if meter.asset_id is None or meter.public_key is None:
+        raise HeadUnknown("the meter's asset is not confirmed yet")
+    head, history = find_head(client, meter.asset_id, meter.public_key)
+    on_ledger = {tx["id"]: tx for tx in history}
+    by_window = {
+        (tx["metadata"]["window"]["start"], tx["metadata"]["chain_hash"]): tx
+        for tx in history
+        if tx["operation"] == "TRANSFER" and (tx.get("metadata") or {}).get("schema") == WINDOW_SCHEMA
+    }
+    adopted = rebased = 0
+    with store.begin() as conn:
+        for row in _open_rows(conn, meter_id):
+            tx = on_ledger.get(row.tx_id) if row.tx_id else None
+            if tx is None and row.start is not None:  # signed differently, but this window is on the ledger
+                tx = by_window.get((iso(row.start), row.chain_hash))
+            if tx is not None:
+                _adopt(conn, row.id, tx, client.block_height(tx["id"]), now)
+                adopted += 1
+            elif row.tx_id is not None:
+                update_row(conn, row.id, now, tx_id=None, tx_json=None, status="pending", next_attempt_at=now)
+                rebased += 1
+        conn.execute(update(Meter).where(Meter.id == meter_id).values(ledger_head_tx=head))
+    log.warning("ledger.head_recovered", meter_id=meter_id, head=head, adopted=adopted, rebased=rebased)
+    return Recovered(head, adopted, rebased)
+
+
+def _open_rows(conn: Connection, meter_id: int) -> list[Any]:
+    query = (
+        select(LedgerOutbox.id, LedgerOutbox.tx_id, Window.start, Window.chain_hash)
+        .outerjoin(Window, Window.id == LedgerOutbox.window_id)
+        .where(LedgerOutbox.meter_id == meter_id, LedgerOutbox.status.in_(OPEN))
+        .order_by(LedgerOutbox.seq)
+    )
+    return list(conn.execute(query))
+
+
+def _adopt(conn: Connection, row_id: int, tx: dict[str, Any], height: int | None, now: datetime) -> None:
+    update_row(
+        conn,
+        row_id,
+        now,
+        status="confirmed",
+        tx_id=tx["id"],
+        tx_json=serialize(tx),
+        block_height=height,
+        confirmed_at=now,
+        last_error=None,
+    )
