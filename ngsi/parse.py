@@ -1,0 +1,390 @@
+"""Orion notification bodies in every format -> Readings. Pure: no I/O, no clock, no settings.
+
+Formats (reference/orion.md): NGSIv2 normalized / keyValues (entities in `data`), simplifiedNormalized /
+simplifiedKeyValues (the bare entity), legacy NGSIv1 (`contextResponses`, seed 003 Figure 16) and the
+NGSI-LD Notification. `values` carries no entity id and is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ngsi.errors import NotificationError
+from ngsi.model import Headers, ParsedNotification, Reading, Rejected
+from ngsi.schemas import (
+    LD_NOTIFICATION,
+    LEGACY_NOTIFICATION,
+    MAX_UNIT,
+    V2_NOTIFICATION,
+    kind,
+    load_envelope,
+    parse_time,
+    short,
+    text_problem,
+    to_number,
+)
+
+# Entity-level attributes that only carry the observation time: used for time, never stored as readings.
+TIME_NAMES = ("TimeInstant", "observedAt", "dateObserved", "timestamp", "dateModified")
+# Tried after the attribute's TimeInstant metadata and the entity's TimeInstant, in this order.
+_LATER_TIMES = ("observedAt", "dateObserved", "timestamp", "dateModified")
+_META_NAMES = frozenset((*TIME_NAMES, "unitCode"))
+_NO_META: Mapping[str, Any] = {}
+# NGSI-LD entity members that are not attributes.
+_LD_MEMBERS = frozenset(("id", "type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt"))
+# The member that holds the value, per NGSI-LD attribute kind (Property, Relationship, LanguageProperty...).
+_LD_VALUE_KEYS = ("value", "object", "languageMap", "vocab", "valueList", "objectList", "json")
+# NGSIv1 attribute types that name a data type, not a unit ("W" is a unit, "Number" is not).
+_GENERIC_TYPES = frozenset(
+    t.lower()
+    for t in (
+        "Number", "Text", "String", "Float", "Double", "Integer", "Int", "Boolean", "Bool", "DateTime",
+        "ISO8601", "StructuredValue", "Property", "Relationship", "geo:json", "geo:point", "Object",
+        "Array", "None", "Null",
+    )
+)  # fmt: skip
+_VALUES_ERROR = "attrsFormat 'values' carries no entity id; subscribe with attrsFormat 'normalized'"
+
+
+@dataclass
+class _Entity:
+    where: str
+    id: str
+    type: str
+    times: dict[str, Any]  # entity-level time attributes by name, plain values
+    attrs: dict[str, Any]  # plain values of the other attributes (ParsedNotification.entity_attrs)
+
+
+class _Collector:
+    """Accumulates readings and rejections of one notification."""
+
+    def __init__(self, fmt: str, subscription_id: str | None, received_at: datetime, time_attr: str) -> None:
+        self.result = ParsedNotification(format=fmt, subscription_id=subscription_id)
+        self.received_at = received_at
+        self.time_attr = time_attr
+        self.time_names = frozenset(TIME_NAMES) | ({time_attr} if time_attr else set())
+        self.entities = 0
+        self.bad_entities: list[Rejected] = []
+
+    def entity(self, where: str, obj: Any, times: Mapping[str, Any] | None = None) -> _Entity | None:
+        """The checked entity `obj`, or None after rejecting it (id and type: non-empty strings)."""
+        problem = _entity_problem(obj)
+        if problem:
+            self.reject_entity(where, problem)
+            return None
+        self.entities += 1
+        if times is None:
+            times = {n: _plain(obj[n]) for n in self.time_names if n in obj}
+        attrs = self.result.entity_attrs.setdefault(obj["id"], {})
+        return _Entity(where, obj["id"], obj["type"], dict(times), attrs)
+
+    def reject_entity(self, where: str, reason: str) -> None:
+        """Record an entity that cannot be stored at all."""
+        self.entities += 1
+        self.bad_entities.append(Rejected(where, None, reason))
+        self.result.rejected.append(self.bad_entities[-1])
+
+    def reject(self, where: str, entity: _Entity, reason: str) -> None:
+        """Record one attribute of `entity` that cannot be stored."""
+        self.result.rejected.append(Rejected(where, entity.id, reason))
+
+    def name_ok(self, entity: _Entity, name: Any, where: str) -> bool:
+        """True when `name` is a usable attribute name; otherwise the attribute is rejected."""
+        problem = text_problem(name, "attribute name")
+        if problem:
+            self.reject(f"{where}.{short(name) if isinstance(name, str) else '?'}", entity, problem)
+        return problem is None
+
+    def add(self, entity: _Entity, where: str, name: str, attr_type: Any, value: Any, unit: Any,
+            meta: Mapping[str, Any]) -> None:  # fmt: skip
+        """One attribute value -> a Reading, or a Rejected saying why it cannot be stored."""
+        problem = None if attr_type is None else text_problem(attr_type, "'type'")
+        problem = problem or (None if unit is None else text_problem(unit, "unitCode", MAX_UNIT))
+        number = to_number(value)
+        if isinstance(number, str):
+            problem = problem or number
+        observed = problem or self._observed(entity, meta)
+        if isinstance(observed, str):
+            self.reject(where, entity, observed)
+            return
+        entity.attrs[name] = value
+        self.result.readings.append(
+            Reading(entity.id, entity.type, name, attr_type, value, number, observed[0], observed[1], unit)  # type: ignore[arg-type]
+        )
+
+    def _observed(self, entity: _Entity, meta: Mapping[str, Any]) -> tuple[datetime, str] | str:
+        """(observation time, time source), first match wins; a reason when that time is not one."""
+        times = entity.times
+        if self.time_attr and self.time_attr in times:
+            return _time(times[self.time_attr], "configured", f"attribute {self.time_attr}")
+        if "TimeInstant" in meta:
+            return _time(meta["TimeInstant"], "metadata", "TimeInstant metadata")
+        if "TimeInstant" in times:
+            return _time(times["TimeInstant"], "entity", "attribute TimeInstant")
+        for name in _LATER_TIMES:
+            if name in meta:
+                return _time(meta[name], name, f"{name} of the attribute")
+            if name in times:
+                return _time(times[name], name, f"attribute {name}")
+        return self.received_at, "receipt"
+
+    def finish(self, container: str) -> ParsedNotification:
+        """The result; NotificationError when the body held no entity or only rejected ones."""
+        if not self.entities:
+            raise NotificationError(f"{container}: contains no entity")
+        if len(self.bad_entities) == self.entities:
+            first = self.bad_entities[0]
+            more = len(self.bad_entities) - 1
+            tail = f" (and {more} more rejected entities)" if more else ""
+            raise NotificationError(f"{first.where}: {first.reason}{tail}")
+        return self.result
+
+
+def _time(raw: Any, source: str, label: str) -> tuple[datetime, str] | str:
+    parsed = parse_time(raw)
+    return f"{label}: {parsed}" if isinstance(parsed, str) else (parsed, source)
+
+
+def _entity_problem(obj: Any) -> str | None:
+    if not isinstance(obj, dict):
+        return f"must be an object (an entity), got {kind(obj)}"
+    for key in ("id", "type"):
+        if key not in obj:
+            return f"missing '{key}'"
+        problem = text_problem(obj[key], f"'{key}'")
+        if problem:
+            return problem
+    return None
+
+
+def _plain(attr: Any) -> Any:
+    """The value of a normalized / NGSI-LD attribute; a keyValues value is already plain."""
+    return attr.get("value") if isinstance(attr, dict) and "value" in attr else attr
+
+
+def _looks_normalized(entity: Any) -> bool:
+    """Without a header: normalized when some attribute is an object with 'type' and 'value'."""
+    if not isinstance(entity, dict):
+        return False
+    return any(isinstance(v, dict) and "value" in v and "type" in v for v in entity.values())
+
+
+# --- NGSIv2 -------------------------------------------------------------------------------------------
+
+
+def _v2_normalized(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+    for name, attr in obj.items():
+        if name == "id" or name == "type" or name in col.time_names:
+            continue
+        where = f"{entity.where}.{name}"
+        if not col.name_ok(entity, name, entity.where):
+            continue
+        if not isinstance(attr, dict):
+            col.reject(where, entity, f"must be an object with 'type' and 'value', got {kind(attr)}")
+            continue
+        if "value" not in attr:
+            col.reject(where, entity, "missing 'value'")
+            continue
+        metadata = attr.get("metadata") or _NO_META
+        if not isinstance(metadata, dict):
+            col.reject(where, entity, f"'metadata' must be an object, got {kind(metadata)}")
+            continue
+        meta = {k: _plain(m) for k, m in metadata.items() if k in _META_NAMES} if metadata else _NO_META
+        unit = meta.get("unitCode")
+        col.add(entity, where, name, attr.get("type"), attr["value"], unit, meta)
+
+
+def _v2_key_values(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+    for name, value in obj.items():
+        if name == "id" or name == "type" or name in col.time_names:
+            continue
+        if col.name_ok(entity, name, entity.where):
+            col.add(entity, f"{entity.where}.{name}", name, None, value, None, _NO_META)
+
+
+def _parse_v2(body: dict[str, Any], headers: Headers, col_args: tuple[datetime, str]) -> ParsedNotification:
+    envelope = load_envelope(V2_NOTIFICATION, body)
+    data = envelope["data"]
+    if headers.attrs_format == "values" or (data and all(isinstance(e, list) for e in data)):
+        raise NotificationError(f"data[0]: {_VALUES_ERROR}")
+    first = next((e for e in data if isinstance(e, dict)), None)
+    normalized = _shape_is_normalized(headers.attrs_format, first)
+    col = _Collector("normalized" if normalized else "keyValues", envelope["subscriptionId"], *col_args)
+    for i, obj in enumerate(data):
+        entity = col.entity(f"data[{i}]", obj)
+        if entity:
+            (_v2_normalized if normalized else _v2_key_values)(col, entity, obj)
+    return col.finish("data")
+
+
+def _parse_simplified(
+    body: dict[str, Any], headers: Headers, col_args: tuple[datetime, str]
+) -> ParsedNotification:
+    normalized = _shape_is_normalized(headers.attrs_format, body)
+    fmt = "simplifiedNormalized" if normalized else "simplifiedKeyValues"
+    col = _Collector(fmt, None, *col_args)
+    entity = col.entity("body", body)
+    if entity:
+        (_v2_normalized if normalized else _v2_key_values)(col, entity, body)
+    return col.finish("body")
+
+
+def _shape_is_normalized(attrs_format: str | None, sample: Any) -> bool:
+    if attrs_format in ("normalized", "simplifiedNormalized"):
+        return True
+    if attrs_format in ("keyValues", "simplifiedKeyValues"):
+        return False
+    return _looks_normalized(sample)
+
+
+# --- legacy NGSIv1 ------------------------------------------------------------------------------------
+
+
+def _parse_legacy(body: dict[str, Any], col_args: tuple[datetime, str]) -> ParsedNotification:
+    envelope = load_envelope(LEGACY_NOTIFICATION, body)
+    col = _Collector("legacy", envelope["subscriptionId"], *col_args)
+    for i, element in enumerate(envelope["contextResponses"]):
+        where = f"contextResponses[{i}]"
+        if isinstance(element, dict) and "contextElement" not in element and "statusCode" in element:
+            continue  # a status-only element, as seed 003 Figure 16 shows: no entity in it
+        element = element.get("contextElement", _MISSING) if isinstance(element, dict) else element
+        if element is _MISSING:
+            col.reject_entity(where, "missing 'contextElement'")
+            continue
+        _legacy_element(col, f"{where}.contextElement", element)
+    return col.finish("contextResponses")
+
+
+_MISSING: Any = object()
+
+
+def _legacy_element(col: _Collector, where: str, element: Any) -> None:
+    attributes = element.get("attributes", []) if isinstance(element, dict) else []
+    problem = None
+    if isinstance(element, dict) and str(element.get("isPattern", "false")).lower() == "true":
+        problem = "isPattern is true: a pattern, not an entity"
+    elif not isinstance(attributes, list):
+        problem = f"'attributes' must be an array, got {kind(attributes)}"
+    if problem:
+        col.reject_entity(where, problem)
+        return
+    times = {
+        a["name"]: a.get("value")
+        for a in attributes
+        if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"] in col.time_names
+    }
+    entity = col.entity(where, element, times)
+    if entity:
+        for j, attr in enumerate(attributes):
+            _legacy_attribute(col, entity, f"{where}.attributes[{j}]", attr)
+
+
+def _legacy_attribute(col: _Collector, entity: _Entity, where: str, attr: Any) -> None:
+    if not isinstance(attr, dict):
+        col.reject(where, entity, f"must be an object, got {kind(attr)}")
+        return
+    name = attr.get("name")
+    if "name" not in attr:
+        col.reject(where, entity, "missing 'name'")
+        return
+    if name in col.time_names or not col.name_ok(entity, name, entity.where):
+        return
+    where = f"{entity.where}.{name}"
+    if "value" not in attr:
+        col.reject(where, entity, "missing 'value'")
+        return
+    metadatas = attr.get("metadatas") or []
+    if not isinstance(metadatas, list):
+        col.reject(where, entity, f"'metadatas' must be an array, got {kind(metadatas)}")
+        return
+    meta = {
+        m["name"]: m.get("value") for m in metadatas if isinstance(m, dict) and m.get("name") in _META_NAMES
+    }
+    attr_type = attr.get("type")
+    unit = meta.get("unitCode")
+    if unit is None and isinstance(attr_type, str) and attr_type.lower() not in _GENERIC_TYPES:
+        unit = attr_type if len(attr_type) <= MAX_UNIT else None  # NGSIv1 habit: the type is the unit
+    col.add(entity, where, name, attr_type, attr["value"], unit, meta)
+
+
+# --- NGSI-LD ------------------------------------------------------------------------------------------
+
+
+def _parse_ld(body: dict[str, Any], col_args: tuple[datetime, str]) -> ParsedNotification:
+    envelope = load_envelope(LD_NOTIFICATION, body)
+    col = _Collector("ld", envelope["subscriptionId"], *col_args)
+    for i, obj in enumerate(envelope["data"]):
+        entity = col.entity(f"data[{i}]", obj)
+        if entity:
+            _ld_entity(col, entity, obj)
+    return col.finish("data")
+
+
+def _ld_entity(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+    for name, attr in obj.items():
+        if name in _LD_MEMBERS or name in col.time_names or not col.name_ok(entity, name, entity.where):
+            continue
+        where = f"{entity.where}.{name}"
+        if isinstance(attr, list) and attr and all(_is_ld_attribute(a) for a in attr):
+            for k, instance in enumerate(attr):  # multi-attribute: one instance per datasetId
+                _ld_attribute(col, entity, f"{where}[{k}]", name, instance)
+        else:
+            _ld_attribute(col, entity, where, name, attr)
+
+
+def _is_ld_attribute(attr: Any) -> bool:
+    return isinstance(attr, dict) and any(key in attr for key in _LD_VALUE_KEYS)
+
+
+def _ld_attribute(col: _Collector, entity: _Entity, where: str, name: str, attr: Any) -> None:
+    if not _is_ld_attribute(attr):
+        col.add(entity, where, name, None, attr, None, _NO_META)  # concise form: the value itself
+        return
+    value = next(attr[key] for key in _LD_VALUE_KEYS if key in attr)
+    meta = {n: _plain(attr[n]) for n in TIME_NAMES if n in attr}
+    col.add(entity, where, name, attr.get("type"), value, attr.get("unitCode"), meta)
+
+
+# --- entry point --------------------------------------------------------------------------------------
+
+
+def parse_notification(
+    body: Any, headers: Headers, received_at: datetime, time_attribute: str = ""
+) -> ParsedNotification:
+    """The readings and rejected parts of one decoded notification body.
+
+    The format comes from the body's shape and the Ngsiv2-AttrsFormat header. Raises NotificationError
+    (message naming the place, e.g. "data[0]: missing 'id'") when the body is not a notification, uses
+    attrsFormat 'values', or all of its entities are invalid. Otherwise invalid entities and attributes
+    are listed in `rejected` and every valid attribute value becomes one Reading, timed by the first of:
+    `time_attribute`, TimeInstant metadata, the entity's TimeInstant, observedAt, dateObserved,
+    timestamp, dateModified, else `received_at` (time_source "receipt").
+    """
+    if not isinstance(body, dict):
+        raise NotificationError(f"body is {_json_kind(body)}, expected a notification object")
+    if not body:
+        raise NotificationError("body is an empty object, expected a notification")
+    col_args = (received_at, time_attribute)
+    if headers.attrs_format in ("simplifiedNormalized", "simplifiedKeyValues"):
+        return _parse_simplified(body, headers, col_args)
+    if "contextResponses" in body:
+        return _parse_legacy(body, col_args)
+    if body.get("type") == "Notification" or "notifiedAt" in body:
+        return _parse_ld(body, col_args)
+    if "data" in body and "id" not in body:
+        return _parse_v2(body, headers, col_args)
+    if "id" in body:
+        return _parse_simplified(body, headers, col_args)
+    raise NotificationError("body has none of 'data', 'contextResponses' or an entity 'id'")
+
+
+_JSON_KINDS = {"null": "JSON null", "an array": "a JSON array"}
+
+
+def _json_kind(value: Any) -> str:
+    """ "a JSON array", "a JSON string", "JSON null"... for the top-level error message."""
+    text = kind(value)
+    return _JSON_KINDS.get(text, text.replace("a ", "a JSON ", 1))
