@@ -1,0 +1,364 @@
+"""An HTTP stand-in of Orion's subscription API (NGSIv2 and Orion-LD), served for real on loopback.
+
+It checks every request as Orion does (method, path, tenant headers, content type, body schema) and answers
+400 with Orion's error JSON on a bad one, keeps subscriptions per tenant, and lets a test play Orion's part:
+turn a subscription inactive/paused/expired, set its delivery counters, or fail the next requests.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import make_server
+
+V2 = "/v2/subscriptions"
+LD = "/ngsi-ld/v1/subscriptions"
+V2_FORMATS = {"normalized", "keyValues", "values", "simplifiedNormalized", "simplifiedKeyValues"}  # 4.x
+LD_FORMATS = {"normalized", "keyValues", "concise"}
+V2_TOP = {"description", "subject", "notification", "expires", "status", "throttling"}
+V2_NOTIFICATION = {
+    "http",
+    "httpCustom",
+    "attrs",
+    "exceptAttrs",
+    "attrsFormat",
+    "metadata",
+    "onlyChangedAttrs",
+}
+V2_NOTIFICATION |= {"maxFailsLimit", "covered"}
+LD_TOP = {"id", "type", "description", "entities", "watchedAttributes", "notification", "expiresAt"}
+LD_TOP |= {"isActive", "throttling", "q", "@context", "subscriptionName", "timeInterval"}
+TENANT = re.compile(r"^[A-Za-z0-9_]{1,50}$")
+PATH_PART = re.compile(r"^[A-Za-z0-9_]{1,50}$")
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
+
+
+class Bad(Exception):
+    """A request Orion would refuse: status, error name, description."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(description)
+        self.status, self.error, self.description = status, error, description
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class OrionStandIn:
+    """The stand-in's state; `url` is where it listens once started."""
+
+    url: str = ""
+    subs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # tenant -> id -> stored
+    requests: list[Seen] = field(default_factory=list)
+    fail_next: list[int] = field(default_factory=list)  # statuses to answer the next requests with
+
+    # --- what a test does in Orion's place -------------------------------------------------------------
+    def all(self, tenant: str = "") -> list[dict[str, Any]]:
+        """The stored subscriptions of a tenant."""
+        return list(self.subs.get(tenant, {}).values())
+
+    def set_fields(self, tenant: str, sub_id: str, **fields: Any) -> None:
+        """Overwrite top-level fields, e.g. status="inactive" or expires="2000-01-01T00:00:00.000Z"."""
+        self.subs[tenant][sub_id].update(fields)
+
+    def set_counters(self, tenant: str, sub_id: str, **counters: Any) -> None:
+        """Set notification counters such as timesSent, failsCounter, lastFailureReason."""
+        self.subs[tenant][sub_id]["notification"].update(counters)
+
+    def writes(self) -> list[Seen]:
+        """Requests that changed something (POST, PATCH, DELETE)."""
+        return [r for r in self.requests if r.method != "GET"]
+
+    # --- the HTTP side ------------------------------------------------------------------------------
+    def app(self) -> Flask:
+        app = Flask("orion-standin")
+        for base in (V2, LD):
+            app.add_url_rule(base, base + "c", self._collection, methods=["GET", "POST"])
+            app.add_url_rule(base + "/<sub_id>", base + "i", self._item, methods=["GET", "PATCH", "DELETE"])
+        app.register_error_handler(Bad, self._bad)
+        return app
+
+    def _bad(self, exc: Bad) -> Response:
+        if request.path.startswith(LD):
+            doc = {"type": f"https://uri.etsi.org/ngsi-ld/errors/{exc.error}", "title": exc.error}
+            doc["detail"] = exc.description
+        else:
+            doc = {"error": exc.error, "description": exc.description}
+        resp = jsonify(doc)
+        resp.status_code = exc.status
+        return resp
+
+    def _begin(self) -> tuple[bool, str, Any]:
+        body = request.get_json(silent=True) if request.data else None
+        self.requests.append(Seen(request.method, request.full_path, dict(request.headers), body))
+        if self.fail_next:
+            raise Bad(self.fail_next.pop(0), "InternalServerError", "stand-in told to fail")
+        ld = request.path.startswith(LD)
+        tenant = _tenant(ld)
+        if request.method in ("POST", "PATCH"):
+            _check_content_type(ld)
+            if not isinstance(body, dict):
+                raise Bad(400, "ParseError", "Errors found in incoming JSON buffer")
+            if ld and "@context" not in body:
+                raise Bad(400, "BadRequestData", "application/ld+json payload without @context")
+        return ld, tenant, body
+
+    def _collection(self) -> Response:
+        ld, tenant, body = self._begin()
+        if request.method == "GET":
+            return self._list(ld, tenant)
+        (_check_ld if ld else _check_v2)(body, partial=False)
+        sub_id = f"urn:ngsi-ld:subscription:{uuid.uuid4()}" if ld else uuid.uuid4().hex[:24]
+        stored = _store(body, ld, sub_id, request.headers.get("Fiware-ServicePath", "/"))
+        self.subs.setdefault(tenant, {})[sub_id] = stored
+        resp = Response(status=201)
+        resp.headers["Location"] = f"{LD if ld else V2}/{sub_id}"
+        return resp
+
+    def _list(self, ld: bool, tenant: str) -> Response:
+        limit, offset = int(request.args.get("limit", 20)), int(request.args.get("offset", 0))
+        if not 0 < limit <= 1000:
+            raise Bad(
+                400, "BadRequest", "Bad pagination limit: /" + str(limit) + "/ [a maximum of 1000 allowed]"
+            )
+        subs = [_render(s, ld) for s in self.all(tenant) if ld or _path_matches(s)]
+        return jsonify(subs[offset : offset + limit])
+
+    def _item(self, sub_id: str) -> Response:
+        ld, tenant, body = self._begin()
+        stored = self.subs.get(tenant, {}).get(sub_id)
+        if stored is None:
+            raise Bad(404, "NotFound", "The requested subscription has not been found. Check id")
+        if request.method == "GET":
+            return jsonify(_render(stored, ld))
+        if request.method == "DELETE":
+            del self.subs[tenant][sub_id]
+            return Response(status=204)
+        (_check_ld if ld else _check_v2)(body, partial=True)
+        stored.update({k: v for k, v in body.items() if k != "@context"})
+        if ld and "isActive" in body:
+            stored["status"] = "active" if body["isActive"] else "paused"
+        if "notification" in body:
+            stored["notification"] = dict(body["notification"])
+        return Response(status=204)
+
+
+def _tenant(ld: bool) -> str:
+    tenant = request.headers.get("NGSILD-Tenant" if ld else "Fiware-Service", "")
+    if ld and not tenant:
+        tenant = request.headers.get("Fiware-Service", "")
+    if tenant and not TENANT.match(tenant):
+        raise Bad(400, "BadRequest", "bad character in tenant name")
+    path = request.headers.get("Fiware-ServicePath")
+    if not ld and path is not None:
+        _check_service_path(path)
+    return tenant.lower()
+
+
+def _check_service_path(path: str) -> None:
+    for one in path.split(","):
+        one = one.strip()
+        if not one.startswith("/"):
+            raise Bad(
+                400, "BadRequest", "Only /absolute/ Service Paths allowed [a service path must begin with /]"
+            )
+        parts = [p for p in one[1:].split("/") if p]
+        if parts and parts[-1] == "#":
+            parts = parts[:-1]
+        if len(parts) > 10 or any(not PATH_PART.match(p) for p in parts):
+            raise Bad(400, "BadRequest", "a component of ServicePath contains an illegal character")
+
+
+def _check_content_type(ld: bool) -> None:
+    ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip()
+    allowed = ("application/json", "application/ld+json") if ld else ("application/json",)
+    if ctype not in allowed:
+        raise Bad(415, "UnsupportedMediaType", f"not supported content type: {ctype or 'none'}")
+    if ld and ctype == "application/json" and "@context" in (request.get_json(silent=True) or {}):
+        raise Bad(400, "BadRequestData", "@context in payload but Content-Type is application/json")
+
+
+def _need(cond: bool, description: str) -> None:
+    if not cond:
+        raise Bad(400, "BadRequest", description)
+
+
+def _strs(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _check_v2(body: dict[str, Any], partial: bool) -> None:
+    unknown = sorted(set(body) - V2_TOP)
+    _need(not unknown, f"invalid JSON field: /{unknown[0]}/" if unknown else "")
+    _need(partial or "subject" in body, "no subject for subscription specified")
+    _need(partial or "notification" in body, "no notification for subscription specified")
+    if "subject" in body:
+        _check_v2_subject(body["subject"])
+    if "notification" in body:
+        _check_v2_notification(body["notification"])
+    if "expires" in body:
+        _need(
+            isinstance(body["expires"], str) and bool(ISO.match(body["expires"])),
+            "expires has an invalid format",
+        )
+    if "status" in body:
+        _need(
+            body["status"] in ("active", "inactive", "oneshot"),
+            "status is not valid: it has to be active, inactive or oneshot",
+        )
+    if "throttling" in body:
+        _need(
+            isinstance(body["throttling"], int | float) and body["throttling"] >= 0,
+            "throttling is not a positive number",
+        )
+    if "description" in body:
+        _need(
+            isinstance(body["description"], str) and len(body["description"]) <= 1024,
+            "description is not a string or is too long",
+        )
+
+
+def _check_v2_subject(subject: Any) -> None:
+    _need(isinstance(subject, dict), "subject is not an object")
+    entities = subject.get("entities")
+    _need(isinstance(entities, list) and len(entities) > 0, "no subject entities specified")
+    for e in entities:
+        _need(
+            isinstance(e, dict) and ("id" in e or "idPattern" in e), "subject entities: no id nor idPattern"
+        )
+        if "idPattern" in e:
+            try:
+                re.compile(e["idPattern"])
+            except re.error:
+                raise Bad(400, "BadRequest", "Invalid regex for entity idPattern") from None
+    cond = subject.get("condition", {})
+    _need(isinstance(cond, dict), "condition is not an object")
+    _need(
+        _strs(cond.get("attrs", [])) or cond.get("attrs") == [], "condition attrs is not an array of strings"
+    )
+
+
+def _check_v2_notification(n: Any) -> None:
+    _need(isinstance(n, dict), "notification is not an object")
+    unknown = sorted(set(n) - V2_NOTIFICATION)
+    _need(not unknown, f"invalid JSON field: /{unknown[0]}/" if unknown else "")
+    http = n.get("http")
+    _need(isinstance(http, dict), "http notification is missing")
+    url = http.get("url")
+    _need(
+        isinstance(url, str) and re.match(r"^https?://[^/\s]+", url) is not None,
+        "Invalid URL parsing notification url",
+    )
+    _need(
+        isinstance(http.get("timeout", 0), int) and http.get("timeout", 0) >= 0,
+        "http timeout is not a positive integer",
+    )
+    _need(_strs(n.get("attrs", [])) or n.get("attrs") == [], "notification attrs is not an array of strings")
+    _need(_strs(n.get("metadata", [])) or n.get("metadata") == [], "metadata is not an array of strings")
+    _need(n.get("attrsFormat", "normalized") in V2_FORMATS, "invalid attrsFormat")
+    _need(isinstance(n.get("onlyChangedAttrs", False), bool), "onlyChangedAttrs is not a bool")
+    mfl = n.get("maxFailsLimit", 1)
+    _need(
+        isinstance(mfl, int) and not isinstance(mfl, bool) and mfl > 0,
+        "maxFailsLimit must be greater than zero",
+    )
+
+
+def _check_ld(body: dict[str, Any], partial: bool) -> None:
+    unknown = sorted(set(body) - LD_TOP)
+    _need(not unknown, f"Unknown field in Subscription: {unknown[0]}" if unknown else "")
+    _need(partial or body.get("type") == "Subscription", "Mandatory field missing: Subscription::type")
+    if "entities" in body:
+        ents = body["entities"]
+        _need(
+            isinstance(ents, list) and all(isinstance(e, dict) and "type" in e for e in ents),
+            "entities: no type",
+        )
+    _need(
+        partial or "entities" in body or "watchedAttributes" in body,
+        "At least one of 'entities' and 'watchedAttributes' must be present",
+    )
+    if "watchedAttributes" in body:
+        _need(
+            _strs(body["watchedAttributes"]) and body["watchedAttributes"] != [],
+            "watchedAttributes: empty array",
+        )
+    if "notification" in body:
+        n = body["notification"]
+        uri = (n.get("endpoint") or {}).get("uri") if isinstance(n, dict) else None
+        _need(isinstance(uri, str) and re.match(r"^https?://", uri) is not None, "Invalid Endpoint::uri")
+        _need(n.get("format", "normalized") in LD_FORMATS, "Invalid value for Notification::format")
+        _need(_strs(n.get("attributes", [])), "Notification::attributes: not an array of strings")
+    else:
+        _need(partial, "Mandatory field missing: Subscription::notification")
+    if "isActive" in body:
+        _need(isinstance(body["isActive"], bool), "Subscription::isActive: not a boolean")
+    if "expiresAt" in body:
+        _need(bool(ISO.match(str(body["expiresAt"]))), "Subscription::expiresAt: invalid DateTime")
+
+
+def _store(body: dict[str, Any], ld: bool, sub_id: str, service_path: str) -> dict[str, Any]:
+    stored = {k: v for k, v in body.items() if k != "@context"}
+    stored["id"] = sub_id
+    stored["notification"] = dict(stored["notification"])
+    if ld:
+        stored["status"] = "active" if stored.get("isActive", True) else "paused"
+    else:
+        stored.setdefault("status", "active")
+        stored["_servicePath"] = service_path
+    return stored
+
+
+def _path_matches(stored: dict[str, Any]) -> bool:
+    asked = request.headers.get("Fiware-ServicePath", "/#")
+    return asked == "/#" or stored.get("_servicePath") == asked
+
+
+def _render(stored: dict[str, Any], ld: bool) -> dict[str, Any]:
+    """A subscription as Orion lists it: read-only fields added, expiry rendered Orion's way."""
+    out = {k: v for k, v in stored.items() if not k.startswith("_")}
+    out["notification"] = dict(out["notification"])
+    if ld:
+        out["isActive"] = out.get("status") == "active"
+        return out
+    out["subject"] = {
+        **out["subject"],
+        "condition": {"notifyOnMetadataChange": True, **out["subject"].get("condition", {})},
+    }
+    out["notification"].setdefault("onlyChangedAttrs", False)
+    out["notification"]["covered"] = False
+    if "expires" in out:
+        out["expires"] = _orion_time(out["expires"])
+    return out
+
+
+def _orion_time(value: str) -> str:
+    """Orion echoes 2040-01-01T00:00:00.00Z as 2040-01-01T00:00:00.000Z."""
+    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?Z$", value)
+    return f"{m.group(1)}.{(m.group(2) or '').ljust(3, '0')[:3]}Z" if m else value
+
+
+class Served:
+    """The stand-in served by werkzeug on 127.0.0.1 in a daemon thread; `stop()` shuts it down."""
+
+    def __init__(self) -> None:
+        self.orion = OrionStandIn()
+        self.server = make_server("127.0.0.1", 0, self.orion.app(), threaded=True)
+        self.orion.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
