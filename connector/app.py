@@ -1,0 +1,194 @@
+"""The connector's HTTP face: POST /notify (Orion's notifications), /health, /metrics and the query API."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import Any
+
+import structlog
+from flask import Blueprint, Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from connector.context import Services, services
+from connector.ingest import Incoming, IngestWriter
+from connector.metrics import Metrics
+from ngsi.errors import NotificationError
+from ngsi.headers import resolve_headers
+from ngsi.parse import parse_notification
+
+log = structlog.get_logger("connector.notify")
+notify_bp = Blueprint("notify", __name__)
+JSON_TYPES = ("application/json", "application/ld+json")
+
+
+class ApiError(Exception):
+    """An error answered to the client as JSON with the given status; the message names what is wrong."""
+
+    def __init__(self, status: int, error: str, description: str, **extra: Any) -> None:
+        super().__init__(description)
+        self.status, self.error, self.description, self.extra = status, error, description, extra
+
+
+def create_app(svc: Services) -> Flask:
+    """Build the WSGI app around already-built services (nothing is started here)."""
+    app = Flask("connector")
+    app.config["MAX_CONTENT_LENGTH"] = svc.settings.ingest.max_body
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["connector"] = svc
+    svc.extras.setdefault("metrics", Metrics(svc.registry))
+    svc.extras.setdefault(
+        "ingest", IngestWriter(svc.store, svc.settings, svc.extras["metrics"].batch_size.observe)
+    )
+    app.register_blueprint(notify_bp)
+    _init_query_api(app)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def _init_query_api(app: Flask) -> None:
+    try:
+        from connector.api import init_app
+    except ImportError:  # the query API package is optional in a stripped-down build
+        return
+    init_app(app)
+
+
+@notify_bp.post("/notify")
+@notify_bp.post("/v2/notify")
+def notify() -> tuple[Response, int]:
+    """Store one Orion notification; answer 2xx only once its readings are committed."""
+    started = time.perf_counter()
+    svc = services()
+    metrics: Metrics = svc.extras["metrics"]
+    fmt = "unknown"
+    try:
+        status, body, fmt = _handle_notify(svc, metrics)
+    except ApiError as exc:
+        metrics.notifications.labels(fmt, "rejected").inc()
+        log.info("notify.rejected", status=exc.status, reason=exc.description)
+        raise
+    finally:
+        structlog.contextvars.clear_contextvars()
+    metrics.notifications.labels(fmt, "accepted").inc()
+    metrics.ack_latency.observe(time.perf_counter() - started)
+    return jsonify(body), status
+
+
+def _handle_notify(svc: Services, metrics: Metrics) -> tuple[int, dict[str, Any], str]:
+    settings = svc.settings
+    _check_secret(settings.ingest.notify_secret, settings.ingest.notify_secret_header)
+    if request.mimetype not in JSON_TYPES:
+        raise ApiError(
+            415, "UnsupportedMediaType", f"Content-Type must be application/json, got '{request.mimetype}'"
+        )
+    body = _json_body()
+    try:
+        headers = resolve_headers(request.headers)
+    except NotificationError as exc:
+        raise ApiError(400, "BadRequest", str(exc)) from None
+    structlog.contextvars.bind_contextvars(
+        tenant=headers.tenant, service_path=headers.service_path, correlator=headers.correlator
+    )
+    if settings.ingest.tenants and headers.tenant not in settings.ingest.tenants:
+        raise ApiError(403, "Forbidden", f"tenant '{headers.tenant}' is not accepted by this connector")
+    received_at = svc.clock()
+    try:
+        parsed = parse_notification(body, headers, received_at, settings.ingest.time_attribute)
+    except NotificationError as exc:
+        raise ApiError(400, "BadRequest", str(exc)) from None
+    rejected = [{"where": r.where, "id": r.entity_id, "reason": r.reason} for r in parsed.rejected]
+    metrics.readings.labels("rejected").inc(len(rejected))
+    if not parsed.readings:
+        raise ApiError(400, "BadRequest", "the notification carries no valid reading", rejected=rejected)
+    result = _store(svc, Incoming(parsed, headers, received_at))
+    metrics.readings.labels("accepted").inc(result.accepted - result.late)
+    metrics.readings.labels("late").inc(result.late)
+    metrics.readings.labels("duplicate").inc(result.duplicates)
+    log.info(
+        "notify.stored",
+        format=parsed.format,
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        late=result.late,
+        rejected=len(rejected),
+    )
+    answer = {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "late": result.late,
+        "rejected": rejected,
+    }
+    return 200, answer, parsed.format
+
+
+def _store(svc: Services, item: Incoming):  # type: ignore[no-untyped-def]
+    try:
+        return svc.extras["ingest"].submit(item)
+    except Exception as exc:  # noqa: BLE001 - the store is unavailable: not the sender's fault, not a crash
+        log.error("notify.store_failed", error=type(exc).__name__, detail=str(exc)[:300])
+        raise ApiError(
+            503,
+            "ServiceUnavailable",
+            "the store could not commit the readings; nothing was stored",
+            retry_after=5,
+        ) from None
+
+
+def _check_secret(secret: str, header: str) -> None:
+    if not secret:
+        return
+    given = request.headers.get(header, "")
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        raise ApiError(401, "Unauthorized", f"missing or wrong {header} header")
+
+
+def _json_body() -> Any:
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise ApiError(400, "BadRequest", "empty body: expected a JSON notification")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "BadRequest", f"body is not valid JSON: {exc}") from None
+
+
+@notify_bp.get("/health")
+def health() -> tuple[Response, int]:
+    """200 when the store answers, 503 when it does not."""
+    svc = services()
+    try:
+        svc.store.ping()
+    except Exception as exc:  # noqa: BLE001 - any store failure means unhealthy, reported not raised
+        return jsonify({"status": "unhealthy", "store": type(exc).__name__}), 503
+    checks = {name: fn() for name, fn in svc.extras.get("health_checks", {}).items()}
+    return jsonify({"status": "ok", "store": "ok", **checks}), 200
+
+
+@notify_bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    """Prometheus text exposition of the connector's metrics."""
+    return Response(generate_latest(services().registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _api_error(exc: ApiError) -> tuple[Response, int] | Response:
+    body = {"error": exc.error, "description": exc.description}
+    body.update({k: v for k, v in exc.extra.items() if k != "retry_after"})
+    resp = jsonify(body)
+    resp.status_code = exc.status
+    if "retry_after" in exc.extra:
+        resp.headers["Retry-After"] = str(exc.extra["retry_after"])
+    return resp
+
+
+def _http_error(exc: HTTPException) -> Response:
+    description = exc.description
+    if exc.code == 413:
+        limit = services().settings.ingest.max_body
+        description = f"the notification is larger than the limit of {limit} bytes (ingest.max_body)"
+    resp = jsonify({"error": exc.name.replace(" ", ""), "description": description})
+    resp.status_code = exc.code or 500
+    return resp

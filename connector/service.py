@@ -1,0 +1,181 @@
+"""One connector process: store, embedded dev ledger, HTTP server (waitress) and the scheduler's jobs.
+
+`Connector(settings).start()` builds and starts everything; `stop()` stops it in reverse order. `serve`
+runs it in the foreground until SIGTERM/SIGINT. Nothing starts at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+from waitress.server import create_server
+
+from connector.app import create_app
+from connector.closer import close_due_windows
+from connector.context import Clock, Services, utc_now
+from connector.settings import Settings
+from connector.store.db import migrate, open_store
+
+log = structlog.get_logger("connector.service")
+
+
+def configure_logging(settings: Settings) -> None:
+    """Structured logs on stderr: JSON lines (or readable console lines), context vars merged in."""
+    level = getattr(logging, settings.logging.level.upper(), logging.INFO)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if settings.logging.json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" is noise under load
+
+
+class Connector:
+    """Everything one connector process runs, started and stopped as a unit."""
+
+    def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = open_store(settings.store.url, settings.store.pool_size)
+        self.services = Services(settings, self.store, clock)
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self._stoppers: list[Callable[[], None]] = []
+        self.server: Any = None
+        self.url = ""
+
+    def start(self, serve_http: bool = True) -> Connector:
+        """Migrate the store, start the embedded ledger, background jobs and (optionally) the HTTP server."""
+        migrate(self.store)
+        self._start_ledger()
+        self.app = create_app(self.services)
+        ingest = self.services.extras["ingest"]
+        ingest.start()
+        self._stoppers.append(ingest.stop)
+        self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
+        self._start_ledger_writer()
+        self.scheduler.start()
+        self._stoppers.append(lambda: self.scheduler.shutdown(wait=True))
+        if serve_http:
+            self._start_http()
+        return self
+
+    def stop(self) -> None:
+        """Stop everything that was started, newest first."""
+        while self._stoppers:
+            stopper = self._stoppers.pop()
+            try:
+                stopper()
+            except Exception as exc:  # noqa: BLE001 - keep stopping the rest
+                log.warning("service.stop_failed", error=repr(exc))
+        self.store.dispose()
+
+    def close_windows(self) -> int:
+        """One run of the window closer (also called directly by tests and the demo)."""
+        closed = close_due_windows(self.store, self.settings, self.clock())
+        self.services.extras["metrics"].windows_closed.inc(len(closed))
+        return len(closed)
+
+    def _schedule(self, name: str, fn: Callable[[], Any], seconds: float) -> None:
+        self.scheduler.add_job(
+            _logged(name, fn), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
+        )
+
+    def _start_ledger(self) -> None:
+        ledger = self.settings.ledger
+        if not ledger.enabled:
+            return
+        if ledger.urls:
+            self.services.ledger_urls = list(ledger.urls)
+            return
+        if not ledger.embedded:
+            raise RuntimeError("ledger.urls is empty and ledger.embedded is false: no BigchainDB to write to")
+        from devledger.server import start_ledger
+
+        handle = start_ledger(
+            host=ledger.embedded_host,
+            port=ledger.embedded_port,
+            ws_port=ledger.embedded_ws_port,
+            data_dir=ledger.embedded_data,
+        )
+        self._stoppers.append(handle.stop)
+        self.services.ledger_urls = [handle.url]
+        self.services.extras["devledger"] = handle
+        log.info("devledger.started", url=handle.url)
+
+    def _start_ledger_writer(self) -> None:
+        if not self.settings.ledger.enabled:
+            return
+        from connector.keystore import Keystore
+        from connector.ledger.writer import LedgerWriter
+
+        keystore = Keystore(self.settings.keystore.path, self.settings.keystore.passphrase)
+        writer = LedgerWriter(
+            self.settings,
+            self.store,
+            keystore,
+            self.services.ledger_urls,
+            self.clock,
+            registry=self.services.registry,
+        )
+        self.services.extras["keystore"] = keystore
+        self.services.extras["ledger_writer"] = writer
+        self._schedule("ledger-dispatch", writer.dispatch_once, self.settings.ledger.dispatch_interval)
+
+    def _start_http(self) -> None:
+        host, port = self.settings.host_port
+        self.server = create_server(
+            self.app,
+            host=host,
+            port=port,
+            threads=self.settings.threads,
+            ident="smartmeter-connector",
+            channel_timeout=30,
+        )
+        actual_port = self.server.effective_port
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{actual_port}"
+        thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+        thread.start()
+        self._stoppers.append(lambda: (self.server.close(), thread.join(timeout=5)))
+        log.info("http.listening", url=self.url)
+
+
+def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
+    def job() -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - a failed run is logged; the next run tries again
+            log.error("job.failed", job=name, error=type(exc).__name__, detail=str(exc)[:500])
+
+    return job
+
+
+def serve(settings: Settings) -> int:
+    """Run the connector in the foreground until SIGTERM or SIGINT; return the exit status."""
+    configure_logging(settings)
+    connector = Connector(settings).start()
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"smartmeter-connector listening on {connector.url} (notify: {connector.url}/notify)", flush=True)
+    done.wait()
+    connector.stop()
+    return 0

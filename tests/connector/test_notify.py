@@ -1,0 +1,181 @@
+"""POST /notify: every Orion format stored, errors answered with a clear 4xx, duplicates counted."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from connector.store.models import LedgerOutbox, Meter, Reading
+from tests.connector import payloads as p
+
+
+def post(client, body, headers=None, **kw):
+    return client.post("/notify", data=body, headers={**p.ORION_HEADERS, **(headers or {})}, **kw)
+
+
+def rows(store, model):
+    with store.reading() as conn:
+        return conn.execute(select(model)).all()
+
+
+@pytest.mark.parametrize(
+    ("body", "attrs_format", "expected"),
+    [
+        (p.NORMALIZED, "normalized", {("urn:ngsi-ld:SMX:BBB6099", "P"): "-84.891"}),
+        (p.KEY_VALUES, "keyValues", {("Room1", "temperature"): "23", ("Room1", "humidity"): "70"}),
+        (p.SIMPLIFIED_NORMALIZED, "simplifiedNormalized", {("urn:ngsi-ld:SMX:BBB6099", "P"): "-84.891"}),
+        (
+            p.SIMPLIFIED_KEY_VALUES,
+            "simplifiedKeyValues",
+            {("Room1", "temperature"): "23", ("Room1", "humidity"): "70"},
+        ),
+        (p.LEGACY, None, {("urn:ngsi-ld:SMX:BBB6099", "P"): "-84.891"}),
+        (
+            p.LD,
+            None,
+            {("urn:ngsi-ld:SMX:BBB6099", "P"): "-84.891", ("urn:ngsi-ld:SMX:BBB6099", "refMeter"): None},
+        ),
+    ],
+)
+def test_every_orion_format_is_stored_verbatim(client, store, body, attrs_format, expected):
+    """Each payload of reference/orion.md, byte for byte, is committed before the 200."""
+    headers = {"Ngsiv2-AttrsFormat": attrs_format} if attrs_format else {}
+    resp = post(client, body, headers)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["accepted"] == len(expected)
+    with store.reading() as conn:
+        stored = conn.execute(select(Meter.entity_id, Reading.attr, Reading.number).join(Meter)).all()
+    assert {(e, a): n for e, a, n in stored} == expected
+
+
+def test_legacy_figure16_reading_has_metadata_time_and_number(client, store):
+    """Seed 003 Figure 16: the string "-84.891" is the number -84.891 observed at its TimeInstant metadata."""
+    assert post(client, p.LEGACY).status_code == 200
+    (r,) = rows(store, Reading)
+    assert Decimal(r.number) == Decimal("-84.891")
+    assert r.observed_at.isoformat() == "2019-03-18T16:13:45.275000+00:00"
+    assert r.time_source == "metadata"
+    assert json.loads(r.value_json) == "-84.891"
+    assert r.correlator == "9e10fc36-e5a7-11e8-a0a6-0242ac1a0005; cbnotif=1"
+
+
+def test_new_meter_gets_its_create_queued_in_the_same_transaction(client, store):
+    """The first reading of a meter registers it and queues exactly one CREATE."""
+    post(client, p.NORMALIZED)
+    post(client, p.normalized("urn:ngsi-ld:SMX:BBB6099", "2019-03-18T16:14:45.275Z", 10))
+    (meter,) = rows(store, Meter)
+    (outbox,) = rows(store, LedgerOutbox)
+    assert outbox.operation == "CREATE" and outbox.meter_id == meter.id and outbox.status == "pending"
+    assert meter.chain_head == meter.chain_seed
+
+
+def test_same_reading_twice_is_stored_once_and_counted(client, store):
+    """(tenant, path, entity, attribute, observation time) twice: one row, the second answer says duplicate."""
+    first = post(client, p.NORMALIZED).get_json()
+    second = post(client, p.NORMALIZED).get_json()
+    assert (first["accepted"], first["duplicates"]) == (1, 0)
+    assert (second["accepted"], second["duplicates"]) == (0, 1)
+    assert len(rows(store, Reading)) == 1
+
+
+def test_same_reading_in_another_tenant_is_not_a_duplicate(client, store):
+    """Tenants are separate: the same entity and time under two Fiware-Service values are two meters."""
+    post(client, p.NORMALIZED, {"Fiware-Service": "tk"})
+    post(client, p.NORMALIZED, {"Fiware-Service": "other"})
+    assert sorted(m.tenant for m in rows(store, Meter)) == ["other", "tk"]
+
+
+def test_ngsild_tenant_wins_over_fiware_service(client, store):
+    """NGSILD-Tenant takes precedence over Fiware-Service."""
+    post(client, p.LD, {"Fiware-Service": "v2tenant", "NGSILD-Tenant": "t1"})
+    assert [m.tenant for m in rows(store, Meter)] == ["t1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "needle"),
+    [
+        ("{not json", "application/json", 400, "not valid JSON"),
+        ("", "application/json", 400, "empty body"),
+        ("[1, 2]", "application/json", 400, ""),
+        ('{"hello": "world"}', "application/json", 400, ""),
+        (p.NORMALIZED, "text/plain", 415, "application/json"),
+        (p.NORMALIZED, "application/x-www-form-urlencoded", 415, "application/json"),
+    ],
+)
+def test_bad_bodies_get_a_clear_4xx(client, store, body, content_type, status, needle):
+    """Non-notifications and wrong content types are refused with a JSON message; nothing is stored."""
+    resp = post(client, body, {"Content-Type": content_type})
+    assert resp.status_code == status
+    answer = resp.get_json()
+    assert answer["description"] and needle in answer["description"]
+    assert rows(store, Reading) == []
+
+
+def test_oversized_notification_gets_413(client, settings, store):
+    """A body over ingest.max_body is refused with 413 naming the limit."""
+    big = '{"id":"x","type":"SMX","junk":"' + "a" * settings.ingest.max_body + '"}'
+    resp = post(client, big)
+    assert resp.status_code == 413
+    assert str(settings.ingest.max_body) in resp.get_json()["description"]
+
+
+def test_valid_entities_are_stored_next_to_invalid_ones(client, store):
+    """A legacy batch with one broken entity: the good one is stored, the answer names the bad one."""
+    body = json.loads(p.LEGACY)
+    bad = json.loads(p.LEGACY)["contextResponses"][0]
+    del bad["contextElement"]["id"]
+    body["contextResponses"].append(bad)
+    resp = post(client, json.dumps(body))
+    assert resp.status_code == 200
+    answer = resp.get_json()
+    assert answer["accepted"] == 1
+    assert len(answer["rejected"]) == 1 and answer["rejected"][0]["reason"]
+    assert len(rows(store, Reading)) == 1
+
+
+def test_reading_without_time_gets_receipt_time_and_says_so(client, store, clock):
+    """keyValues without any time attribute: observed at the receipt time, marked 'receipt'."""
+    post(client, p.KEY_VALUES, {"Ngsiv2-AttrsFormat": "keyValues"})
+    for r in rows(store, Reading):
+        assert r.time_source == "receipt" and r.observed_at == clock.now()
+
+
+def test_notify_secret_is_required_when_configured(settings, store, clock):
+    """With ingest.notify_secret set, /notify without the header is 401 and stores nothing."""
+    from dataclasses import replace
+
+    from connector.app import create_app
+    from connector.context import Services
+
+    s = settings.replace(ingest=replace(settings.ingest, notify_secret="letmein"))
+    client = create_app(Services(s, store, clock.now)).test_client()
+    assert post(client, p.NORMALIZED).status_code == 401
+    assert post(client, p.NORMALIZED, {"X-Connector-Secret": "letmein"}).status_code == 200
+
+
+def test_tenant_not_accepted_is_refused(settings, store, clock):
+    """A tenant outside ingest.tenants gets 403 naming it."""
+    from dataclasses import replace
+
+    from connector.app import create_app
+    from connector.context import Services
+
+    s = settings.replace(ingest=replace(settings.ingest, tenants=["tk"]))
+    client = create_app(Services(s, store, clock.now)).test_client()
+    resp = post(client, p.NORMALIZED, {"Fiware-Service": "intruder"})
+    assert resp.status_code == 403 and "intruder" in resp.get_json()["description"]
+    assert post(client, p.NORMALIZED, {"Fiware-Service": "tk"}).status_code == 200
+
+
+def test_health_and_metrics(client):
+    """/health answers ok with the store up; /metrics counts notifications by format and outcome."""
+    assert client.get("/health").get_json()["status"] == "ok"
+    post(client, p.NORMALIZED)
+    post(client, "{", {})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'connector_notifications_total{format="normalized",outcome="accepted"} 1.0' in text
+    assert 'connector_readings_total{outcome="accepted"} 1.0' in text
+    assert "connector_ack_latency_seconds_bucket" in text
