@@ -1,0 +1,175 @@
+"""The ledger core: validates against committed and pending state under one lock, commits in blocks.
+
+POSTs are validated in their own threads (the stateless part in parallel), then the stateful checks and
+the reservation of the spent outputs happen under the ledger lock, so of two conflicting transactions
+exactly one gets in and the other gets BigchainDB's error. A single writer thread takes everything
+pending and commits it as one block in one SQLite transaction (group commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from devledger.errors import LedgerError
+from devledger.storage import Storage
+from devledger.validation import Checked, OutputInfo, check_against, check_stateless
+
+log = logging.getLogger(__name__)
+
+MAX_BLOCK_TXS = 2000
+# Listeners get (height, transactions) for every committed block, on the writer thread.
+BlockListener = Callable[[int, Sequence[Checked]], None]
+
+
+class CommitFailed(LedgerError):
+    """The transaction was valid but could not be committed (BigchainDB answers 500)."""
+
+
+@dataclass(slots=True)
+class _Output:
+    info: OutputInfo
+    asset_id: str
+    spent_by: str | None = None
+
+
+@dataclass(slots=True)
+class _Ticket:
+    checked: Checked
+    done: threading.Event = field(default_factory=threading.Event)
+    height: int | None = None
+
+
+class _State:
+    """Outputs of every committed or pending transaction, keyed by transaction id."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, list[_Output]] = {}
+
+    def has_transaction(self, tx_id: str) -> bool:
+        return tx_id in self.outputs
+
+    def output(self, tx_id: str, index: int) -> tuple[OutputInfo, str] | None:
+        outputs = self.outputs.get(tx_id)
+        if outputs is None or not 0 <= index < len(outputs):
+            return None
+        return outputs[index].info, outputs[index].asset_id
+
+    def spender(self, tx_id: str, index: int) -> str | None:
+        outputs = self.outputs.get(tx_id)
+        if outputs is None or not 0 <= index < len(outputs):
+            return None
+        return outputs[index].spent_by
+
+    def apply(self, c: Checked) -> None:
+        for tx_id, index in c.spends:
+            self.outputs[tx_id][index].spent_by = c.id
+        self.outputs[c.id] = [_Output(info, c.asset_id) for info in c.outputs]
+
+    def revert(self, c: Checked) -> None:
+        self.outputs.pop(c.id, None)
+        for tx_id, index in c.spends:
+            self.outputs[tx_id][index].spent_by = None
+
+    @classmethod
+    def load(cls, storage: Storage) -> _State:
+        state = cls()
+        for tx_id in storage.transaction_ids():
+            state.outputs[tx_id] = []
+        for row in storage.outputs():
+            info = OutputInfo(row.amount, row.condition_uri, ())
+            outputs = state.outputs[row.tx_id]
+            outputs.extend([None] * (row.index + 1 - len(outputs)))  # type: ignore[list-item]
+            outputs[row.index] = _Output(info, row.asset_id, row.spent_by)
+        return state
+
+
+class Ledger:
+    """Validates and commits transactions; thread-safe. `start()` before use, `stop()` flushes and ends."""
+
+    def __init__(self, storage: Storage, commit_timeout: float = 30.0) -> None:
+        self.storage = storage
+        self._state = _State.load(storage)
+        self._cond = threading.Condition()
+        self._pending: list[_Ticket] = []
+        self._stopping = False
+        self._listeners: list[BlockListener] = []
+        self._commit_timeout = commit_timeout
+        self._writer = threading.Thread(target=self._run_writer, name="devledger-writer", daemon=True)
+
+    def add_listener(self, listener: BlockListener) -> None:
+        """Call `listener(height, transactions)` after every committed block."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._writer.start()
+
+    def stop(self) -> None:
+        """Commit whatever is pending, then stop the writer thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._writer.is_alive():
+            self._writer.join()
+
+    def submit(self, tx: object, wait_commit: bool) -> Checked:
+        """Validate `tx` and queue it for the next block; with `wait_commit`, return once it is committed.
+
+        Raises InvalidTransaction (400 with BigchainDB's text) or CommitFailed (500).
+        """
+        checked = check_stateless(tx)
+        with self._cond:
+            if self._stopping:
+                raise CommitFailed("the ledger is stopping")
+            check_against(checked, self._state)
+            self._state.apply(checked)
+            ticket = _Ticket(checked)
+            self._pending.append(ticket)
+            self._cond.notify_all()
+        if wait_commit and (not ticket.done.wait(self._commit_timeout) or ticket.height is None):
+            raise CommitFailed("Transaction validation failed")
+        return checked
+
+    def _run_writer(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                batch = self._pending[:MAX_BLOCK_TXS]
+                del self._pending[:MAX_BLOCK_TXS]
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Ticket]) -> None:
+        checked = [ticket.checked for ticket in batch]
+        try:
+            height = self.storage.append_block(checked)
+        except Exception:  # noqa: BLE001 - any storage failure must release the waiters, not kill the writer
+            log.exception("devledger.block.failed", extra={"transactions": len(batch)})
+            self._fail(batch)
+            return
+        for ticket in batch:
+            ticket.height = height
+            ticket.done.set()
+        self._notify(height, checked)
+
+    def _fail(self, batch: list[_Ticket]) -> None:
+        # Later pending transactions may spend outputs of the failed block: drop them too, newest first.
+        with self._cond:
+            dropped = batch + self._pending
+            self._pending = []
+            for ticket in reversed(dropped):
+                self._state.revert(ticket.checked)
+        for ticket in dropped:
+            ticket.done.set()
+
+    def _notify(self, height: int, checked: list[Checked]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(height, checked)
+            except Exception:  # noqa: BLE001 - a broken subscriber must not stop the ledger
+                log.exception("devledger.listener.failed")

@@ -1,0 +1,105 @@
+"""Start the dev ledger (HTTP on waitress, websocket stream, writer) inside the current process.
+
+    handle = start_ledger(host="127.0.0.1", port=0, ws_port=0, data_dir=None)
+    ... handle.url, handle.ws_url ...
+    handle.stop()
+
+Port 0 picks a free port; `data_dir=None` keeps everything in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nacl.signing import SigningKey
+from waitress.server import create_server
+
+from devledger.http import LedgerApp
+from devledger.ledger import Ledger
+from devledger.storage import Storage
+from devledger.stream import EVENTS_PATH, EventStream
+
+HTTP_THREADS = 16
+
+
+@dataclass
+class LedgerHandle:
+    """A running dev ledger: where it listens, and `stop()`."""
+
+    host: str
+    port: int
+    ws_port: int
+    _stop: list[object] = field(repr=False, default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API, e.g. http://127.0.0.1:9984"""
+        return f"http://{_advertised(self.host)}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """URL of the valid-transactions websocket stream."""
+        return f"ws://{_advertised(self.host)}:{self.ws_port}{EVENTS_PATH}"
+
+    def stop(self) -> None:
+        """Stop serving, commit what is pending, close the database. Idempotent."""
+        while self._stop:
+            stopper = self._stop.pop()
+            stopper()  # type: ignore[operator]
+
+
+def start_ledger(
+    host: str = "127.0.0.1", port: int = 0, ws_port: int = 0, data_dir: str | Path | None = None
+) -> LedgerHandle:
+    """Start a dev ledger in background threads; it answers requests when this returns."""
+    storage = Storage(Path(data_dir) if data_dir is not None else None)
+    ledger = Ledger(storage)
+    stream = EventStream(host, ws_port)
+    stream.start()
+    ledger.add_listener(stream.publish)
+    ledger.start()
+    handle = LedgerHandle(host, 0, stream.port, [storage.close, ledger.stop, stream.stop])
+    app = LedgerApp(ledger, handle.ws_url, _validator_key(storage))
+    http = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=HTTP_THREADS,
+        ident="BigchainDB",
+        clear_untrusted_proxy_headers=True,
+    )
+    thread = threading.Thread(target=http.run, name="devledger-http", daemon=True)
+    thread.start()
+    handle.port = int(http.effective_port)  # type: ignore[union-attr]
+    handle._stop.append(lambda: _stop_http(http, thread))
+    return handle
+
+
+def serve_forever(host: str, port: int, ws_port: int, data_dir: str | Path | None) -> LedgerHandle:
+    """Start the ledger for the command line (caller waits and stops it)."""
+    return start_ledger(host, port, ws_port, data_dir)
+
+
+def _stop_http(http: object, thread: threading.Thread) -> None:
+    socket_map = http._map  # type: ignore[attr-defined]
+
+    def close_all() -> None:
+        for dispatcher in list(socket_map.values()):
+            dispatcher.close()
+
+    http.trigger.pull_trigger(close_all)  # type: ignore[attr-defined]
+    thread.join(timeout=5)
+    http.task_dispatcher.shutdown()  # type: ignore[attr-defined]
+
+
+def _validator_key(storage: Storage) -> str:
+    # Only the public half is kept: the dev ledger never signs, it just shows a validator as Tendermint does.
+    fresh = base64.b64encode(bytes(SigningKey.generate().verify_key)).decode()
+    return storage.meta("validator_public_key", fresh)
+
+
+def _advertised(host: str) -> str:
+    return "localhost" if host in ("0.0.0.0", "::", "") else host

@@ -1,0 +1,175 @@
+"""SQLite storage of the dev ledger: blocks chained by hash, transactions, outputs and text indexes.
+
+One connection guarded by a lock (the ledger has a single writer and reads are short). In file mode the
+database runs in WAL with synchronous=FULL, so a block is on disk when `append_block` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bigchaindb_driver.common.utils import serialize
+from sha3 import sha3_256
+
+from devledger.validation import Checked
+
+GENESIS_PREV_HASH = "0" * 64
+DB_FILE = "devledger.sqlite3"
+_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+    tx_ids TEXT NOT NULL, time TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, height INTEGER NOT NULL,
+    operation TEXT NOT NULL, asset_id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS transactions_asset ON transactions (asset_id, seq);
+CREATE INDEX IF NOT EXISTS transactions_height ON transactions (height, seq);
+CREATE TABLE IF NOT EXISTS outputs (
+    tx_id TEXT NOT NULL, idx INTEGER NOT NULL, amount TEXT NOT NULL, condition_uri TEXT NOT NULL,
+    asset_id TEXT NOT NULL, spent_by TEXT, PRIMARY KEY (tx_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS output_keys (
+    public_key TEXT NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL, tx_id TEXT NOT NULL,
+    PRIMARY KEY (public_key, seq, idx)) WITHOUT ROWID;
+CREATE VIRTUAL TABLE IF NOT EXISTS asset_text USING fts5(text, content='', tokenize='{_TOKENIZER}');
+CREATE VIRTUAL TABLE IF NOT EXISTS metadata_text USING fts5(text, content='', tokenize='{_TOKENIZER}');
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    """One output row, as the ledger's in-memory state is rebuilt from it."""
+
+    tx_id: str
+    index: int
+    amount: int
+    condition_uri: str
+    asset_id: str
+    spent_by: str | None
+
+
+def block_hash(height: int, prev_hash: str, tx_ids: Sequence[str]) -> str:
+    """The hash a block at `height` records: SHA3-256 of its height, predecessor's hash and tx ids."""
+    body = {"height": height, "prev_hash": prev_hash, "transactions": list(tx_ids)}
+    return sha3_256(serialize(body).encode()).hexdigest()
+
+
+def strings_of(value: object) -> Iterator[str]:
+    """Every string value inside `value` (not keys), as a MongoDB wildcard text index sees them."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for inner in value.values():
+            yield from strings_of(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from strings_of(inner)
+
+
+class Storage:
+    """The ledger's database; every method is thread-safe."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        target = ":memory:" if data_dir is None else str(Path(data_dir) / DB_FILE)
+        if data_dir is not None:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        if data_dir is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection; the storage is unusable afterwards."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held exclusively for a few queries."""
+        with self._lock:
+            yield self._db
+
+    def meta(self, key: str, default: str) -> str:
+        """The value stored under `key`, storing `default` first when there is none."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, default))
+            return str(self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
+    def latest_block(self) -> tuple[int, str]:
+        """(height, hash) of the newest block, (0, genesis prev hash) when there is none."""
+        with self._lock:
+            row = self._db.execute("SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        return (0, GENESIS_PREV_HASH) if row is None else (int(row[0]), str(row[1]))
+
+    def outputs(self) -> Iterator[StoredOutput]:
+        """Every output, for rebuilding the in-memory state at start-up."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT tx_id, idx, amount, condition_uri, asset_id, spent_by FROM outputs"
+            ).fetchall()
+        for row in rows:
+            yield StoredOutput(row[0], row[1], int(row[2]), row[3], row[4], row[5])
+
+    def transaction_ids(self) -> list[str]:
+        """Ids of every committed transaction (also those without outputs)."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT id FROM transactions")]
+
+    def append_block(self, batch: Sequence[Checked], now: datetime | None = None) -> int:
+        """Commit `batch` as the next block, durably; returns its height."""
+        stamp = (now or datetime.now(UTC)).isoformat()
+        with self._lock:
+            height, prev = self.latest_block()
+            height += 1
+            tx_ids = [c.id for c in batch]
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
+                    (height, prev, block_hash(height, prev, tx_ids), json.dumps(tx_ids), stamp),
+                )
+                for checked in batch:
+                    self._insert(height, checked)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return height
+
+    def _insert(self, height: int, c: Checked) -> None:
+        cursor = self._db.execute(
+            "INSERT INTO transactions (id, height, operation, asset_id, body) VALUES (?, ?, ?, ?, ?)",
+            (c.id, height, c.operation, c.asset_id, c.serialized),
+        )
+        seq = cursor.lastrowid
+        self._db.executemany(
+            "UPDATE outputs SET spent_by = ? WHERE tx_id = ? AND idx = ?",
+            [(c.id, tx_id, index) for tx_id, index in c.spends],
+        )
+        self._db.executemany(
+            "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, NULL)",
+            [(c.id, i, str(o.amount), o.condition_uri, c.asset_id) for i, o in enumerate(c.outputs)],
+        )
+        self._db.executemany(
+            "INSERT OR IGNORE INTO output_keys VALUES (?, ?, ?, ?)",
+            [(key, seq, i, c.id) for i, o in enumerate(c.outputs) for key in o.public_keys],
+        )
+        if c.operation == "CREATE":
+            self._index("asset_text", seq, c.body["asset"].get("data"))
+        self._index("metadata_text", seq, c.body.get("metadata"))
+
+    def _index(self, table: str, seq: int | None, value: object) -> None:
+        text = "\n".join(strings_of(value))
+        if text:
+            self._db.execute(f"INSERT INTO {table} (rowid, text) VALUES (?, ?)", (seq, text))
