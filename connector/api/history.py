@@ -1,0 +1,112 @@
+"""GET /v1/meters/{entity_id}/history: each window's TRANSFER id, block height and metadata.
+
+From the local index of confirmed transactions by default; `source=ledger` reads BigchainDB through the
+driver; `aggregate=hour|day` folds the windows (see folding.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from connector.api import folding, present, queries
+from connector.api.base import ApiBlueprint, request_scope
+from connector.api.errors import NotFound
+from connector.api.schemas import HistoryArgs, HistoryPageSchema
+from connector.context import services
+from connector.verify import DriverLedger
+
+blp = ApiBlueprint("history", __name__, url_prefix="/v1/meters", description="Anchored history of a meter")
+
+
+@blp.route("/<entity_id>/history")
+@blp.arguments(HistoryArgs, location="query", as_kwargs=True)
+@blp.response(200, HistoryPageSchema)
+@blp.errors(404, 409, 503)
+def history(entity_id: str, **args: Any) -> dict[str, Any]:
+    """The meter's anchored windows, one page at a time, optionally folded into hours or days."""
+    page: dict[str, Any] = {
+        "entityId": entity_id,
+        "source": args["source"],
+        "limit": args["limit"],
+        "offset": args["offset"],
+        "order": args["order"],
+        "aggregate": args.get("aggregate"),
+    }
+    with services().store.reading() as conn:
+        meter = queries.find_meter(conn, request_scope(), entity_id)
+        if args.get("aggregate"):
+            page.update(_aggregated(conn, meter, args))
+        elif args["source"] == "ledger":
+            page.update(_from_ledger(meter, args))
+        else:
+            total, rows = queries.history_page(
+                conn, meter.id, args["from_"], args["to"], args["limit"], args["offset"], args["order"]
+            )
+            items = [present.history_item(r, present.stored_metadata(r, meter)) for r in rows]
+            page.update(total=total, items=items)
+    return page
+
+
+def _aggregated(conn: Any, meter: Any, args: dict[str, Any]) -> dict[str, Any]:
+    if args["source"] == "ledger":
+        windows: Any = _ledger_fold_items(meter, args)
+    else:
+        rows = queries.confirmed_windows(conn, meter.id, args["from_"], args["to"])
+        windows = ((r.start, r.reading_count, r.energy_wh, json.loads(r.summary_json)) for r in rows)
+    buckets = folding.fold(windows, args["aggregate"])
+    if args["order"] == "desc":
+        buckets.reverse()
+    chosen = buckets[args["offset"] : args["offset"] + args["limit"]]
+    return {"total": len(buckets), "buckets": [b.as_dict() for b in chosen]}
+
+
+def _from_ledger(meter: Any, args: dict[str, Any]) -> dict[str, Any]:
+    reader = ledger_reader()
+    pairs = _ledger_pairs(reader, meter, args)
+    if args["order"] == "desc":
+        pairs.reverse()
+    chosen = pairs[args["offset"] : args["offset"] + args["limit"]]
+    items = [
+        {
+            "start": w.start,
+            "end": w.end,
+            "txId": w.tx_id,
+            "blockHeight": reader.block_height(w.tx_id),
+            "metadata": tx.get("metadata"),
+        }
+        for w, tx in chosen
+    ]
+    return {"total": len(pairs), "items": items}
+
+
+def _ledger_fold_items(meter: Any, args: dict[str, Any]) -> Iterator[folding.FoldItem]:
+    from connector.aggregate import window_energy_wh
+
+    for w, tx in _ledger_pairs(ledger_reader(), meter, args):
+        energy = window_energy_wh(w.summary)
+        readings = int((tx["metadata"].get("counts") or {}).get("readings", 0))
+        yield w.start, readings, None if energy is None else str(energy), w.summary
+
+
+def _ledger_pairs(reader: DriverLedger, meter: Any, args: dict[str, Any]) -> list[Any]:
+    if not meter.asset_id:
+        return []
+    from_, to = args["from_"], args["to"]
+    return [
+        (w, tx)
+        for w, tx in reader.transfers(meter.asset_id)
+        if (from_ is None or w.start >= from_) and (to is None or w.start < to)
+    ]
+
+
+def ledger_reader() -> DriverLedger:
+    """A DriverLedger on the connector's BigchainDB nodes; NotFound (404) when none is configured."""
+    from connector.ledger.client import DriverClient
+
+    svc = services()
+    urls = svc.ledger_urls or svc.settings.ledger.urls
+    if not urls or not svc.settings.ledger.enabled:
+        raise NotFound("no ledger configured (ledger.urls, or the embedded dev ledger)")
+    return DriverLedger(DriverClient(urls, svc.settings.ledger))

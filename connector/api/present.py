@@ -1,0 +1,111 @@
+"""Store rows as the query API's JSON objects (plain dicts the response schemas dump)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Row
+
+
+def meter_summary(m: Any) -> dict[str, Any]:
+    """The public face of a meter row: identity and ledger identity (no key material but the public key)."""
+    return {
+        "entityId": m.entity_id,
+        "entityType": m.entity_type,
+        "servicePath": m.service_path,
+        "assetId": m.asset_id,
+        "publicKey": m.public_key,
+    }
+
+
+def meter_detail(m: Any, counts: dict[str, Any]) -> dict[str, Any]:
+    """A meter row with its counts, first/last window and CREATE transaction id."""
+    return {
+        **meter_summary(m),
+        "serialNumber": m.serial_number,
+        "manufacturer": m.manufacturer,
+        "firstSeen": m.first_seen,
+        **counts,
+    }
+
+
+def reading(r: Any) -> dict[str, Any]:
+    """One raw reading; `value` is the value as received (parsed from its canonical JSON)."""
+    return {
+        "attr": r.attr,
+        "attrType": r.attr_type,
+        "observedAt": r.observed_at,
+        "receivedAt": r.received_at,
+        "timeSource": r.time_source,
+        "value": _value(r.value_json),
+        "number": r.number,
+        "unit": r.unit,
+        "windowStart": r.window_start,
+        "late": bool(r.late),
+    }
+
+
+def _value(text: str) -> Any:
+    # The store keeps canonical JSON; text that no longer parses (a damaged row) is shown as it is.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+CSV_COLUMNS = (
+    "attr",
+    "attr_type",
+    "observed_at",
+    "received_at",
+    "time_source",
+    "value_json",
+    "number",
+    "unit",
+    "window_start",
+    "late",
+)
+
+
+def reading_csv_row(r: Row[Any]) -> list[Any]:
+    """One reading as a CSV row (CSV_COLUMNS); times ISO 8601 UTC, the value as its canonical JSON."""
+    return [
+        r.attr,
+        r.attr_type or "",
+        r.observed_at.isoformat(),
+        r.received_at.isoformat(),
+        r.time_source,
+        r.value_json,
+        r.number or "",
+        r.unit or "",
+        r.window_start.isoformat(),
+        "true" if r.late else "false",
+    ]
+
+
+def history_item(row: Row[Any], metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """One confirmed window of the local index."""
+    return {
+        "start": row.start,
+        "end": row.end,
+        "txId": row.tx_id,
+        "blockHeight": row.block_height,
+        "metadata": metadata,
+    }
+
+
+def stored_metadata(row: Row[Any], meter: Any) -> dict[str, Any] | None:
+    """The TRANSFER metadata of an index row: from the signed transaction kept in the outbox, else rebuilt
+    from the window row with the ledger writer's own function."""
+    if row.tx_json:
+        try:
+            return json.loads(row.tx_json).get("metadata")  # type: ignore[no-any-return]
+        except (ValueError, AttributeError):
+            pass
+    from connector.ledger.metadata import MetadataError, transfer_metadata
+
+    try:
+        return transfer_metadata(meter, row)
+    except MetadataError:
+        return None

@@ -1,0 +1,294 @@
+"""Verification of a meter's history (seed 004, section 3.3): recompute each window's fingerprint and chain
+hash from the off-chain readings and compare them with the TRANSFER metadata read from the ledger.
+
+Per window the verdict is one of STATUSES:
+- ok: the recomputed fingerprint, summary and chain hash equal the ledger's, and the chain link holds;
+- tampered: the off-chain readings no longer give what was anchored (a changed, deleted, inserted or
+  shifted reading all change the fingerprint);
+- missing_on_ledger: the store has a closed window the ledger has no TRANSFER for (not yet anchored, or lost);
+- missing_off_chain: the ledger anchors a window the store no longer has;
+- broken_chain: the content matches but the TRANSFER's prev_chain_hash is not the chain hash of the asset's
+  previous window (or the chain seed for the first), i.e. the anchored chain itself has a gap or a fork.
+Late readings (stored after their window closed) are not part of any fingerprint; they are listed.
+
+`verify_meter` is pure over plain data; `load_off_chain` and `DriverLedger` are the I/O around it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from bigchaindb_driver.exceptions import BigchaindbException
+from requests import RequestException
+from sqlalchemy import Connection, func, select
+
+from connector.fingerprint import close_window
+from connector.readings import StoredReading
+from connector.settings import AttributeSpec
+from connector.store.models import LedgerOutbox, Reading, Window
+
+STATUSES = ("ok", "tampered", "missing_on_ledger", "missing_off_chain", "broken_chain")
+WINDOW_SCHEMA = "smartmeter-connector/window/v1"
+
+
+class LedgerReadError(RuntimeError):
+    """The ledger could not be read (down, timing out, or answering garbage); try again later."""
+
+
+@dataclass(frozen=True)
+class LedgerWindow:
+    """The part of one TRANSFER's metadata the verifier compares."""
+
+    tx_id: str
+    start: datetime
+    end: datetime
+    summary: list[dict[str, Any]]
+    fingerprint: str
+    chain_hash: str
+    prev_chain_hash: str
+
+
+@dataclass(frozen=True)
+class OffChainWindow:
+    """One closed window as the store holds it: bounds and readings (`late` ones kept apart)."""
+
+    start: datetime
+    end: datetime
+    rows: list[Any]  # on-time reading rows (store columns)
+    late: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class WindowVerdict:
+    start: datetime
+    end: datetime
+    status: str
+    tx_id: str | None = None
+    problems: list[str] = field(default_factory=list)
+    ledger: dict[str, str] | None = None
+    recomputed: dict[str, str] | None = None
+    late: list[Any] = field(default_factory=list)
+
+
+class LedgerReader(Protocol):
+    """Where the anchored side comes from."""
+
+    def window_transfers(self, asset_id: str, from_: datetime | None, to: datetime | None) -> LedgerHistory:
+        """The asset's window TRANSFERs in chain order, at least those starting in [from_, to) and the one
+        just before; raises LedgerReadError."""
+
+
+@dataclass(frozen=True)
+class LedgerHistory:
+    """Window TRANSFERs in chain order; `from_genesis` when windows[0] is the asset's first window."""
+
+    windows: list[LedgerWindow]
+    from_genesis: bool
+
+
+def parse_transfer(tx: dict[str, Any]) -> LedgerWindow | None:
+    """The window of a TRANSFER, or None if the transaction carries no window metadata of ours."""
+    meta = tx.get("metadata")
+    if tx.get("operation") != "TRANSFER" or not isinstance(meta, dict) or meta.get("schema") != WINDOW_SCHEMA:
+        return None
+    try:
+        return LedgerWindow(
+            tx_id=str(tx["id"]),
+            start=datetime.fromisoformat(meta["window"]["start"]),
+            end=datetime.fromisoformat(meta["window"]["end"]),
+            summary=list(meta["attributes"]),
+            fingerprint=str(meta["fingerprint"]),
+            chain_hash=str(meta["chain_hash"]),
+            prev_chain_hash=str(meta["prev_chain_hash"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class DriverLedger:
+    """LedgerReader over bigchaindb-driver (the ledger writer's DriverClient): one GET of the asset's history.
+
+    Reading the whole history is what makes missing_off_chain and chain gaps visible without trusting the
+    local index; its cost grows with the asset (see docs/benchmarks/query.md).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def transfers(self, asset_id: str) -> list[tuple[LedgerWindow, dict[str, Any]]]:
+        """Every window TRANSFER of `asset_id` in commit order, with the transaction as the ledger has it."""
+        txs = self._call(self.client.asset_history, asset_id)
+        pairs = ((parse_transfer(tx), tx) for tx in txs if isinstance(tx, dict))
+        return [(w, tx) for w, tx in pairs if w is not None]
+
+    def window_transfers(self, asset_id: str, from_: datetime | None, to: datetime | None) -> LedgerHistory:
+        return LedgerHistory([w for w, _tx in self.transfers(asset_id)], from_genesis=True)
+
+    def block_height(self, tx_id: str) -> int | None:
+        """The height of the block holding `tx_id`, or None."""
+        return self._call(self.client.block_height, tx_id)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _call(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except (BigchaindbException, RequestException, ValueError) as exc:
+            # Connection failures, timeouts, 4xx/5xx and unparsable bodies all mean "cannot read it now".
+            raise LedgerReadError(f"the ledger cannot be read: {type(exc).__name__}") from exc
+
+
+class IndexLedger:
+    """LedgerReader over the signed TRANSFERs the local outbox keeps (status confirmed).
+
+    Weaker than DriverLedger: it trusts the store's copy of what was sent, so it cannot see a TRANSFER the
+    store lost. Used by the benchmark to separate recomputation from ledger reads, and where no node is
+    reachable.
+    """
+
+    def __init__(self, conn: Connection, meter_id: int) -> None:
+        self.conn, self.meter_id = conn, meter_id
+
+    def window_transfers(self, asset_id: str, from_: datetime | None, to: datetime | None) -> LedgerHistory:
+        where: list[Any] = [Window.meter_id == self.meter_id]
+        before = None
+        if from_:
+            before = self.conn.execute(
+                select(func.max(Window.start)).where(Window.meter_id == self.meter_id, Window.start < from_)
+            ).scalar()
+            where.append(Window.start >= (before or from_))
+        if to:
+            where.append(Window.start < to)
+        stmt = (
+            select(LedgerOutbox.tx_json)
+            .select_from(Window.__table__.join(LedgerOutbox.__table__, LedgerOutbox.window_id == Window.id))
+            .where(*where, LedgerOutbox.status == "confirmed")
+            .order_by(Window.start)
+        )
+        windows = [parse_tx_json(text) for text in self.conn.execute(stmt).scalars()]
+        return LedgerHistory([w for w in windows if w is not None], from_genesis=before is None)
+
+
+def to_stored(row: Any) -> StoredReading:
+    """A reading row as the fingerprint core's StoredReading; ValueError/ArithmeticError if unreadable."""
+    number = None if row.number is None else Decimal(row.number)
+    return StoredReading(row.attr, row.attr_type, row.observed_at, row.value_json, number, row.unit)
+
+
+def verify_meter(
+    off_chain: Sequence[OffChainWindow],
+    history: LedgerHistory,
+    chain_seed: str,
+    spec_for: Callable[[str], AttributeSpec],
+    from_: datetime | None = None,
+    to: datetime | None = None,
+) -> list[WindowVerdict]:
+    """A verdict per window starting in [from_, to), oldest first.
+
+    `history` holds the anchored windows in chain order, from the asset's first or from the predecessor of
+    the range, so each window's link to the one before is checked; `off_chain` the store's windows.
+    """
+    expected_prev = _expected_prev(history.windows, chain_seed if history.from_genesis else None)
+    ledger_by_start = {w.start: w for w in history.windows if _in_range(w.start, from_, to)}
+    off_by_start = {w.start: w for w in off_chain if _in_range(w.start, from_, to)}
+    verdicts = []
+    for start in sorted(set(ledger_by_start) | set(off_by_start)):
+        on, off = ledger_by_start.get(start), off_by_start.get(start)
+        if on is None:
+            assert off is not None
+            verdicts.append(WindowVerdict(off.start, off.end, "missing_on_ledger", late=off.late))
+        elif off is None:
+            verdicts.append(
+                WindowVerdict(on.start, on.end, "missing_off_chain", on.tx_id, ledger=_hashes(on))
+            )
+        else:
+            verdicts.append(_compare(off, on, expected_prev[on.tx_id], spec_for))
+    return verdicts
+
+
+def _in_range(start: datetime, from_: datetime | None, to: datetime | None) -> bool:
+    return (from_ is None or start >= from_) and (to is None or start < to)
+
+
+def _expected_prev(on_ledger: Sequence[LedgerWindow], first_prev: str | None) -> dict[str, str | None]:
+    expected: dict[str, str | None] = {}
+    prev = first_prev
+    for w in on_ledger:
+        expected[w.tx_id] = prev
+        prev = w.chain_hash
+    return expected
+
+
+def _hashes(w: Any) -> dict[str, str]:
+    return {"fingerprint": w.fingerprint, "chainHash": w.chain_hash, "prevChainHash": w.prev_chain_hash}
+
+
+def _compare(
+    off: OffChainWindow, on: LedgerWindow, expected_prev: str | None, spec_for: Callable[[str], AttributeSpec]
+) -> WindowVerdict:
+    verdict = WindowVerdict(on.start, on.end, "ok", on.tx_id, ledger=_hashes(on), late=off.late)
+    try:
+        readings = [to_stored(r) for r in off.rows]
+        cw = close_window(readings, on.start, on.end, on.prev_chain_hash, spec_for)
+    except (ValueError, ArithmeticError) as exc:
+        verdict.status = "tampered"
+        verdict.problems.append(f"the stored readings cannot form this window: {exc}")
+        return verdict
+    verdict.recomputed = _hashes(cw)
+    if cw.fingerprint != on.fingerprint:
+        verdict.problems.append("fingerprint differs: readings were changed, deleted, inserted or re-timed")
+    if cw.summary != on.summary:
+        verdict.problems.append("summary differs from the anchored summary")
+    if cw.chain_hash != on.chain_hash:
+        verdict.problems.append("chain hash differs from the anchored chain hash")
+    if verdict.problems:
+        verdict.status = "tampered"
+    if expected_prev is not None and on.prev_chain_hash != expected_prev:
+        verdict.problems.append("chain link broken: prev_chain_hash is not the previous window's chain hash")
+        verdict.status = "tampered" if verdict.status == "tampered" else "broken_chain"
+    return verdict
+
+
+def load_off_chain(
+    conn: Connection, meter_id: int, from_: datetime | None, to: datetime | None
+) -> list[OffChainWindow]:
+    """The store's closed windows of a meter starting in [from_, to), each with its readings."""
+    where: list[Any] = [Window.meter_id == meter_id]
+    rwhere: list[Any] = [Reading.meter_id == meter_id]
+    if from_:
+        where.append(Window.start >= from_)
+        rwhere.append(Reading.window_start >= from_)
+    if to:
+        where.append(Window.start < to)
+        rwhere.append(Reading.window_start < to)
+    windows = conn.execute(select(Window.start, Window.end).where(*where).order_by(Window.start)).all()
+    by_start = {w.start: OffChainWindow(w.start, w.end, []) for w in windows}
+    cols = (Reading.attr, Reading.attr_type, Reading.observed_at, Reading.received_at, Reading.value_json)
+    cols += (Reading.number, Reading.unit, Reading.window_start, Reading.late, Reading.time_source)
+    for r in conn.execute(select(*cols).where(*rwhere).order_by(Reading.window_start, Reading.observed_at)):
+        window = by_start.get(r.window_start)
+        if window is not None:
+            (window.late if r.late else window.rows).append(r)
+    return list(by_start.values())
+
+
+def overall(verdicts: Sequence[WindowVerdict]) -> tuple[str, dict[str, int]]:
+    """`("ok" | "failed", counts by status)`; failed when any window is not ok."""
+    counts = {status: 0 for status in STATUSES}
+    for v in verdicts:
+        counts[v.status] += 1
+    return ("ok" if counts["ok"] == len(verdicts) else "failed"), counts
+
+
+def parse_tx_json(text: str | None) -> LedgerWindow | None:
+    """A TRANSFER kept in the local outbox as its window (IndexLedger); None if absent or not ours."""
+    if not text:
+        return None
+    try:
+        return parse_transfer(json.loads(text))
+    except ValueError:
+        return None
