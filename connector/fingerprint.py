@@ -56,7 +56,11 @@ def canonical_order(readings: Sequence[StoredReading]) -> list[StoredReading]:
     The last key only matters for two readings of one attribute at one instant, which the store's unique
     key forbids; it keeps the order, and so the fingerprint, independent of arrival order regardless.
     """
-    return sorted(readings, key=lambda r: (r.observed_at, r.attr, canonical_json(reading_record(r, ""))))
+    ordered = sorted(readings, key=lambda r: (r.observed_at, r.attr))
+    keys = [(r.observed_at, r.attr) for r in ordered]
+    if len(set(keys)) < len(keys):
+        ordered.sort(key=lambda r: (r.observed_at, r.attr, canonical_json(reading_record(r, ""))))
+    return ordered
 
 
 def reading_record(r: StoredReading, prev: str) -> dict[str, Any]:

@@ -278,3 +278,11 @@ def test_times_are_compared_on_the_utc_line() -> None:
     shifted = dataclasses.replace(r, observed_at=r.observed_at.astimezone(timezone(timedelta(hours=2))))
     assert shifted.observed_at.tzinfo == UTC
     assert fingerprint([shifted], SEED) == fingerprint([r], SEED)
+
+
+def test_same_attribute_and_instant_twice_is_still_order_independent() -> None:
+    """Two readings of one attribute at one instant (the store forbids it) still fingerprint order-free."""
+    a, b = rd("P", 0, "1"), rd("P", 0, "2")
+    assert fingerprint([a, b], SEED) == fingerprint([b, a], SEED)
+    assert close_window([a, b], T0, END, SEED, SPEC) == close_window([b, a], T0, END, SEED, SPEC)
+    assert fingerprint([a, b], SEED) != fingerprint([a], SEED)
