@@ -125,7 +125,7 @@ class Connector:
         if not self.settings.ledger.enabled:
             return
         from connector.keystore import Keystore
-        from connector.ledger.writer import LedgerWriter
+        from connector.ledger.dispatcher import LedgerWriter
 
         keystore = Keystore(self.settings.keystore.path, self.settings.keystore.passphrase)
         writer = LedgerWriter(
