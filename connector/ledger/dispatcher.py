@@ -85,7 +85,7 @@ class LedgerMetrics:
             "connector_ledger_retried", "Failed attempts that will be retried", op, registry=registry
         )
         self.dead = PromCounter(
-            "connector_ledger_dead", "Transactions given up: rejected, or out of attempts", op, registry=registry
+            "connector_ledger_dead", "Transactions given up (rejected, out of tries)", op, registry=registry
         )
         self.recovered = PromCounter(
             "connector_ledger_head_recovered", "Chain heads re-discovered from the ledger", registry=registry

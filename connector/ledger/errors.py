@@ -42,7 +42,9 @@ class Classified:
     reason: str
 
 
-CONFLICT_MARKERS = ("(DuplicateTransaction)", "already spent", "(InputDoesNotExist)")
+CONFLICT_MARKERS = ("(DuplicateTransaction)", "(DoubleSpend)", "(InputDoesNotExist)")
+# "DoubleSpend: tx ... spends inputs twice" is a malformed tx of ours, not a conflict with the chain.
+SELF_DOUBLE_SPEND = "spends inputs twice"
 TRANSIENT_4XX = frozenset({401, 403, 404, 405, 408, 429})
 
 
@@ -62,7 +64,7 @@ def classify(exc: BaseException) -> Classified:
 def _classify_http(status: int, message: str) -> Classified:
     reason = f"HTTP {status}: {message}"[:500]
     if status == 400:
-        if any(marker in message for marker in CONFLICT_MARKERS):
+        if any(marker in message for marker in CONFLICT_MARKERS) and SELF_DOUBLE_SPEND not in message:
             return Classified(Verdict.CONFLICT, reason)
         return Classified(Verdict.PERMANENT, reason)
     if status >= 500 or status in TRANSIENT_4XX:
