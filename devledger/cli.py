@@ -1,7 +1,70 @@
-"""`smartmeter-connector devledger` (filled in by the dev ledger issue)."""
+"""`smartmeter-connector devledger`: run the dev ledger, or `--check` its block chain."""
+
+from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+from typing import Any
 
 
-def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the devledger sub-command."""
+    parser = sub.add_parser(
+        "devledger",
+        help="run a single-node ledger faithful to the BigchainDB 2.2.2 HTTP API",
+        description="A single-node BigchainDB 2.2.2-compatible ledger for development and demos.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9984, help="HTTP API port (default 9984)")
+    parser.add_argument("--ws-port", type=int, default=9985, help="websocket stream port (default 9985)")
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument("--data", metavar="DIR", help="keep the ledger in a SQLite file in DIR")
+    store.add_argument("--memory", action="store_true", help="keep the ledger in memory only")
+    parser.add_argument("--check", action="store_true", help="verify the block hash chain in --data and exit")
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace, settings: Any) -> int:
+    """Serve until SIGINT/SIGTERM (exit 0); with --check: 0 chain intact, 1 broken, 2 no ledger."""
+    if args.check:
+        return _check(args.data)
+    if not args.data and not args.memory:
+        print("devledger: give --data DIR or --memory", file=sys.stderr)
+        return 2
+    return _serve(args)
+
+
+def _check(data: str | None) -> int:
+    from devledger.chain import verify_chain
+    from devledger.errors import ChainBroken
+
+    if not data:
+        print("devledger --check needs --data DIR", file=sys.stderr)
+        return 2
+    try:
+        height = verify_chain(data)
+    except FileNotFoundError as exc:
+        print(f"devledger: no ledger at {exc}", file=sys.stderr)
+        return 2
+    except ChainBroken as exc:
+        print(f"devledger: chain BROKEN at height {exc.height}: {exc.reason}")
+        return 1
+    print(f"devledger: chain OK, {height} blocks")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from devledger.server import start_ledger
+
+    handle = start_ledger(args.host, args.port, args.ws_port, None if args.memory else args.data)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"devledger: listening on {handle.url} (stream {handle.ws_url})", flush=True)
+    try:
+        stop.wait()
+    finally:
+        handle.stop()
+    return 0

@@ -77,9 +77,8 @@ def resource(data: object, status: int = 200) -> Response:
 
 def make_error(status: int, message: str | None = None) -> Response:
     """BigchainDB's `make_error`."""
-    return jsonify(
-        {"message": "Not found" if message is None and status == 404 else message, "status": status}
-    )
+    text = "Not found" if message is None and status == 404 else message
+    return jsonify({"message": text, "status": status}, status)
 
 
 class LedgerApp:
