@@ -162,3 +162,9 @@ def test_window_energy_prefers_registers(
     assert result == total
     if total is not None:
         assert str(result) == str(total)
+
+
+def test_type_is_that_of_the_earliest_numeric_reading() -> None:
+    """When an attribute's type changes within a window, the summary reports the earliest reading's type."""
+    readings = [rd("P", 20, "2", attr_type="Float"), rd("P", 0, "x", attr_type="Text"), rd("P", 10, "1")]
+    assert one(readings)["type"] == "Number"
