@@ -1,0 +1,326 @@
+"""The relay: confirmed windows -> outbox rows -> one recordIntervals batch per interval -> final.
+
+The connector's scheduler calls `enqueue`, `dispatch_once`, `confirm_once` and `settle_once` periodically;
+nothing here starts threads. Every outcome is logged as `ethereum.relay.<outcome>` and counted in
+`connector_eth_relay_total{outcome}`; `dead` and `conflict` are alerts (logged at error level).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+from eth_account.signers.local import LocalAccount
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from web3 import Web3
+from web3.exceptions import TransactionNotFound
+from web3.logs import DISCARD
+
+from connector.context import utc_now
+from connector.ethereum import outbox
+from connector.ethereum.client import connect, contract_address, reporter_account, settlement_contract
+from connector.ethereum.contract import record_slots, unix_seconds
+from connector.ethereum.errors import Action, classify, describe
+from connector.ethereum.models import RelayOutbox
+from connector.ethereum.sender import FeeCapReached, Fees, Sender
+from connector.settings import Settings
+from connector.store.db import Store
+
+BATCH_BASE_GAS = 60_000
+PER_METER_GAS_BOUND = 55_000  # a meter's first record (new chain head slot) costs about 50k
+log = structlog.get_logger("connector.ethereum.relay")
+
+
+class RelayService:
+    """Relays confirmed windows to the settlement contract with one key and one local nonce."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        w3: Web3 | None = None,
+        account: LocalAccount | None = None,
+        address: str | None = None,
+        registry: CollectorRegistry | None = None,
+        stuck_after: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.eth = settings.ethereum
+        self.store = store
+        self.clock = clock
+        self.w3 = w3 or connect(self.eth.rpc_url)
+        self.account = account or reporter_account(settings)
+        self.sender = Sender(self.w3, self.account, self.eth.max_fee_gwei, self.eth.priority_fee_gwei)
+        self._address = address
+        self.stuck_after = stuck_after
+        self.counter = Counter(
+            "connector_eth_relay", "Relay outcomes", ["outcome"], registry=registry or CollectorRegistry()
+        )
+
+    @property
+    def contract(self) -> Any:
+        if self._address is None:
+            self._address = contract_address(self.settings, self.store)
+        return settlement_contract(self.w3, self._address)
+
+    @property
+    def batch_size(self) -> int:
+        """Meters per batch so that even first-time meters stay under ethereum.gas_cap."""
+        return max(1, (self.eth.gas_cap - BATCH_BASE_GAS) // PER_METER_GAS_BOUND)
+
+    def _count(self, outcome: str, n: int = 1, **fields: Any) -> None:
+        if n:
+            self.counter.labels(outcome).inc(n)
+            level = log.error if outcome in ("dead", "conflict") else log.info
+            level(f"ethereum.relay.{outcome}", count=n, **fields)
+
+    # ----- enqueue -----
+
+    def enqueue(self, limit: int = 5000) -> int:
+        """Add one relay row per confirmed window that has none (idempotent); returns rows added."""
+        now = self.clock()
+        try:
+            with self.store.begin() as conn:
+                values = [
+                    outbox.relay_values(row, now)
+                    for row in outbox.confirmed_windows_without_relay(conn, limit)
+                ]
+                outbox.insert_relays(conn, values)
+        except IntegrityError:
+            return 0  # another enqueuer won the race; the next poll sees its rows
+        self._count("enqueued", sum(v["status"] == "pending" for v in values))
+        self._count("dead", sum(v["status"] == "dead" for v in values), reason="invalid window")
+        return len(values)
+
+    # ----- dispatch -----
+
+    def dispatch_once(self) -> int:
+        """Send one batch (the oldest due interval, up to the gas cap); returns the rows sent."""
+        now = self.clock()
+        with self.store.reading() as conn:
+            rows = outbox.due_batch(conn, now, self.batch_size)
+        if not rows:
+            return 0
+        call, access_list = self._record_call(rows)
+        try:
+            gas = self._estimate(call, access_list)
+        except Exception as exc:
+            self._send_failed(rows, exc, now)
+            return 0
+        with self.store.begin() as conn:
+            outbox.schedule_attempt(conn, rows, now)
+        tx = {"to": self.contract.address, "data": call._encode_transaction_data(), "accessList": access_list}
+        try:
+            sent = self.sender.send(tx, gas)
+        except Exception as exc:
+            self._send_failed(rows, exc, now)
+            return 0
+        self._record_sent(rows, sent, "record", now)
+        return len(rows)
+
+    def _record_call(self, rows: list[RelayOutbox]) -> tuple[Any, list[dict[str, Any]]]:
+        start = unix_seconds(rows[0].interval_start)
+        keys = [bytes.fromhex(r.meter_key) for r in rows]
+        call = self.contract.functions.recordIntervals(
+            start,
+            keys,
+            [r.energy_wh for r in rows],
+            [bytes.fromhex(r.fingerprint) for r in rows],
+            [bytes.fromhex(r.ledger_tx_id) for r in rows],
+        )
+        slots = [slot for key in keys for slot in record_slots(key, start)]
+        access_list = [{"address": self.contract.address, "storageKeys": ["0x" + s.hex() for s in slots]}]
+        return call, access_list
+
+    def _estimate(self, call: Any, access_list: list[dict[str, Any]]) -> int:
+        estimate = int(call.estimate_gas({"from": self.sender.address, "accessList": access_list}))
+        return min(self.eth.gas_cap, estimate * 6 // 5)
+
+    def _send_failed(self, rows: list[RelayOutbox], exc: Exception, now: datetime) -> None:
+        action = classify(exc)
+        ids = [r.id for r in rows]
+        error = describe(exc)
+        with self.store.begin() as conn:
+            if action is Action.REVERT:
+                outbox.mark(conn, ids, now, status="dead", last_error=error)
+            else:
+                outbox.mark(conn, ids, now, last_error=error)
+                worn = [r.id for r in rows if r.attempts >= self.eth.max_attempts]
+                outbox.mark(conn, worn, now, status="dead")
+        if action is Action.REVERT:
+            self._count("dead", len(ids), reason=error)
+        else:
+            self._count("retried", len(ids), reason=error, fee_cap=isinstance(exc, FeeCapReached))
+
+    def _record_sent(self, rows: list[Any], sent: Any, kind: str, now: datetime) -> None:
+        with self.store.begin() as conn:
+            tx_id = outbox.add_transaction(
+                conn,
+                kind=kind,
+                interval_start=rows[0].interval_start,
+                sender=self.sender.address,
+                nonce=sent.nonce,
+                tx_hash=sent.tx_hash,
+                max_fee_wei=sent.fees.max_fee,
+                priority_fee_wei=sent.fees.priority_fee,
+                gas_limit=sent.gas,
+                status="sent",
+                sent_at=now,
+                updated_at=now,
+            )
+            ids = [r.id for r in rows]
+            if kind == "record":
+                outbox.mark(conn, ids, now, status="sent", transaction_id=tx_id, last_error=None)
+            else:
+                outbox.mark(conn, ids, now, settle_transaction_id=tx_id)
+        self._count(f"{kind}_sent", len(rows), tx_hash=sent.tx_hash, nonce=sent.nonce)
+
+    # ----- settle -----
+
+    def settle_once(self) -> int:
+        """Send one settle() for final rows that have an uploaded plan; returns the rows covered."""
+        now = self.clock()
+        with self.store.reading() as conn:
+            rows = outbox.settle_batch(conn, self.batch_size)
+        if not rows:
+            return 0
+        call = self.contract.functions.settle(
+            unix_seconds(rows[0].interval_start), [bytes.fromhex(r.meter_key) for r in rows]
+        )
+        try:
+            gas = min(self.eth.gas_cap, int(call.estimate_gas({"from": self.sender.address})) * 6 // 5)
+            sent = self.sender.send(
+                {"to": self.contract.address, "data": call._encode_transaction_data()}, gas
+            )
+        except Exception as exc:
+            self._count("settle_retried", len(rows), reason=describe(exc))
+            return 0
+        self._record_sent(rows, sent, "settle", now)
+        return len(rows)
+
+    # ----- confirm -----
+
+    def confirm_once(self) -> int:
+        """Follow every open transaction: final after N confirmations, re-send what fell out, replace
+        what is stuck. Returns the relay rows that became final."""
+        with self.store.reading() as conn:
+            txs = outbox.open_transactions(conn)
+        head = int(self.w3.eth.block_number) if txs else 0
+        return sum(self._follow(tx, head) for tx in txs)
+
+    def _follow(self, tx: Any, head: int) -> int:
+        now = self.clock()
+        found = self._receipt(tx)
+        if found is None:
+            if tx.status == "mined" or not self._known(tx.tx_hash):
+                self._dropped(tx, now)
+            elif (now - tx.updated_at).total_seconds() >= self.stuck_after:
+                self._replace(tx, now)
+            return 0
+        tx_hash, receipt = found
+        confirmations = head - int(receipt["blockNumber"]) + 1
+        final = receipt["status"] == 1 and confirmations >= self.eth.confirmations
+        status = "reverted" if receipt["status"] != 1 else ("final" if final else "mined")
+        with self.store.begin() as conn:
+            outbox.update_transaction(
+                conn,
+                tx.id,
+                now,
+                status=status,
+                tx_hash=tx_hash,
+                block_number=int(receipt["blockNumber"]),
+                block_hash="0x" + bytes(receipt["blockHash"]).hex(),
+                gas_used=int(receipt["gasUsed"]),
+            )
+            if tx.kind == "record" and status in ("final", "reverted"):
+                ids = self._rows_of(conn, tx.id)
+                values = (
+                    {"status": "final", "final_at": now}
+                    if final
+                    else {"status": "dead", "last_error": "reverted"}
+                )
+                outbox.mark(conn, ids, now, **values)
+        return self._after_receipt(tx, receipt, status)
+
+    def _after_receipt(self, tx: Any, receipt: Any, status: str) -> int:
+        if status == "reverted":
+            self._count("dead", 1, tx_hash=tx.tx_hash, reason="transaction reverted")
+            return 0
+        if status != "final" or tx.kind != "record":
+            return 0
+        conflicts = self.contract.events.RecordConflict().process_receipt(receipt, errors=DISCARD)
+        for event in conflicts:
+            self._count("conflict", 1, meter_key=bytes(event["args"]["meterId"]).hex(), tx_hash=tx.tx_hash)
+        with self.store.reading() as conn:
+            n = len(self._rows_of(conn, tx.id))
+        self._count("final", n, tx_hash=tx.tx_hash, block=int(receipt["blockNumber"]))
+        return n
+
+    def _rows_of(self, conn: Any, tx_id: int) -> list[int]:
+        query = select(RelayOutbox.id).where(RelayOutbox.transaction_id == tx_id)
+        return [int(i) for i in conn.execute(query).scalars()]
+
+    def _receipt(self, tx: Any) -> tuple[str, Any] | None:
+        for tx_hash in reversed(json.loads(tx.tx_hashes)):
+            try:
+                return tx_hash, self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                continue
+        return None
+
+    def _known(self, tx_hash: str) -> bool:
+        try:
+            self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return False
+        return True
+
+    def _dropped(self, tx: Any, now: datetime) -> None:
+        """The transaction fell out (reorg, node restart): its rows go back to pending and are sent again."""
+        self.sender.resync()
+        with self.store.begin() as conn:
+            outbox.update_transaction(conn, tx.id, now, status="dropped")
+            if tx.kind == "record":
+                ids = self._rows_of(conn, tx.id)
+                outbox.mark(conn, ids, now, status="pending", transaction_id=None, next_attempt_at=now)
+            else:
+                _unlink_settle(conn, tx.id, now)
+        self._count("resent", 1, tx_hash=tx.tx_hash, kind=tx.kind)
+
+    def _replace(self, tx: Any, now: datetime) -> None:
+        """Same nonce, same call, fees +12.5 % (within the cap): replaces a transaction stuck in the pool."""
+        original = self.w3.eth.get_transaction(tx.tx_hash)
+        call = {"to": original["to"], "data": original["input"], "accessList": original.get("accessList", [])}
+        try:
+            fees = self.sender.bumped(Fees(int(tx.max_fee_wei), int(tx.priority_fee_wei)))
+            sent = self.sender.send(call, int(tx.gas_limit), fees=fees, nonce=int(tx.nonce))
+        except Exception as exc:  # the next confirm_once looks again; a mined original shows up there
+            self._count("replace_failed", 1, tx_hash=tx.tx_hash, reason=describe(exc))
+            return
+        hashes = [*json.loads(tx.tx_hashes), sent.tx_hash]
+        with self.store.begin() as conn:
+            outbox.update_transaction(
+                conn,
+                tx.id,
+                now,
+                tx_hash=sent.tx_hash,
+                tx_hashes=json.dumps(hashes),
+                max_fee_wei=fees.max_fee,
+                priority_fee_wei=fees.priority_fee,
+            )
+        self._count("replaced", 1, old=tx.tx_hash, new=sent.tx_hash, max_fee=fees.max_fee)
+
+
+def _unlink_settle(conn: Any, tx_id: int, now: datetime) -> None:
+    conn.execute(
+        update(RelayOutbox)
+        .where(RelayOutbox.settle_transaction_id == tx_id)
+        .values(settle_transaction_id=None, updated_at=now)
+    )
