@@ -7,10 +7,12 @@ fails, so the error text is jsonschema's best match (BigchainDB answers `Invalid
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
 import rapidjson
+from jsonschema.exceptions import ValidationError
 
 _SHA3 = {"type": "string", "pattern": "[0-9a-f]{64}"}
 _BASE58 = {"type": "string", "pattern": "[1-9a-zA-Z^OIl]{43,44}"}
@@ -179,12 +181,34 @@ TRANSFER_SCHEMA: dict[str, Any] = {
 }
 
 
+def _min_properties(validator: Any, minimum: int, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "object") and len(instance) < minimum:
+        yield ValidationError(f"{instance!r} does not have enough properties")
+
+
+def _min_items(validator: Any, minimum: int, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "array") and len(instance) < minimum:
+        yield ValidationError(f"{instance!r} is too short")
+
+
+def _max_items(validator: Any, maximum: int, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "array") and len(instance) > maximum:
+        yield ValidationError(f"{instance!r} is too long")
+
+
+# BigchainDB 2.2.2 runs jsonschema 2.x; newer releases reworded these three messages, so restore them.
+_Draft4 = jsonschema.validators.extend(
+    jsonschema.Draft4Validator,
+    {"minProperties": _min_properties, "minItems": _min_items, "maxItems": _max_items},
+)
+
+
 class SchemaCheck:
     """One schema, checked fast with rapidjson and explained with jsonschema."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self._fast = rapidjson.Validator(json.dumps(schema))
-        self._slow = jsonschema.Draft4Validator(schema)
+        self._slow = _Draft4(schema)
 
     def error(self, instance: object, serialized: str) -> str | None:
         """None when `instance` (whose JSON text is `serialized`) is valid, else jsonschema's message."""

@@ -21,7 +21,9 @@ def test_create_then_transfer_round_trip(bdb: BigchainDB, alice, bob) -> None:
     assert bdb.transactions.send_commit(moved) == moved
     assert bdb.transactions.retrieve(moved["id"]) == moved
     assert [t["id"] for t in bdb.transactions.get(asset_id=created["id"])] == [created["id"], moved["id"]]
-    assert [t["id"] for t in bdb.transactions.get(asset_id=created["id"], operation="TRANSFER")] == [moved["id"]]
+    assert [t["id"] for t in bdb.transactions.get(asset_id=created["id"], operation="TRANSFER")] == [
+        moved["id"]
+    ]
 
 
 def test_unspent_outputs_move_from_sender_to_recipient(bdb: BigchainDB, alice, bob) -> None:
@@ -33,8 +35,12 @@ def test_unspent_outputs_move_from_sender_to_recipient(bdb: BigchainDB, alice, b
     moved = transfer([spend_input(created)], created["id"], bob.public_key, alice.private_key)
     bdb.transactions.send_commit(moved)
     assert bdb.outputs.get(alice.public_key, spent=False) == []
-    assert bdb.outputs.get(alice.public_key, spent=True) == [{"transaction_id": created["id"], "output_index": 0}]
-    assert bdb.outputs.get(bob.public_key, spent=False) == [{"transaction_id": moved["id"], "output_index": 0}]
+    assert bdb.outputs.get(alice.public_key, spent=True) == [
+        {"transaction_id": created["id"], "output_index": 0}
+    ]
+    assert bdb.outputs.get(bob.public_key, spent=False) == [
+        {"transaction_id": moved["id"], "output_index": 0}
+    ]
     assert len(bdb.outputs.get(alice.public_key)) == 1
 
 
@@ -43,7 +49,10 @@ def test_divisible_amounts_and_overspend_message(bdb: BigchainDB, alice, bob) ->
     created = create(alice, recipients=[([alice.public_key], 10)])
     bdb.transactions.send_commit(created)
     split = transfer(
-        [spend_input(created)], created["id"], [([bob.public_key], 3), ([alice.public_key], 7)], alice.private_key
+        [spend_input(created)],
+        created["id"],
+        [([bob.public_key], 3), ([alice.public_key], 7)],
+        alice.private_key,
     )
     bdb.transactions.send_commit(split)
     assert [o["amount"] for o in bdb.transactions.retrieve(split["id"])["outputs"]] == ["3", "7"]
@@ -83,7 +92,8 @@ def test_conflicting_transfers_at_once_commit_once(bdb: BigchainDB, alice, bob) 
     created = create(alice)
     bdb.transactions.send_commit(created)
     spends = [
-        transfer([spend_input(created)], created["id"], bob.public_key, alice.private_key, {"n": n}) for n in range(8)
+        transfer([spend_input(created)], created["id"], bob.public_key, alice.private_key, {"n": n})
+        for n in range(8)
     ]
     outcomes: list[str] = []
 
@@ -119,7 +129,9 @@ def test_two_of_two_threshold_output_spent_with_both_keys(bdb: BigchainDB, alice
     )
     both = fulfill_transaction(carol, private_keys=[alice.private_key, bob.private_key])
     assert bdb.transactions.send_commit(both) == both
-    assert bdb.outputs.get(bob.public_key, spent=True) == [{"transaction_id": created["id"], "output_index": 0}]
+    assert bdb.outputs.get(bob.public_key, spent=True) == [
+        {"transaction_id": created["id"], "output_index": 0}
+    ]
 
 
 def test_blocks_and_heights(bdb: BigchainDB, alice) -> None:
@@ -144,7 +156,9 @@ def test_last_tx_and_async_sync_modes(bdb: BigchainDB, alice, bob) -> None:
     assert bdb.transactions.send_sync(moved) == moved
     back = transfer([spend_input(moved)], created["id"], alice.public_key, bob.private_key)
     bdb.transactions.send_commit(back)
-    assert [t["id"] for t in bdb.transactions.get(asset_id=created["id"], operation="CREATE")] == [created["id"]]
+    assert [t["id"] for t in bdb.transactions.get(asset_id=created["id"], operation="CREATE")] == [
+        created["id"]
+    ]
     latest = bdb.transport.forward_request(
         "GET", "/api/v1/transactions", params={"asset_id": created["id"], "last_tx": "true"}
     )
