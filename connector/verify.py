@@ -137,8 +137,9 @@ class DriverLedger:
     def _call(fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return fn(*args)
-        except (BigchaindbException, RequestException, ValueError) as exc:
-            # Connection failures, timeouts, 4xx/5xx and unparsable bodies all mean "cannot read it now".
+        except (BigchaindbException, RequestException, OSError, ValueError) as exc:
+            # Connection failures, timeouts (the driver raises the builtin TimeoutError, an OSError), 4xx/5xx
+            # and unparsable bodies all mean "cannot read it now".
             raise LedgerReadError(f"the ledger cannot be read: {type(exc).__name__}") from exc
 
 

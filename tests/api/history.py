@@ -1,0 +1,147 @@
+"""Meter histories for the API tests: readings, windows closed with the real fingerprint core, and their
+TRANSFERs anchored on a live dev ledger by the real ledger writer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import insert, select, update
+
+from connector.fingerprint import chain_seed, close_window
+from connector.keystore import Keystore
+from connector.ledger.dispatcher import LedgerWriter
+from connector.ledger.outbox import enqueue_create, enqueue_transfer
+from connector.readings import StoredReading
+from connector.settings import Settings
+from connector.store.db import Store
+from connector.store.models import LedgerOutbox, Meter, Reading, Window
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+WINDOW = timedelta(minutes=15)
+
+
+@dataclass
+class MeterHistory:
+    meter_id: int
+    entity_id: str
+    windows: list[datetime]
+
+
+def add_meter(store: Store, entity_id: str, tenant: str = "", path: str = "/", type_: str = "SMX") -> int:
+    """Insert a meter with its real chain seed; returns its id."""
+    seed = chain_seed(tenant, path, entity_id)
+    with store.begin() as conn:
+        values = dict(tenant=tenant, service_path=path, entity_id=entity_id, entity_type=type_, first_seen=T0)
+        values.update(chain_seed=seed, chain_head=seed, late_since_close=0)
+        meter_id = int(conn.execute(insert(Meter).values(**values)).inserted_primary_key[0])
+        enqueue_create(conn, meter_id, T0)
+    return meter_id
+
+
+def minute_readings(start: datetime, minutes: int = 15, base: int = 0) -> list[StoredReading]:
+    """One power (W) and one register (kWh) reading per minute, deterministic values."""
+    out = []
+    for m in range(minutes):
+        at = start + timedelta(minutes=m, seconds=7)
+        p = Decimal(1000 + (base + m) % 50 * 3) / 2
+        e = Decimal(base * 15 + m) / 1000 + 100
+        out.append(StoredReading("P", "Number", at, json.dumps(float(p)), p, "W"))
+        out.append(StoredReading("E", "Number", at, json.dumps(float(e)), e, "kWh"))
+    return out
+
+
+def close_windows(
+    store: Store, settings: Settings, meter_id: int, n: int, start: datetime = T0, anchor: bool = True
+) -> list[datetime]:
+    """Store `n` windows of minute readings from `start`, closed with the fingerprint core and queued
+    for the ledger (when `anchor`). Returns the window starts."""
+    starts = []
+    with store.begin() as conn:
+        meter = conn.execute(select(Meter).where(Meter.id == meter_id)).one()
+        head = meter.chain_head
+        for i in range(n):
+            ws = start + i * WINDOW
+            readings = minute_readings(ws, base=i)
+            _insert_readings(conn, meter_id, ws, readings)
+            cw = close_window(readings, ws, ws + WINDOW, head, lambda a: settings.attribute_spec("SMX", a))
+            window_id = _insert_window(conn, meter_id, cw)
+            if anchor:
+                enqueue_transfer(conn, meter_id, window_id, int(ws.timestamp()), T0)
+            head = cw.chain_hash
+            starts.append(ws)
+        conn.execute(update(Meter).where(Meter.id == meter_id).values(chain_head=head, last_window_start=ws))
+    return starts
+
+
+def _insert_readings(conn, meter_id: int, ws: datetime, readings: list[StoredReading]) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        dict(
+            meter_id=meter_id,
+            attr=r.attr,
+            attr_type=r.attr_type,
+            observed_at=r.observed_at,
+            received_at=r.observed_at + timedelta(seconds=1),
+            time_source="TimeInstant",
+            value_json=r.value_json,
+            number=None if r.number is None else str(r.number),
+            unit=r.unit,
+            window_start=ws,
+            late=False,
+        )
+        for r in readings
+    ]
+    conn.execute(insert(Reading), rows)
+
+
+def _insert_window(conn, meter_id: int, cw) -> int:  # type: ignore[no-untyped-def]
+    values = dict(
+        meter_id=meter_id,
+        start=cw.start,
+        end=cw.end,
+        closed_at=cw.end + timedelta(minutes=2),
+        reading_count=cw.reading_count,
+        duplicate_count=0,
+        late_count=0,
+        summary_json=cw.summary_json,
+        energy_wh=None if cw.energy_wh is None else str(cw.energy_wh),
+        fingerprint=cw.fingerprint,
+        prev_chain_hash=cw.prev_chain_hash,
+        chain_hash=cw.chain_hash,
+    )
+    return int(conn.execute(insert(Window).values(**values)).inserted_primary_key[0])
+
+
+def anchor(store: Store, settings: Settings, keystore: Keystore, urls: list[str]) -> None:
+    """Run the real ledger writer until every outbox row is confirmed (asserts it)."""
+    # The real clock: the rows were queued at T0, in 2024, and must be due.
+    writer = LedgerWriter(settings, store, keystore, urls, lambda: datetime.now(UTC))
+    for _ in range(20):
+        writer.dispatch_once()
+        with store.reading() as conn:
+            open_rows = conn.execute(select(LedgerOutbox.id).where(LedgerOutbox.status != "confirmed")).all()
+        if not open_rows:
+            return
+    raise AssertionError(f"{len(open_rows)} outbox rows not confirmed")
+
+
+def add_late_reading(store: Store, meter_id: int, ws: datetime) -> None:
+    """A reading of window `ws` that arrived after the window closed (late: not in its fingerprint)."""
+    with store.begin() as conn:
+        conn.execute(
+            insert(Reading).values(
+                meter_id=meter_id,
+                attr="P",
+                attr_type="Number",
+                observed_at=ws + timedelta(minutes=3, seconds=30),
+                received_at=ws + timedelta(hours=1),
+                time_source="TimeInstant",
+                value_json="777",
+                number="777",
+                unit="W",
+                window_start=ws,
+                late=True,
+            )
+        )
