@@ -27,7 +27,7 @@ def test_create_then_transfer_round_trip(bdb: BigchainDB, alice, bob) -> None:
 
 
 def test_unspent_outputs_move_from_sender_to_recipient(bdb: BigchainDB, alice, bob) -> None:
-    """Unspent outputs go 1 -> 0 for the sender and 0 -> 1 for the recipient; spent=true shows the spent one."""
+    """Unspent outputs go 1 -> 0 for the sender and 0 -> 1 for the recipient; spent=true lists it."""
     created = create(alice)
     bdb.transactions.send_commit(created)
     assert len(bdb.outputs.get(alice.public_key, spent=False)) == 1
@@ -135,7 +135,7 @@ def test_two_of_two_threshold_output_spent_with_both_keys(bdb: BigchainDB, alice
 
 
 def test_blocks_and_heights(bdb: BigchainDB, alice) -> None:
-    """blocks.get finds a committed tx's height (from 1); blocks.retrieve returns it; unknown ids give None."""
+    """blocks.get gives a committed tx's height (from 1), blocks.retrieve the block; unknown: None."""
     created = create(alice)
     bdb.transactions.send_commit(created)
     height = bdb.blocks.get(txid=created["id"])
@@ -149,7 +149,7 @@ def test_blocks_and_heights(bdb: BigchainDB, alice) -> None:
 
 
 def test_last_tx_and_async_sync_modes(bdb: BigchainDB, alice, bob) -> None:
-    """send_async and send_sync answer the tx and it becomes queryable; last_tx gives the newest of an asset."""
+    """send_async/send_sync answer the tx, which becomes queryable; last_tx gives an asset's newest."""
     created = create(alice)
     assert bdb.transactions.send_async(created) == created
     moved = transfer([spend_input(created)], created["id"], bob.public_key, alice.private_key)

@@ -62,8 +62,8 @@ def test_bad_key_names(ledger, alice, where, key) -> None:
     tx = create(alice, nested if where == "asset" else None, nested if where == "metadata" else None)
     expected = invalid(
         "ValidationError",
-        f'Invalid key name "{key}" in {where} object. The key name cannot contain characters ".", "$" or null '
-        "characters",
+        f'Invalid key name "{key}" in {where} object. The key name cannot contain characters ".", "$" '
+        "or null characters",
     )
     assert post(ledger, tx).text == expected
 
@@ -74,8 +74,8 @@ def test_language_values(ledger, alice) -> None:
     answer = post(ledger, create(alice, {"deep": {"language": "klingon"}}))
     assert answer.text == invalid(
         "ValidationError",
-        'MongoDB does not support text search for the language "klingon". If you do not understand this error '
-        'message then please rename key/field "language" to something else like "lang".',
+        'MongoDB does not support text search for the language "klingon". If you do not understand this '
+        'error message then please rename key/field "language" to something else like "lang".',
     )
 
 
@@ -87,7 +87,7 @@ def test_zero_amount(ledger, alice) -> None:
 
 
 def test_duplicate_and_bad_signature(ledger, alice) -> None:
-    """A committed CREATE posted again is a DuplicateTransaction; an edited signed body an InvalidSignature."""
+    """A committed CREATE posted again: DuplicateTransaction; an edited signed body: InvalidSignature."""
     tx = create(alice, metadata={"v": 1})
     assert post(ledger, tx).status_code == 202
     assert post(ledger, tx).text == invalid(
@@ -101,7 +101,7 @@ def test_duplicate_and_bad_signature(ledger, alice) -> None:
 
 
 def test_transfer_errors_in_order(ledger, alice, bob) -> None:
-    """Missing input, double spend, twice in one tx, asset mismatch and a foreign key, with BigchainDB's texts."""
+    """Missing input, double spend, twice in one tx, asset mismatch, foreign key: BigchainDB's texts."""
     first, second = create(alice), create(alice)
     post(ledger, first)
     post(ledger, second)

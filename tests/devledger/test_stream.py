@@ -13,7 +13,7 @@ from .conftest import create, spend_input, transfer
 
 
 def test_ten_async_creates_each_seen_within_5s(ledger, bdb, alice, bob) -> None:
-    """Ten send_async CREATEs and a TRANSFER each arrive as one frame with height, asset_id, transaction_id."""
+    """Ten send_async CREATEs and a TRANSFER each arrive as a frame: height, asset_id, transaction_id."""
     with connect(ledger.ws_url) as ws:
         sent = [create(alice) for _ in range(10)]
         started = time.monotonic()
