@@ -62,11 +62,11 @@ def _attrs(settings: Settings, entity_type: str) -> tuple[list[str], list[str]]:
     """(attributes whose change triggers a notification, attributes sent); empty lists mean all."""
     et = settings.entity_types.get(entity_type)
     wanted = list(et.subscribe_attrs) if et else []
-    if not wanted:
+    if et is None or not wanted:
         return [], []
     watched = [a for a in wanted if a != "TimeInstant"]
     # The meter's identity facts must reach the connector even when only measurements are configured.
-    extra = [a for a in (et.serial_number_attr, et.manufacturer_attr) if et and a and a not in wanted]
+    extra = [a for a in (et.serial_number_attr, et.manufacturer_attr) if a and a not in wanted]
     return watched, wanted + extra
 
 

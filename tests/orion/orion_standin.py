@@ -16,6 +16,8 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from .receiver import QuietHandler
+
 V2 = "/v2/subscriptions"
 LD = "/ngsi-ld/v1/subscriptions"
 V2_FORMATS = {"normalized", "keyValues", "values", "simplifiedNormalized", "simplifiedKeyValues"}  # 4.x
@@ -354,7 +356,9 @@ class Served:
 
     def __init__(self) -> None:
         self.orion = OrionStandIn()
-        self.server = make_server("127.0.0.1", 0, self.orion.app(), threaded=True)
+        self.server = make_server(
+            "127.0.0.1", 0, self.orion.app(), threaded=True, request_handler=QuietHandler
+        )
         self.orion.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
