@@ -6,6 +6,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def run(receiver: Receiver, **kw) -> tuple:
-    values = {
+    values: dict[str, Any] = {
         "meters": 2,
         "rounds": 1,
         "speedup": 0,
