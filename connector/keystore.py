@@ -156,6 +156,7 @@ class Keystore:
         """Every entry, sorted by kind and name; opens no secret."""
         if not self.path.is_dir():
             return []
+        self._open()  # a wrong passphrase is an error here too, not a silent listing
         entries = []
         for file in sorted(self.path.glob("*-*.json")):
             record = self._load_file(file)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import delete, select, update
 
@@ -151,3 +156,28 @@ def test_store_rolled_back_recovers_head(store, clock, make_writer, devledger) -
         rows = conn.execute(select(LedgerOutbox.status, LedgerOutbox.tx_id)).all()
     assert head == txs[-1]["id"]
     assert {r.status for r in rows} == {"confirmed"} and {r.tx_id for r in rows} <= {t["id"] for t in txs}
+
+
+def test_sigkill_between_send_and_confirm(store, tmp_path, make_writer, devledger) -> None:
+    """A writer killed after every send (before confirming) still ends with exactly one tx per window."""
+    now = datetime.now(UTC)
+    meter_id = register(store, "urn:ngsi-ld:SMX:killed", now)
+    for w in range(3):
+        close_window(store, meter_id, w, now)
+    config = {"store": store.url, "keystore": str(tmp_path / "keystore"), "ledger": devledger.url}
+    script = Path(__file__).with_name("writer_process.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    codes = []
+    for _ in range(12):
+        proc = subprocess.run([sys.executable, str(script), json.dumps(config)], env=env, timeout=60)
+        codes.append(proc.returncode)
+        if proc.returncode == 0:
+            break
+    assert codes.count(-signal.SIGKILL) == 4 and codes[-1] == 0  # killed once per transaction
+    txs = history(devledger, store, meter_id)
+    assert len(txs) == 4
+    assert_linear(txs)
+    with store.reading() as conn:
+        rows = conn.execute(select(LedgerOutbox).order_by(LedgerOutbox.seq)).all()
+    assert [r.tx_id for r in rows] == [t["id"] for t in txs]
+    assert all(r.status == "confirmed" for r in rows)
