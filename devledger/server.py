@@ -10,6 +10,7 @@ Port 0 picks a free port; `data_dir=None` keeps everything in memory.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ def start_ledger(
     ledger.start()
     handle = LedgerHandle(host, 0, stream.port, [storage.close, ledger.stop, stream.stop])
     app = LedgerApp(ledger, handle.ws_url, _validator_key(storage))
+    # waitress warns "Task queue depth is N" whenever requests wait for a thread; under load that is normal.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     http = create_server(
         app,
         host=host,
