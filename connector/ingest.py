@@ -14,8 +14,9 @@ from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.fingerprint import chain_seed
@@ -56,38 +57,53 @@ def canonical_value(value: object) -> str:
 
 
 def write_batch(conn: Connection, items: list[Incoming], settings: Settings) -> list[IngestResult]:
-    """Store every item's readings inside `conn`'s transaction; return one result per item, in order."""
-    results = []
-    for item in items:
-        results.append(_write_one(conn, item, settings))
+    """Store every item's readings inside `conn`'s transaction; return one result per item, in order.
+
+    The whole group costs one meter lookup, one readings insert and one pending-window upsert, whatever
+    the number of notifications in it (plus a registration per meter seen for the first time).
+    """
+    results = [IngestResult() for _ in items]
+    wanted: dict[MeterKey, tuple[str, int]] = {}  # meter -> (entity type, first item carrying it)
+    for i, item in enumerate(items):
+        for r in item.parsed.readings:
+            wanted.setdefault(
+                (item.headers.tenant, item.headers.service_path, r.entity_id), (r.entity_type, i)
+            )
+    meters = _select_meters(conn, list(wanted))
+    for key, (entity_type, i) in wanted.items():
+        if key not in meters:
+            meters[key] = _register_meter(conn, key, entity_type, items[i], settings)
+            results[i].new_meters.append(key[2])
+    rows, owner, attempted = _reading_rows(items, meters, settings.window.length)
+    _insert_readings(conn, rows, owner, attempted, results)
+    for item, result in zip(items, results, strict=True):
+        result.duplicates = len(item.parsed.readings) - result.accepted
     return results
 
 
-def _write_one(conn: Connection, item: Incoming, settings: Settings) -> IngestResult:
-    result = IngestResult()
-    by_entity: dict[str, list[NgsiReading]] = {}
-    for r in item.parsed.readings:
-        by_entity.setdefault(r.entity_id, []).append(r)
-    for entity_id, readings in by_entity.items():
-        key = (item.headers.tenant, item.headers.service_path, entity_id)
-        meter_id, frontier, created = _meter_for(conn, key, readings[0].entity_type, item, settings)
-        if created:
-            result.new_meters.append(entity_id)
-        _store_readings(conn, meter_id, frontier, readings, item, settings, result)
-    return result
+def _select_meters(conn: Connection, keys: list[MeterKey]) -> dict[MeterKey, tuple[int, datetime | None]]:
+    """Existing meters among `keys`: id and closed-window frontier.
 
-
-def _meter_for(
-    conn: Connection, key: MeterKey, entity_type: str, item: Incoming, settings: Settings
-) -> tuple[int, datetime | None, bool]:
-    """The meter's id and closed-window frontier, registering it (and its CREATE) on first sight.
-
-    On PostgreSQL the row is read FOR SHARE so the window closer (FOR UPDATE) cannot close a window of
-    this meter between our lateness check and our commit; SQLite transactions are already serialized.
+    On PostgreSQL the rows are read FOR SHARE so the window closer (FOR UPDATE) cannot close a window of
+    these meters between our lateness check and our commit; SQLite write transactions are serialized.
     """
-    row = _select_meter(conn, key)
-    if row is not None:
-        return row[0], row[1], False
+    found: dict[MeterKey, tuple[int, datetime | None]] = {}
+    for chunk in range(0, len(keys), 300):
+        part = keys[chunk : chunk + 300]
+        q = select(
+            Meter.tenant, Meter.service_path, Meter.entity_id, Meter.id, Meter.last_window_start
+        ).where(tuple_(Meter.tenant, Meter.service_path, Meter.entity_id).in_(part))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(read=True)
+        for t, sp, e, mid, frontier in conn.execute(q):
+            found[(t, sp, e)] = (mid, frontier)
+    return found
+
+
+def _register_meter(
+    conn: Connection, key: MeterKey, entity_type: str, item: Incoming, settings: Settings
+) -> tuple[int, datetime | None]:
+    """Register a meter seen for the first time, and queue its CREATE in the same transaction."""
     attrs = item.parsed.entity_attrs.get(key[2], {})
     et = settings.entity_types.get(entity_type)
     seed = chain_seed(*key)
@@ -106,21 +122,9 @@ def _meter_for(
     ins = _insert(conn, Meter).values(**values).on_conflict_do_nothing().returning(Meter.id)
     new_id = conn.execute(ins).scalar()
     if new_id is None:  # another process registered it first
-        row = _select_meter(conn, key)
-        assert row is not None
-        return row[0], row[1], False
+        return _select_meters(conn, [key])[key]
     enqueue_create(conn, new_id, item.received_at)
-    return new_id, None, True
-
-
-def _select_meter(conn: Connection, key: MeterKey) -> tuple[int, datetime | None] | None:
-    q = select(Meter.id, Meter.last_window_start).where(
-        Meter.tenant == key[0], Meter.service_path == key[1], Meter.entity_id == key[2]
-    )
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(read=True)
-    row = conn.execute(q).first()
-    return (row[0], row[1]) if row else None
+    return new_id, None
 
 
 def _text_attr(attrs: dict[str, object], name: str) -> str | None:
@@ -128,37 +132,70 @@ def _text_attr(attrs: dict[str, object], name: str) -> str | None:
     return None if value is None else str(value)[:256]
 
 
-def _store_readings(
+ReadingKey = tuple[int, str, datetime]  # meter id, attribute, observation time
+
+
+def _reading_rows(
+    items: list[Incoming], meters: dict[MeterKey, tuple[int, datetime | None]], length: int
+) -> tuple[list[dict[str, Any]], dict[ReadingKey, int], Tally[tuple[int, datetime]]]:
+    """One row per distinct reading of the group, which item brought it first, and how many readings
+    (duplicates included) each open (meter, window) received."""
+    rows: list[dict[str, Any]] = []
+    owner: dict[ReadingKey, int] = {}
+    attempted: Tally[tuple[int, datetime]] = Tally()
+    for i, item in enumerate(items):
+        for r in item.parsed.readings:
+            meter_id, frontier = meters[(item.headers.tenant, item.headers.service_path, r.entity_id)]
+            ws = window_start(r.observed_at, length)
+            late = frontier is not None and ws <= frontier
+            if not late:
+                attempted[(meter_id, ws)] += 1
+            key = (meter_id, r.attr, r.observed_at)
+            if key in owner:  # the same reading twice in this group: a duplicate of the first
+                continue
+            owner[key] = i
+            rows.append(_reading_row(meter_id, r, item, ws, late))
+    return rows, owner, attempted
+
+
+def _insert_readings(
     conn: Connection,
-    meter_id: int,
-    frontier: datetime | None,
-    readings: list[NgsiReading],
-    item: Incoming,
-    settings: Settings,
-    result: IngestResult,
+    rows: list[dict[str, Any]],
+    owner: dict[ReadingKey, int],
+    attempted: Tally[tuple[int, datetime]],
+    results: list[IngestResult],
 ) -> None:
-    length = settings.window.length
-    rows = [_reading_row(meter_id, r, item, window_start(r.observed_at, length), frontier) for r in readings]
-    rows = list({(r["attr"], r["observed_at"]): r for r in rows}.values())  # same key twice in one body
-    result.duplicates += len(readings) - len(rows)
-    ins = _insert(conn, Reading).on_conflict_do_nothing().returning(Reading.window_start, Reading.late)
-    stored = conn.execute(ins, rows).all() if rows else []
-    stored_windows = Tally(ws for ws, late in stored if not late)
-    attempted = Tally(r["window_start"] for r in rows if not r["late"])
-    late = sum(1 for _, is_late in stored if is_late)
-    result.accepted += len(stored)
-    result.late += late
-    result.duplicates += len(rows) - len(stored)
-    _mark_pending(conn, meter_id, attempted, stored_windows)
-    if late:
+    """Insert the rows (duplicates of stored readings are skipped by the unique key) and tally outcomes."""
+    stored = (
         conn.execute(
-            update(Meter).where(Meter.id == meter_id).values(late_since_close=Meter.late_since_close + late)
+            _insert(conn, Reading)
+            .on_conflict_do_nothing()
+            .returning(
+                Reading.meter_id, Reading.attr, Reading.observed_at, Reading.window_start, Reading.late
+            ),
+            rows,
+        ).all()
+        if rows
+        else []
+    )
+    late_per_meter: Tally[int] = Tally()
+    stored_windows: Tally[tuple[int, datetime]] = Tally()
+    for meter_id, attr, observed_at, ws, late in stored:
+        result = results[owner[(meter_id, attr, observed_at)]]
+        result.accepted += 1
+        if late:
+            result.late += 1
+            late_per_meter[meter_id] += 1
+        else:
+            stored_windows[(meter_id, ws)] += 1
+    _mark_pending(conn, attempted, stored_windows)
+    for meter_id, n in late_per_meter.items():
+        conn.execute(
+            update(Meter).where(Meter.id == meter_id).values(late_since_close=Meter.late_since_close + n)
         )
 
 
-def _reading_row(
-    meter_id: int, r: NgsiReading, item: Incoming, ws: datetime, frontier: datetime | None
-) -> dict[str, object]:
+def _reading_row(meter_id: int, r: NgsiReading, item: Incoming, ws: datetime, late: bool) -> dict[str, Any]:
     return {
         "meter_id": meter_id,
         "attr": r.attr,
@@ -170,24 +207,29 @@ def _reading_row(
         "number": None if r.number is None else str(r.number),
         "unit": r.unit,
         "window_start": ws,
-        "late": frontier is not None and ws <= frontier,
+        "late": late,
         "correlator": item.headers.correlator,
     }
 
 
 def _mark_pending(
-    conn: Connection, meter_id: int, attempted: Tally[datetime], stored: Tally[datetime]
+    conn: Connection, attempted: Tally[tuple[int, datetime]], stored: Tally[tuple[int, datetime]]
 ) -> None:
     """Record every open window that got readings, and the duplicates it saw, for the closer."""
-    for ws, n in attempted.items():
-        dups = n - stored.get(ws, 0)
-        ins = _insert(conn, PendingWindow).values(meter_id=meter_id, window_start=ws, duplicates=dups)
-        conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["meter_id", "window_start"],
-                set_={"duplicates": PendingWindow.duplicates + dups},
-            )
-        )
+    if not attempted:
+        return
+    params = [
+        {"meter_id": m, "window_start": ws, "duplicates": n - stored.get((m, ws), 0)}
+        for (m, ws), n in attempted.items()
+    ]
+    ins = _insert(conn, PendingWindow)
+    conn.execute(
+        ins.on_conflict_do_update(
+            index_elements=["meter_id", "window_start"],
+            set_={"duplicates": PendingWindow.duplicates + ins.excluded.duplicates},
+        ),
+        params,
+    )
 
 
 def _insert(conn: Connection, model: type) -> sqlite.Insert | postgresql.Insert:

@@ -1,5 +1,7 @@
 """Orion's notification payloads exactly as shown in reference/orion.md and seed 003 Figure 16."""
 
+import json
+
 NORMALIZED = (
     '{"subscriptionId":"57458eb60962ef754e7c0998","data":[{"id":"urn:ngsi-ld:SMX:BBB6099","type":"SMX",\n'
     ' "P":{"type":"Number","value":-84.891,"metadata":{"TimeInstant":{"type":"DateTime",'
@@ -34,9 +36,11 @@ ORION_HEADERS = {
 
 def normalized(entity_id: str, when: str, power: float, attr: str = "P") -> str:
     """A normalized notification for one SMX entity with one power value at `when`."""
-    return (
-        '{"subscriptionId":"57458eb60962ef754e7c0998","data":[{"id":"%s","type":"SMX",'
-        '"%s":{"type":"Number","value":%s,"metadata":{"TimeInstant":{"type":"DateTime","value":"%s"}}},'
-        '"TimeInstant":{"type":"DateTime","value":"%s","metadata":{}}}]}'
-        % (entity_id, attr, power, when, when)
-    )
+    time_meta = {"TimeInstant": {"type": "DateTime", "value": when}}
+    entity = {
+        "id": entity_id,
+        "type": "SMX",
+        attr: {"type": "Number", "value": power, "metadata": time_meta},
+        "TimeInstant": {"type": "DateTime", "value": when, "metadata": {}},
+    }
+    return json.dumps({"subscriptionId": "57458eb60962ef754e7c0998", "data": [entity]})

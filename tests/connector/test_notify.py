@@ -73,7 +73,7 @@ def test_new_meter_gets_its_create_queued_in_the_same_transaction(client, store)
 
 
 def test_same_reading_twice_is_stored_once_and_counted(client, store):
-    """(tenant, path, entity, attribute, observation time) twice: one row, the second answer says duplicate."""
+    """(tenant, path, entity, attribute, time) twice: one row, the second answer says duplicate."""
     first = post(client, p.NORMALIZED).get_json()
     second = post(client, p.NORMALIZED).get_json()
     assert (first["accepted"], first["duplicates"]) == (1, 0)
