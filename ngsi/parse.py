@@ -188,7 +188,8 @@ def _v2_normalized(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> Non
         if "value" not in attr:
             col.reject(where, entity, "missing 'value'")
             continue
-        metadata = attr.get("metadata") or _NO_META
+        metadata = attr.get("metadata")
+        metadata = _NO_META if metadata is None else metadata
         if not isinstance(metadata, dict):
             col.reject(where, entity, f"'metadata' must be an object, got {kind(metadata)}")
             continue
@@ -296,7 +297,8 @@ def _legacy_attribute(col: _Collector, entity: _Entity, where: str, attr: Any) -
     if "value" not in attr:
         col.reject(where, entity, "missing 'value'")
         return
-    metadatas = attr.get("metadatas") or []
+    metadatas = attr.get("metadatas")
+    metadatas = [] if metadatas is None else metadatas
     if not isinstance(metadatas, list):
         col.reject(where, entity, f"'metadatas' must be an array, got {kind(metadatas)}")
         return
