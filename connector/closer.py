@@ -16,6 +16,7 @@ from decimal import Decimal
 import structlog
 from sqlalchemy import Connection, delete, select, update
 
+from connector.canonical import decimal_text
 from connector.fingerprint import close_window
 from connector.ledger.outbox import enqueue_transfer
 from connector.readings import StoredReading
@@ -148,7 +149,7 @@ def _insert_window(conn: Connection, meter, cw, duplicates: int, now: datetime) 
         "duplicate_count": duplicates,
         "late_count": meter.late_since_close,
         "summary_json": cw.summary_json,
-        "energy_wh": None if cw.energy_wh is None else str(cw.energy_wh),
+        "energy_wh": None if cw.energy_wh is None else decimal_text(cw.energy_wh),
         "fingerprint": cw.fingerprint,
         "prev_chain_hash": cw.prev_chain_hash,
         "chain_hash": cw.chain_hash,

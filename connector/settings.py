@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -309,4 +310,14 @@ def validate(settings: Settings) -> Settings:
                 raise SettingsError(
                     f"entity_types.{name}.attributes.{attr}.kind: must be one of {', '.join(ATTRIBUTE_KINDS)}"
                 )
+            _check_unit(name, attr, spec)
     return settings
+
+
+def _check_unit(entity_type: str, attr: str, spec: AttributeSpec) -> None:
+    from connector.aggregate import AggregationError, unit_factor  # local: aggregate imports settings
+
+    try:
+        unit_factor(spec)
+    except AggregationError as exc:
+        raise SettingsError(f"entity_types.{entity_type}.attributes.{attr}: {exc}") from None

@@ -40,7 +40,10 @@ def test_environment_overrides_every_leaf():
         ({"window.length": "abc"}, "window.length"),
         ({"ledger.mode": "fast"}, "ledger.mode"),
         ({"nonsense": 1}, "nonsense"),
-        ({"entity_types": {"X": {"attributes": {"P": {"kind": "volts"}}}}}, "entity_types.X.attributes.P.kind"),
+        (
+            {"entity_types": {"X": {"attributes": {"P": {"kind": "volts"}}}}},
+            "entity_types.X.attributes.P.kind",
+        ),
     ],
 )
 def test_bad_settings_name_the_setting(overrides, names):
