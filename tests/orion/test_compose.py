@@ -1,0 +1,177 @@
+"""docker/: compose files valid for Debian's docker-compose, the connector wired to their services."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import typing
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from connector.settings import Settings, load_settings
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+FILES = {"v2": DOCKER / "docker-compose.yml", "ld": DOCKER / "docker-compose.ld.yml"}
+SECRETS = {"CONNECTOR_DB_PASSWORD": "db-secret", "CONNECTOR_KEYSTORE_PASSPHRASE": "keystore-secret"}
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?[-?][^}]*)?\}")
+# The URL settings that must name a service of the same file, and where to find them.
+URL_SETTINGS = {
+    "store.url": lambda s: [s.store.url],
+    "ledger.urls": lambda s: s.ledger.urls,
+    "ethereum.rpc_url": lambda s: [s.ethereum.rpc_url],
+    "orion.url": lambda s: [s.orion.url],
+    "orion.notify_url": lambda s: [s.orion.notify_url],
+}
+
+
+def compose(name: str) -> dict[str, Any]:
+    """A compose file as YAML, with ${VAR} interpolated from SECRETS as docker-compose would."""
+    text = INTERPOLATION.sub(lambda m: SECRETS[m.group(1)], FILES[name].read_text())
+    return yaml.safe_load(text)
+
+
+def connector_env(doc: dict[str, Any]) -> dict[str, str]:
+    env = doc["services"]["connector"]["environment"]
+    return {k: str(v) for k, v in env.items()}
+
+
+def setting_env_names(cls: type = Settings, prefix: str = "") -> set[str]:
+    """Every CONNECTOR_* name the settings know (leaf paths joined by _, upper-cased)."""
+    names = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if dataclasses.is_dataclass(hints[f.name]):
+            names |= setting_env_names(hints[f.name], prefix + f.name + "_")
+        else:
+            names.add("CONNECTOR_" + (prefix + f.name).upper())
+    return names
+
+
+def container_ports(service: dict[str, Any]) -> set[int]:
+    ports = {int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])}
+    return ports | {int(str(p)) for p in service.get("expose", [])}
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_compose_file_passes_docker_compose_config(name):
+    """`docker-compose -f FILE config` accepts the file (Debian's docker-compose, compose spec)."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (make install installs Debian's docker-compose package)")
+    env = {"PATH": os.environ.get("PATH", ""), **SECRETS}
+    done = subprocess.run(
+        ["docker-compose", "-f", str(FILES[name]), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    rendered = yaml.safe_load(done.stdout)
+    assert (
+        rendered["services"]["connector"]["environment"]["CONNECTOR_KEYSTORE_PASSPHRASE"] == "keystore-secret"
+    )
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_compose_refuses_to_start_without_secrets(name):
+    """Without the keystore passphrase and DB password, docker-compose stops and names the variable."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (make install installs Debian's docker-compose package)")
+    done = subprocess.run(
+        ["docker-compose", "-f", str(FILES[name]), "config"],
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "CONNECTOR_DB_PASSWORD" in done.stderr or "CONNECTOR_KEYSTORE_PASSPHRASE" in done.stderr
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_connector_env_names_are_real_settings(name):
+    """Every CONNECTOR_* variable in the file is a setting, and load_settings accepts the values."""
+    env = connector_env(compose(name))
+    unknown = sorted(set(env) - setting_env_names())
+    assert unknown == []
+    settings = load_settings(DOCKER / "connector.yaml", environ=env)
+    assert settings.ledger.embedded is False and settings.ethereum.enabled is True
+    assert settings.orion.subscribe_on_run is True
+    assert settings.keystore.passphrase == "keystore-secret"
+    assert settings.orion.ld is (name == "ld")
+    assert "SMX" in settings.entity_types
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_connector_urls_point_at_services_of_the_same_file(name):
+    """Each URL setting names a service the file defines, on a port that service listens on."""
+    doc = compose(name)
+    services = doc["services"]
+    settings = load_settings(DOCKER / "connector.yaml", environ=connector_env(doc))
+    for setting, get in URL_SETTINGS.items():
+        urls = get(settings)
+        assert urls, setting
+        for url in urls:
+            parts = urlsplit(url)
+            assert parts.hostname in services, f"{setting}: {url} names no service of {FILES[name].name}"
+            assert parts.port in container_ports(services[parts.hostname]), f"{setting}: port of {url}"
+    assert urlsplit(settings.orion.url).hostname == ("orion-ld" if name == "ld" else "orion")
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_images_are_pinned_and_bigchaindb_is_the_reference_stack(name):
+    """Every image has a version tag; BigchainDB 2.2.2 runs with Tendermint 0.31.5 and MongoDB 3.6."""
+    services = compose(name)["services"]
+    for svc_name, svc in services.items():
+        if svc_name != "connector":
+            assert re.search(r":[\w.\-]+$", svc["image"]) and not svc["image"].endswith(":latest"), svc_name
+    assert services["bigchaindb"]["image"] == "bigchaindb/bigchaindb:2.2.2"
+    assert services["tendermint"]["image"] == "tendermint/tendermint:v0.31.5"
+    assert services["mongodb"]["image"] == "mongo:3.6"
+    assert "--proxy_app=tcp://bigchaindb:26658" in services["tendermint"]["command"]
+    bdb_env = services["bigchaindb"]["environment"]
+    assert (
+        bdb_env["BIGCHAINDB_DATABASE_HOST"] == "mongodb"
+        and bdb_env["BIGCHAINDB_TENDERMINT_HOST"] == "tendermint"
+    )
+    assert "anvil" in services["anvil"]["entrypoint"] and "0.0.0.0" in services["anvil"]["command"]
+    orion = services["orion-ld" if name == "ld" else "orion"]
+    assert orion["image"].startswith("fiware/orion-ld:" if name == "ld" else "fiware/orion:")
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_connector_waits_for_healthy_dependencies_and_keeps_state_in_volumes(name):
+    """The connector starts after every dependency is healthy; store, state and keystore are volumes."""
+    doc = compose(name)
+    services = doc["services"]
+    depends = services["connector"]["depends_on"]
+    assert all(v["condition"] == "service_healthy" for v in depends.values())
+    assert set(depends) >= {"postgres", "bigchaindb", "anvil"}
+    for dep in depends:
+        assert "healthcheck" in services[dep], dep
+    mounts = dict(v.split(":")[::-1] for v in services["connector"]["volumes"])
+    assert mounts["/var/lib/connector/keystore"] in doc["volumes"]
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in services["postgres"]["volumes"])
+
+
+def test_dockerfile_is_slim_non_root_with_healthcheck():
+    """The image: slim Python 3.11, non-root user, HEALTHCHECK on /health, port 8668, `run` by default."""
+    text = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and user[-1] not in ("root", "0")
+    assert "HEALTHCHECK" in text and "/health" in text
+    assert re.search(r"^EXPOSE 8668$", text, re.M)
+    assert 'ENTRYPOINT ["smartmeter-connector"' in text and 'CMD ["run"]' in text
+    # Same install order as the Makefile: requirements, then the --no-deps pair, then the package.
+    order = [
+        text.index(s) for s in ("-r requirements.txt", "--no-deps -r requirements-nodeps.txt", "--no-deps .")
+    ]
+    assert order == sorted(order)
