@@ -1,0 +1,62 @@
+"""Error classification table, and where the reporter key comes from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from web3.exceptions import ContractCustomError, TimeExhausted, Web3RPCError
+
+from connector.ethereum.client import KEYSTORE_NAME, reporter_account
+from connector.ethereum.errors import Action, classify
+from connector.settings import EthereumSettings, KeystoreSettings, Settings
+
+
+@pytest.mark.parametrize(
+    ("exc", "action"),
+    [
+        (ContractCustomError("0x07c4dc6c", data="0x07c4dc6c"), Action.REVERT),
+        (Web3RPCError("{'code': -32003, 'message': 'nonce too low'}"), Action.RESYNC_NONCE),
+        (
+            Web3RPCError("{'code': -32000, 'message': 'replacement transaction underpriced'}"),
+            Action.BUMP_FEES,
+        ),
+        (
+            Web3RPCError("{'code': -32003, 'message': 'max fee per gas less than block base fee'}"),
+            Action.BUMP_FEES,
+        ),
+        (Web3RPCError("{'code': -32003, 'message': 'transaction already imported'}"), Action.ALREADY_SENT),
+        (TimeExhausted("no receipt"), Action.LOOKUP_RECEIPT),
+        (requests.ConnectionError("refused"), Action.RETRY),
+    ],
+)
+def test_classify(exc: Exception, action: Action) -> None:
+    """Each error texts anvil/geth send maps to the documented next step."""
+    assert classify(exc) is action
+
+
+class RecordingKeystore:
+    """A keystore stand-in with the real call shape: secret(name, create) creates once, then returns it."""
+
+    created: dict[str, bytes] = {}
+
+    def __init__(self, path: str, passphrase: str) -> None:
+        self.path, self.passphrase = path, passphrase
+
+    def secret(self, name: str, create):  # type: ignore[no-untyped-def]
+        return self.created.setdefault(name, create())
+
+
+def test_reporter_key_from_settings_wins(tmp_path: Path) -> None:
+    """ethereum.reporter_key is used as is when set."""
+    settings = Settings(ethereum=EthereumSettings(reporter_key="0x" + "42" * 32))
+    assert reporter_account(settings, RecordingKeystore).key.hex().endswith("42" * 32)
+
+
+def test_reporter_key_from_keystore_is_stable(tmp_path: Path) -> None:
+    """Without a setting the key is the keystore's named secret: created once, the same afterwards."""
+    settings = Settings(keystore=KeystoreSettings(path=str(tmp_path), passphrase="p"))
+    first = reporter_account(settings, RecordingKeystore)
+    assert reporter_account(settings, RecordingKeystore).address == first.address
+    assert KEYSTORE_NAME in RecordingKeystore.created
