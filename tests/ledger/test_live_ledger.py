@@ -181,3 +181,41 @@ def test_sigkill_between_send_and_confirm(store, tmp_path, make_writer, devledge
         rows = conn.execute(select(LedgerOutbox).order_by(LedgerOutbox.seq)).all()
     assert [r.tx_id for r in rows] == [t["id"] for t in txs]
     assert all(r.status == "confirmed" for r in rows)
+
+
+def test_two_writers_share_one_store(store, ledger_settings, tmp_path, devledger) -> None:
+    """Two writer processes' worth of writers on one store write every window once, without forks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from connector.keystore import Keystore
+    from connector.ledger.dispatcher import LedgerWriter
+    from connector.store.db import open_store
+
+    now = datetime.now(UTC)
+    meters = [register(store, f"urn:ngsi-ld:SMX:shared{i}", now) for i in range(4)]
+    for meter_id in meters:
+        for w in range(3):
+            close_window(store, meter_id, w, now)
+    stores = [open_store(store.url) for _ in range(2)]
+    writers = [
+        LedgerWriter(
+            ledger_settings, s, Keystore(tmp_path / "keystore"), [devledger.url], lambda: datetime.now(UTC)
+        )
+        for s in stores
+    ]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(10):
+                list(pool.map(lambda w: w.dispatch_once(), writers))
+                with store.reading() as conn:
+                    statuses = set(conn.scalars(select(LedgerOutbox.status)))
+                if statuses == {"confirmed"}:
+                    break
+    finally:
+        for s in stores:
+            s.dispose()
+    assert statuses == {"confirmed"}
+    for meter_id in meters:
+        txs = history(devledger, store, meter_id)
+        assert len(txs) == 4
+        assert_linear(txs)
