@@ -60,3 +60,12 @@ def test_reporter_key_from_keystore_is_stable(tmp_path: Path) -> None:
     first = reporter_account(settings, RecordingKeystore)
     assert reporter_account(settings, RecordingKeystore).address == first.address
     assert KEYSTORE_NAME in RecordingKeystore.created
+
+
+def test_reporter_key_from_real_keystore(tmp_path: Path) -> None:
+    """With the real encrypted keystore the reporter key is created once and never written in clear."""
+    settings = Settings(keystore=KeystoreSettings(path=str(tmp_path / "ks"), passphrase="correct horse"))
+    first = reporter_account(settings)
+    assert reporter_account(settings).address == first.address
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "ks").rglob("*") if f.is_file())
+    assert first.key not in stored and first.key.hex().encode() not in stored
