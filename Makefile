@@ -4,9 +4,16 @@ PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test demo lint typecheck bench contracts clean
+.PHONY: install system-deps test demo lint typecheck bench contracts clean
 
-install: $(STAMP) node_modules/.installed
+install: $(STAMP) node_modules/.installed system-deps
+
+# Debian's docker-compose checks the compose files in the test suite (no Docker engine is needed for that).
+system-deps:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null); \
+	  else echo "docker-compose is missing: install Debian's docker-compose package (needed by tests/orion)"; fi; }
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt setup.py
 	@command -v python3.11 >/dev/null 2>&1 && PYBIN=python3.11 || PYBIN=python3; \

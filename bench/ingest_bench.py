@@ -67,8 +67,10 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}/notify"
     secs = str(args.seconds)
     try:
+        print("0/3 warm-up: registering 200 meters ...", flush=True)
+        load(url, "--mode", "max", "--seconds", "3", "--connections", "8", "--meters", "200", "--offset", "50000000")
         print("1/3 single-entity normalized, closed loop, 32 connections ...", flush=True)
-        single = load(url, "--mode", "max", "--seconds", secs, "--connections", "32")
+        single = load(url, "--mode", "max", "--seconds", secs, "--connections", "32", "--meters", "200")
         print(f"    {single}", flush=True)
         print("2/3 legacy, 100 entities per notification ...", flush=True)
         batched = load(

@@ -22,7 +22,7 @@ HEADERS = {
     "Fiware-ServicePath": "/",
     "Fiware-Correlator": "bench; cbnotif=1",
 }
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = datetime.now(UTC)  # current times, as Orion sends them: no window closes during a run
 
 
 def normalized(i: int, meters: int) -> bytes:
