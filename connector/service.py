@@ -72,6 +72,7 @@ class Connector:
         self._stoppers.append(ingest.stop)
         self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
         self._start_ledger_writer()
+        self._start_subscriptions()
         self.scheduler.start()
         self._stoppers.append(lambda: self.scheduler.shutdown(wait=True))
         if serve_http:
@@ -139,6 +140,20 @@ class Connector:
         self.services.extras["keystore"] = keystore
         self.services.extras["ledger_writer"] = writer
         self._schedule("ledger-dispatch", writer.dispatch_once, self.settings.ledger.dispatch_interval)
+
+    def _start_subscriptions(self) -> None:
+        orion = self.settings.orion
+        if not orion.url:
+            return
+        from ngsi.subscriptions import SubscriptionManager
+
+        manager = SubscriptionManager(self.settings, clock=self.clock, registry=self.services.registry)
+        self.services.extras["subscriptions"] = manager
+        if orion.subscribe_on_run:
+            _logged(
+                "orion-ensure", manager.ensure
+            )()  # Orion may be down now: the periodic check repairs later
+        self._schedule("orion-check", manager.check, orion.check_interval)
 
     def _start_http(self) -> None:
         host, port = self.settings.host_port
