@@ -1,0 +1,231 @@
+"""Processes and checks for the reliability tests and benchmarks.
+
+A dev ledger and connectors in their own processes (so a SIGKILL of one leaves the others running), a
+sender that streams current-time notifications and records each one answered 200, and the checks that an
+outsider can make afterwards: the store's readings, windows and ledger outbox, and each meter's asset
+history read back from the ledger with bigchaindb_driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import requests
+
+HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    "Fiware-Service": "rel",
+    "Fiware-ServicePath": "/",
+    "Fiware-Correlator": "reliability; cbnotif=1",
+}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> None:
+    """Poll `check` until it is true; raise AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class LedgerProcess:
+    """`python -m connector devledger` on a fixed port and data folder; `stop()` + `start()` is an outage."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.ws_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the ledger's HTTP API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LedgerProcess:
+        """Start the ledger and return once its HTTP API answers."""
+        args = ["--host", "127.0.0.1", "--port", str(self.port), "--ws-port", str(self.ws_port)]
+        cmd = [sys.executable, "-m", "connector", "devledger", *args, "--data", str(self.data_dir)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: _answers(self.url + "/api/v1/"), 30, "the dev ledger to answer")
+        return self
+
+    def stop(self) -> None:
+        """Stop the ledger with SIGTERM (it commits what is pending) and wait for it."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def client(self):  # type: ignore[no-untyped-def]
+        """A bigchaindb-driver client for the checks."""
+        from bigchaindb_driver import BigchainDB
+
+        return BigchainDB(self.url, timeout=10)
+
+
+@dataclass
+class ConnectorProcess:
+    """`python -m connector run` with short windows, writing to an external ledger."""
+
+    store_url: str
+    state_dir: Path
+    ledger_url: str
+    port: int = field(default_factory=free_port)
+    window_length: int = 3
+    window_grace: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the connector."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The process environment: settings as CONNECTOR_* overrides."""
+        return {
+            **os.environ,
+            "CONNECTOR_STORE_URL": self.store_url,
+            "CONNECTOR_LISTEN": f"127.0.0.1:{self.port}",
+            "CONNECTOR_LEDGER_ENABLED": "true",
+            "CONNECTOR_LEDGER_EMBEDDED": "false",
+            "CONNECTOR_LEDGER_URLS": f"[{self.ledger_url}]",
+            "CONNECTOR_LEDGER_DISPATCH_INTERVAL": "0.5",
+            "CONNECTOR_LEDGER_BACKOFF_BASE": "0.5",
+            "CONNECTOR_LEDGER_BACKOFF_CAP": "2",
+            "CONNECTOR_LEDGER_TIMEOUT": "5",
+            "CONNECTOR_KEYSTORE_PATH": str(self.state_dir / "keystore"),
+            "CONNECTOR_WINDOW_LENGTH": str(self.window_length),
+            "CONNECTOR_WINDOW_GRACE": str(self.window_grace),
+            "CONNECTOR_WINDOW_CLOSE_INTERVAL": "0.5",
+            "CONNECTOR_STATE_DIR": str(self.state_dir),
+            "CONNECTOR_LOGGING_LEVEL": "WARNING",
+            **self.extra_env,
+        }
+
+    def start(self) -> ConnectorProcess:
+        """Start the connector and return once `/health` answers 200."""
+        log = open(self.state_dir / f"connector-{self.port}.log", "ab")  # noqa: SIM115 - the child owns it
+        cmd = [sys.executable, "-m", "connector", "run"]
+        self.proc = subprocess.Popen(cmd, env=self.env(), stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        wait_until(lambda: _answers(self.url + "/health"), 60, "the connector to become healthy")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def stop(self) -> None:
+        """SIGTERM and wait (a clean stop)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+
+def notification(entity: str, when: datetime, power: float) -> str:
+    """A normalized Orion notification of one SMX entity's power at `when`."""
+    stamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    meta = {"TimeInstant": {"type": "DateTime", "value": stamp}}
+    data = {"id": entity, "type": "SMX", "P": {"type": "Number", "value": power, "metadata": meta}}
+    return json.dumps({"subscriptionId": "reliability", "data": [data]})
+
+
+class Sender:
+    """Streams current-time notifications for `meters` entities to one or more connector URLs.
+
+    Records `(entity, observed_at)` of every notification answered 200; a refused or broken connection is
+    a notification that was never acknowledged (Orion would not retry it either).
+    """
+
+    def __init__(self, targets: list[str], meters: int, prefix: str = "R", pause: float = 0.0) -> None:
+        self.targets = targets
+        self.meters = meters
+        self.prefix = prefix
+        self.pause = pause
+        self.acked: list[tuple[str, datetime]] = []
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
+        self._last: datetime | None = None
+
+    def start(self) -> Sender:
+        """Start streaming in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop streaming and wait for the thread."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _next_time(self) -> datetime:
+        now = datetime.now(UTC)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # Orion sends milliseconds
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(milliseconds=1)
+        self._last = now
+        return now
+
+    def _run(self) -> None:
+        session = requests.Session()
+        i = 0
+        while not self._stop.is_set():
+            entity = f"urn:ngsi-ld:SMX:{self.prefix}{i % self.meters}"
+            when = self._next_time()
+            target = self.targets[i % len(self.targets)] + "/notify"
+            try:
+                resp = session.post(
+                    target, data=notification(entity, when, float(i % 1000)), headers=HEADERS, timeout=5
+                )
+                ok = resp.status_code == 200
+            except requests.RequestException:
+                ok = False
+                session = requests.Session()
+                time.sleep(0.05)
+            if ok:
+                self.acked.append((entity, when))
+            else:
+                self.failed += 1
+            i += 1
+            if self.pause:
+                time.sleep(self.pause)
