@@ -41,7 +41,9 @@ def send(w3: Any, sender: Sender, call: Any, access_list: list[Any] | None = Non
     return int(receipt["gasUsed"])
 
 
-def measure(w3: Any, sender: Sender, contract: Any, n: int, start: int, plan: bool, access: bool) -> tuple[int, int]:
+def measure(
+    w3: Any, sender: Sender, contract: Any, n: int, start: int, plan: bool, access: bool
+) -> tuple[int, int]:
     """(first-record gas, steady-state gas) per meter for a batch of n new meters."""
     meters = [os.urandom(32) for _ in range(n)]
     figures = []
@@ -52,7 +54,11 @@ def measure(w3: Any, sender: Sender, contract: Any, n: int, start: int, plan: bo
             t, meters, [1234] * n, [os.urandom(32) for _ in range(n)], [os.urandom(32) for _ in range(n)]
         )
         slots = [s for m in meters for s in record_slots(m, t)]
-        access_list = [{"address": contract.address, "storageKeys": ["0x" + s.hex() for s in slots]}] if access else None
+        access_list = (
+            [{"address": contract.address, "storageKeys": ["0x" + s.hex() for s in slots]}]
+            if access
+            else None
+        )
         figures.append(send(w3, sender, call, access_list) / n)
     return round(figures[0]), round(figures[1])
 
@@ -63,7 +69,14 @@ def main() -> None:
         account = Account.create()
         contract = settlement_contract(w3, deploy(w3, account, ETH)[0])
         sender = Sender(w3, account, ETH.max_fee_gwei, ETH.priority_fee_gwei)
-        print("| meters per batch | first record | steady, no plan | steady, plan ahead | steady, no plan + access list |")
+        columns = (
+            "meters per batch",
+            "first record",
+            "steady, no plan",
+            "steady, plan ahead",
+            "steady + access list",
+        )
+        print("| " + " | ".join(columns) + " |")
         print("|---:|---:|---:|---:|---:|")
         start = 1_552_924_800
         for n in SIZES:

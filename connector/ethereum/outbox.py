@@ -21,7 +21,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_CAP, 2.0 ** max(1, attempts)))
 
 
-def confirmed_windows_without_relay(conn: Connection, limit: int) -> list[Row[Any]]:
+def confirmed_windows_without_relay(conn: Connection, limit: int) -> list[Any]:
     """Windows whose BigchainDB TRANSFER is confirmed and that have no relay row yet, oldest first."""
     query = (
         select(
@@ -102,7 +102,7 @@ def due_batch(conn: Connection, now: datetime, limit: int) -> list[RelayOutbox]:
     return [RelayOutbox(**row._mapping) for row in conn.execute(query.order_by(RelayOutbox.id).limit(limit))]
 
 
-def settle_batch(conn: Connection, limit: int) -> list[Row[Any]]:
+def settle_batch(conn: Connection, limit: int) -> list[Any]:
     """Final relay rows with a plan and no settle transaction yet, of the oldest such interval."""
     has_plan = exists().where(
         and_(Plan.meter_key == RelayOutbox.meter_key, Plan.interval_start == RelayOutbox.interval_start)
