@@ -43,7 +43,9 @@ def init_app(app: Flask) -> Api:
     for blp in BLUEPRINTS:
         api.register_blueprint(blp, parameters=TENANCY_PARAMETERS)
     app.register_blueprint(docs_blueprint(api))
-    app.register_error_handler(errors.ApiError, errors.render)
+    # Flask files an HTTPException's handler under its status code, so each concrete error is registered.
+    for error in errors.ApiError.__subclasses__():
+        app.register_error_handler(error, errors.render)
     app.register_error_handler(LedgerReadError, _ledger_unavailable)
     return api
 

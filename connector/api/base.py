@@ -10,7 +10,13 @@ from flask import g, request
 from webargs.flaskparser import FlaskParser
 
 from connector.api.errors import ErrorSchema, bad_parameters
-from connector.api.tenancy import Scope, check_token, scope_from_headers
+from connector.api.tenancy import (
+    SERVICE_PATH_PATTERN,
+    TENANT_PATTERN,
+    Scope,
+    check_token,
+    scope_from_headers,
+)
 from connector.context import services
 
 TENANCY_PARAMETERS: list[dict[str, Any]] = [
@@ -18,14 +24,14 @@ TENANCY_PARAMETERS: list[dict[str, Any]] = [
         "in": "header",
         "name": "Fiware-Service",
         "required": False,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": TENANT_PATTERN},
         "description": "tenant; absent = the default tenant",
     },
     {
         "in": "header",
         "name": "Fiware-ServicePath",
         "required": False,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": SERVICE_PATH_PATTERN},
         "description": "comma-separated /a/b (exact) or /a/b/# (subtree); absent = /#",
     },
 ]

@@ -45,7 +45,7 @@ def history(entity_id: str, **args: Any) -> dict[str, Any]:
                 conn, meter.id, args["from_"], args["to"], args["limit"], args["offset"], args["order"]
             )
             items = [present.history_item(r, present.stored_metadata(r, meter)) for r in rows]
-            page.update(total=total, items=items)
+            page.update(total=total, windows=items)
     return page
 
 
@@ -78,7 +78,7 @@ def _from_ledger(meter: Any, args: dict[str, Any]) -> dict[str, Any]:
         }
         for w, tx in chosen
     ]
-    return {"total": len(pairs), "items": items}
+    return {"total": len(pairs), "windows": items}
 
 
 def _ledger_fold_items(meter: Any, args: dict[str, Any]) -> Iterator[folding.FoldItem]:

@@ -149,7 +149,8 @@ def readings_where(
     where: list[Any] = [Reading.meter_id == meter_id]
     margin = timedelta(seconds=window_length)
     if from_:
-        where += [Reading.observed_at >= from_, Reading.window_start >= from_ - margin]
+        earliest = datetime.min.replace(tzinfo=from_.tzinfo) + margin
+        where += [Reading.observed_at >= from_, Reading.window_start >= max(from_, earliest) - margin]
     if to:
         where += [Reading.observed_at < to, Reading.window_start < to]
     return where

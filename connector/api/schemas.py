@@ -8,13 +8,13 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 MAX_OFFSET = 100_000_000
 
 
 class UtcDateTime(fields.AwareDateTime):
-    """An ISO 8601 time; without an offset it is taken as UTC. Always returned as UTC, 1970 to 9000."""
+    """An ISO 8601 time; without an offset it is taken as UTC. Always returned as UTC."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(format="iso", default_timezone=UTC, **kwargs)
@@ -22,12 +22,9 @@ class UtcDateTime(fields.AwareDateTime):
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
         parsed = super()._deserialize(value, attr, data, **kwargs)
         try:
-            utc = parsed.astimezone(UTC)
-        except (OverflowError, ValueError):
-            raise ma.ValidationError("time out of range (1970 to 9000)") from None
-        if not EARLIEST <= utc <= LATEST:
-            raise ma.ValidationError("time out of range (1970 to 9000)")
-        return utc
+            return parsed.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before datetime.min in UTC
+            return EARLIEST if parsed.year == 1 else LATEST
 
 
 def _limit(default: int, maximum: int) -> fields.Integer:
@@ -150,7 +147,7 @@ class HistoryPageSchema(ma.Schema):
     offset = fields.Integer(required=True)
     order = fields.String(required=True)
     aggregate = fields.String(allow_none=True, required=True)
-    items = fields.List(fields.Nested(HistoryItemSchema), metadata={"description": "without aggregate"})
+    windows = fields.List(fields.Nested(HistoryItemSchema), metadata={"description": "without aggregate"})
     buckets = fields.List(fields.Nested(BucketSchema), metadata={"description": "with aggregate"})
 
 

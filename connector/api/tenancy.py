@@ -18,7 +18,11 @@ from connector.api.errors import BadParameter, Unauthorized
 from connector.settings import ApiSettings
 from connector.store.models import Meter
 
-_TENANT = re.compile(r"^[A-Za-z0-9_\-]{0,64}$")
+TENANT_PATTERN = r"^[A-Za-z0-9_\-]{0,64}$"
+_PATH = r"(/#?|(/[A-Za-z0-9_\-]{1,50}){1,10}(/#)?)"
+# What scope_from_headers accepts, for the OpenAPI document: up to 10 comma-separated paths, or nothing.
+SERVICE_PATH_PATTERN = rf"^( *{_PATH}( *, *{_PATH}){{0,9}} *)?$"
+_TENANT = re.compile(TENANT_PATTERN)
 _COMPONENT = re.compile(r"^[A-Za-z0-9_\-]{1,50}$")
 MAX_PATHS = 10
 
