@@ -19,6 +19,7 @@ from ngsi.schemas import (
     LEGACY_NOTIFICATION,
     MAX_UNIT,
     V2_NOTIFICATION,
+    json_kind,
     kind,
     load_envelope,
     parse_time,
@@ -101,18 +102,15 @@ class _Collector:
     def add(self, entity: _Entity, where: str, name: str, attr_type: Any, value: Any, unit: Any,
             meta: Mapping[str, Any]) -> None:  # fmt: skip
         """One attribute value -> a Reading, or a Rejected saying why it cannot be stored."""
-        problem = None if attr_type is None else text_problem(attr_type, "'type'")
-        problem = problem or (None if unit is None else text_problem(unit, "unitCode", MAX_UNIT))
         number = to_number(value)
-        if isinstance(number, str):
-            problem = problem or number
-        observed = problem or self._observed(entity, meta)
-        if isinstance(observed, str):
-            self.reject(where, entity, observed)
+        observed = _type_unit_problem(attr_type, unit) or self._observed(entity, meta)
+        if isinstance(observed, str) or isinstance(number, str):
+            self.reject(where, entity, observed if isinstance(observed, str) else str(number))
             return
+        at, source = observed
         entity.attrs[name] = value
         self.result.readings.append(
-            Reading(entity.id, entity.type, name, attr_type, value, number, observed[0], observed[1], unit)  # type: ignore[arg-type]
+            Reading(entity.id, entity.type, name, attr_type, value, number, at, source, unit)
         )
 
     def _observed(self, entity: _Entity, meta: Mapping[str, Any]) -> tuple[datetime, str] | str:
@@ -146,6 +144,12 @@ class _Collector:
 def _time(raw: Any, source: str, label: str) -> tuple[datetime, str] | str:
     parsed = parse_time(raw)
     return f"{label}: {parsed}" if isinstance(parsed, str) else (parsed, source)
+
+
+def _type_unit_problem(attr_type: Any, unit: Any) -> str | None:
+    if attr_type is not None and (problem := text_problem(attr_type, "'type'")):
+        return problem
+    return None if unit is None else text_problem(unit, "unitCode", MAX_UNIT)
 
 
 def _entity_problem(obj: Any) -> str | None:
@@ -265,7 +269,7 @@ _MISSING: Any = object()
 def _legacy_element(col: _Collector, where: str, element: Any) -> None:
     attributes = element.get("attributes", []) if isinstance(element, dict) else []
     problem = None
-    if isinstance(element, dict) and str(element.get("isPattern", "false")).lower() == "true":
+    if isinstance(element, dict) and _is_true(element.get("isPattern")):
         problem = "isPattern is true: a pattern, not an entity"
     elif not isinstance(attributes, list):
         problem = f"'attributes' must be an array, got {kind(attributes)}"
@@ -283,6 +287,11 @@ def _legacy_element(col: _Collector, where: str, element: Any) -> None:
             _legacy_attribute(col, entity, f"{where}.attributes[{j}]", attr)
 
 
+def _is_true(flag: Any) -> bool:
+    """NGSIv1 booleans arrive as strings ("true"/"false") or as JSON booleans."""
+    return flag is True or (isinstance(flag, str) and flag.lower() == "true")
+
+
 def _legacy_attribute(col: _Collector, entity: _Entity, where: str, attr: Any) -> None:
     if not isinstance(attr, dict):
         col.reject(where, entity, f"must be an object, got {kind(attr)}")
@@ -291,7 +300,7 @@ def _legacy_attribute(col: _Collector, entity: _Entity, where: str, attr: Any) -
     if "name" not in attr:
         col.reject(where, entity, "missing 'name'")
         return
-    if name in col.time_names or not col.name_ok(entity, name, entity.where):
+    if not col.name_ok(entity, name, entity.where) or name in col.time_names:
         return
     where = f"{entity.where}.{name}"
     if "value" not in attr:
@@ -303,13 +312,15 @@ def _legacy_attribute(col: _Collector, entity: _Entity, where: str, attr: Any) -
         col.reject(where, entity, f"'metadatas' must be an array, got {kind(metadatas)}")
         return
     meta = {
-        m["name"]: m.get("value") for m in metadatas if isinstance(m, dict) and m.get("name") in _META_NAMES
+        m["name"]: m.get("value")
+        for m in metadatas
+        if isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"] in _META_NAMES
     }
     attr_type = attr.get("type")
     unit = meta.get("unitCode")
     if unit is None and isinstance(attr_type, str) and attr_type.lower() not in _GENERIC_TYPES:
         unit = attr_type if len(attr_type) <= MAX_UNIT else None  # NGSIv1 habit: the type is the unit
-    col.add(entity, where, name, attr_type, attr["value"], unit, meta)
+    col.add(entity, where, str(name), attr_type, attr["value"], unit, meta)
 
 
 # --- NGSI-LD ------------------------------------------------------------------------------------------
@@ -366,7 +377,7 @@ def parse_notification(
     timestamp, dateModified, else `received_at` (time_source "receipt").
     """
     if not isinstance(body, dict):
-        raise NotificationError(f"body is {_json_kind(body)}, expected a notification object")
+        raise NotificationError(f"body is {json_kind(body)}, expected a notification object")
     if not body:
         raise NotificationError("body is an empty object, expected a notification")
     col_args = (received_at, time_attribute)
@@ -381,12 +392,3 @@ def parse_notification(
     if "id" in body:
         return _parse_simplified(body, headers, col_args)
     raise NotificationError("body has none of 'data', 'contextResponses' or an entity 'id'")
-
-
-_JSON_KINDS = {"null": "JSON null", "an array": "a JSON array"}
-
-
-def _json_kind(value: Any) -> str:
-    """ "a JSON array", "a JSON string", "JSON null"... for the top-level error message."""
-    text = kind(value)
-    return _JSON_KINDS.get(text, text.replace("a ", "a JSON ", 1))

@@ -47,6 +47,12 @@ def kind(value: Any) -> str:
     return type(value).__name__  # not produced by json.loads
 
 
+def json_kind(value: Any) -> str:
+    """Like kind(), naming JSON itself: "a JSON array", "a JSON string", "JSON null"."""
+    text = kind(value)
+    return "JSON null" if value is None else text.replace("a ", "a JSON ", 1).replace("an ", "a JSON ", 1)
+
+
 def short(text: str, limit: int = 40) -> str:
     """`text` quoted and escaped for a message, cut after `limit` characters."""
     cut = text[:limit]
@@ -130,7 +136,8 @@ class JsonArray(fields.Field):
 
 
 def _text(required: bool = False) -> fields.String:
-    messages = {"required": "missing", "invalid": "must be a string", "null": "must be a string"}
+    messages: dict[str, Any] = {"required": "missing", "invalid": "must be a string"}
+    messages["null"] = messages["invalid"]
     return fields.String(required=required, load_default=None, validate=_identifier, error_messages=messages)
 
 

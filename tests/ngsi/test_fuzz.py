@@ -130,17 +130,16 @@ def test_arbitrary_headers_raise_only_notification_error(raw):
 
 
 times = st.sampled_from(TIMES) | scalars
+metadata_names = st.sampled_from(VOCABULARY) | json_values
 near_valid_v2 = st.fixed_dictionaries(
     {"type": st.just("Number") | scalars, "value": scalars},
-    optional={
-        "metadata": st.dictionaries(st.sampled_from(VOCABULARY), st.fixed_dictionaries({"value": times}))
-    },
+    optional={"metadata": st.dictionaries(keys, st.fixed_dictionaries({"value": times}))},
 )
 near_valid_legacy = st.fixed_dictionaries(
-    {"name": st.just("P") | scalars, "value": scalars},
+    {"name": st.just("P") | json_values, "value": scalars},
     optional={
         "type": st.just("W") | scalars,
-        "metadatas": st.lists(st.fixed_dictionaries({"name": st.sampled_from(VOCABULARY), "value": times})),
+        "metadatas": st.lists(st.fixed_dictionaries({"name": metadata_names, "value": times})),
     },
 )
 
