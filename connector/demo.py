@@ -9,6 +9,7 @@ clock), so windows close exactly as they would in production, only sooner.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import time
@@ -23,6 +24,7 @@ from sqlalchemy import func, select
 
 from connector.settings import Settings, load_settings
 from connector.store.models import LedgerOutbox, Meter, Window
+from connector.windows import window_start
 
 
 class ScaledClock:
@@ -109,6 +111,7 @@ def run_demo(opts: DemoOptions) -> int:
     shutil.rmtree(opts.state_dir, ignore_errors=True)
     settings = demo_settings(opts)
     configure_logging(settings)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "run skipped" notes are noise in a demo
     steps = 7 if opts.ethereum else 4
     progress = Progress(opts.out, steps)
     start = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -117,14 +120,28 @@ def run_demo(opts: DemoOptions) -> int:
         f"smartmeter-connector demo: {opts.meters} meters, {opts.windows} windows of {opts.window_length} s, "
         f"time x{opts.speedup:g}\n"
     )
+    eth = None
+    if opts.ethereum:
+        progress.step("Starting anvil and deploying the settlement contract")
+        eth = _start_ethereum(settings, clock, progress)
+        settings = eth.settings
     progress.step("Starting the dev ledger and the connector (embedded defaults)")
     connector = Connector(settings, clock.now).start()
-    eth = None
     try:
         progress.line(f"connector {connector.url}   dev ledger {connector.services.ledger_urls[0]}")
-        if opts.ethereum:
-            eth = _start_ethereum(connector, progress)
-        sim = _simulate(connector, opts, clock, progress)
+        # The simulation starts on the next window boundary, so it fills exactly opts.windows windows.
+        first = window_start(clock.now() + timedelta(seconds=20 * opts.speedup), opts.window_length)
+        first += timedelta(seconds=opts.window_length)
+        if eth is not None:
+            progress.step("Uploading the BRP's plan (planned Wh per meter per interval)")
+            entity_ids = [f"urn:ngsi-ld:SMX:SIM{i + 1:05d}" for i in range(opts.meters)]
+            progress.line(
+                eth.upload_plan(
+                    connector.store, entity_ids, first, opts.windows, opts.window_length, clock.now()
+                )
+            )
+        time.sleep(max(0.0, (first - clock.now()).total_seconds() / opts.speedup))
+        sim = _simulate(connector, opts, first, clock, progress)
         anchored = _wait_anchored(connector, opts, progress)
         relayed = _wait_relayed(connector, eth, opts, progress) if eth else True
         verdict = _verify(connector, progress)
@@ -141,7 +158,9 @@ def run_demo(opts: DemoOptions) -> int:
     return 0 if ok else 1
 
 
-def _simulate(connector: Any, opts: DemoOptions, clock: ScaledClock, progress: Progress) -> Any:
+def _simulate(
+    connector: Any, opts: DemoOptions, first: datetime, clock: ScaledClock, progress: Progress
+) -> Any:
     from ngsi.simulator import SimulationConfig, simulate
 
     rounds = opts.windows * opts.window_length // opts.reading_interval
@@ -152,7 +171,7 @@ def _simulate(connector: Any, opts: DemoOptions, clock: ScaledClock, progress: P
         interval=opts.reading_interval,
         format="normalized",
         rounds=rounds,
-        start=clock.now(),
+        start=first,
         speedup=opts.speedup,
         concurrency=4,
         seed=2019,
@@ -197,20 +216,22 @@ def _verify(connector: Any, progress: Progress) -> str:
     return "ok" if bad == 0 and meters else "failed"
 
 
-def _start_ethereum(connector: Any, progress: Progress) -> Any:
+def _start_ethereum(settings: Settings, clock: ScaledClock, progress: Progress) -> Any:
     from connector.demo_ethereum import DemoEthereum
 
-    progress.step("Starting anvil and deploying the settlement contract")
-    eth = DemoEthereum.start(connector)
+    eth = DemoEthereum.start(settings, clock.now())
     progress.line(f"anvil {eth.rpc_url}   contract {eth.address}")
-    progress.step("Uploading the BRP's plan (planned Wh per meter per interval)")
-    progress.line(eth.upload_demo_plan(connector))
     return eth
 
 
 def _wait_relayed(connector: Any, eth: Any, opts: DemoOptions, progress: Progress) -> bool:
     progress.step("Relaying window summaries to Ethereum and settling imbalances")
-    return progress.wait("windows relayed and final", eth.relay_counts, opts.timeout)
+    expected = opts.meters * opts.windows
+    return progress.wait(
+        "windows relayed, final and settled",
+        lambda: eth.relay_counts(connector.store, expected),
+        opts.timeout,
+    )
 
 
 def _summary(connector: Any, eth: Any, sim: Any, progress: Progress) -> None:
@@ -236,4 +257,4 @@ def _summary(connector: Any, eth: Any, sim: Any, progress: Progress) -> None:
         out.write(f"{w.entity_id:<28} {start:<20} {w.reading_count:>8} {w.energy_wh or '-':>12}  {w.tx_id}\n")
     if eth is not None:
         out.write(f"\n=== Settlement on Ethereum (contract {eth.address}) ===\n")
-        out.write(eth.settlement_table(connector, limit=15))
+        out.write(eth.settlement_table(connector.store, limit=15))

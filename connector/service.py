@@ -6,11 +6,13 @@ runs it in the foreground until SIGTERM/SIGINT. Nothing starts at import.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -73,6 +75,7 @@ class Connector:
         self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
         self._start_ledger_writer()
         self._start_subscriptions()
+        self._start_relay()
         self.scheduler.start()
         self._stoppers.append(lambda: self.scheduler.shutdown(wait=True))
         if serve_http:
@@ -141,6 +144,23 @@ class Connector:
         self.services.extras["ledger_writer"] = writer
         self._schedule("ledger-dispatch", writer.dispatch_once, self.settings.ledger.dispatch_interval)
 
+    def _start_relay(self) -> None:
+        eth = self.settings.ethereum
+        if not eth.enabled:
+            return
+        from connector.ethereum.relay import RelayService
+
+        settings = self.settings
+        if eth.embedded_anvil and not eth.rpc_url:
+            from connector.ethereum.anvil import AnvilProcess
+
+            anvil = AnvilProcess(state=str(Path(settings.state_dir) / "anvil-state.json")).start()
+            self._stoppers.append(anvil.stop)
+            settings = settings.replace(ethereum=dataclasses.replace(eth, rpc_url=anvil.url))
+        relay = RelayService(settings, self.store, self.clock, registry=self.services.registry)
+        self.services.extras["relay"] = relay
+        self._schedule("ethereum-relay", lambda: relay_round(relay), eth.relay_interval)
+
     def _start_subscriptions(self) -> None:
         orion = self.settings.orion
         if not orion.url:
@@ -181,6 +201,16 @@ def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
             log.error("job.failed", job=name, error=type(exc).__name__, detail=str(exc)[:500])
 
     return job
+
+
+def relay_round(relay: Any, max_batches: int = 50) -> None:
+    """One oracle round: queue confirmed windows, send due batches, follow open transactions, settle."""
+    relay.enqueue()
+    for _ in range(max_batches):
+        if not relay.dispatch_once():
+            break
+    relay.confirm_once()
+    relay.settle_once()
 
 
 def serve(settings: Settings) -> int:
