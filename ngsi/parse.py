@@ -26,6 +26,7 @@ from ngsi.schemas import (
     short,
     text_problem,
     to_number,
+    value_problem,
 )
 
 # Entity-level attributes that only carry the observation time: used for time, never stored as readings.
@@ -103,7 +104,8 @@ class _Collector:
             meta: Mapping[str, Any]) -> None:  # fmt: skip
         """One attribute value -> a Reading, or a Rejected saying why it cannot be stored."""
         number = to_number(value)
-        observed = _type_unit_problem(attr_type, unit) or self._observed(entity, meta)
+        problem = _type_unit_problem(attr_type, unit) or value_problem(value)
+        observed = problem or self._observed(entity, meta)
         if isinstance(observed, str) or isinstance(number, str):
             self.reject(where, entity, observed if isinstance(observed, str) else str(number))
             return

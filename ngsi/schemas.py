@@ -27,6 +27,8 @@ MAX_TIME_TEXT = 64
 # Control characters break logs; unpaired surrogates cannot be encoded as UTF-8 by the store.
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 # A JSON number written as a string. Decimal() alone would also take "NaN", "Infinity", "1_000", " 1 ".
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_SURROGATE_PROBLEM = "value contains an unpaired surrogate (not valid Unicode)"
 _NUMERIC = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -115,6 +117,28 @@ def to_number(value: Any) -> Decimal | None | str:
     if len(str(number)) > MAX_NUMBER_TEXT or abs(number.adjusted()) > MAX_EXPONENT:
         return "number out of range"
     return number
+
+
+def value_problem(value: Any) -> str | None:
+    """None when `value` is valid Unicode all the way down, else the reason.
+
+    json.loads lets unpaired surrogates ("\\ud800") through; such text cannot be encoded as UTF-8, so the
+    store could not keep the value. Walks nested arrays and objects without recursion.
+    """
+    if isinstance(value, str):
+        return _SURROGATE_PROBLEM if _SURROGATES.search(value) else None
+    if not isinstance(value, list | dict):
+        return None
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        parts = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        for part in parts:
+            if isinstance(part, str) and _SURROGATES.search(part):
+                return _SURROGATE_PROBLEM
+            if isinstance(part, list | dict):
+                pending.append(part)
+    return None
 
 
 def _identifier(value: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -29,7 +30,7 @@ scalars = (
     | st.booleans()
     | st.integers()
     | st.floats()
-    | st.sampled_from([*VOCABULARY, *TIMES, "-84.891", "1e5000", "NaN", "true"])
+    | st.sampled_from([*VOCABULARY, *TIMES, "-84.891", "1e5000", "NaN", "true", "\ud800", "a\x00"])
     | st.text(max_size=12)
 )
 json_values = st.recursive(
@@ -51,6 +52,7 @@ def check(result: ParsedNotification) -> None:
         assert reading.number is None or (isinstance(reading.number, Decimal) and reading.number.is_finite())
         assert reading.number is None or len(str(reading.number)) <= 64
         assert reading.unit is None or len(reading.unit) <= 64
+        json.dumps(reading.value, ensure_ascii=False).encode("utf-8")  # the store's encoding succeeds
 
 
 def parse_or_refuse(body, attrs_format, time_attribute="") -> None:

@@ -100,6 +100,9 @@ BAD_ATTRIBUTES = [
     ("", {"type": "Number", "value": 1}, "data[0].''", "attribute name must not be empty"),
     ("a" * 257, {"type": "Number", "value": 1}, "data[0]." + repr("a" * 40) + "...",
      "attribute name is longer than 256 characters"),
+    ("P", {"type": "Text", "value": "a\ud800"}, "data[0].P", "value contains an unpaired surrogate (not valid Unicode)"),
+    ("P", {"type": "Geo", "value": {"k": ["\udfff"]}}, "data[0].P", "value contains an unpaired surrogate (not valid Unicode)"),
+    ("P", {"type": "Geo", "value": {"\udfff": 1}}, "data[0].P", "value contains an unpaired surrogate (not valid Unicode)"),
     ("P\n", {"type": "Number", "value": 1}, "data[0].'P\\n'", "attribute name contains a control character or an unpaired surrogate"),
 ]  # fmt: skip
 
