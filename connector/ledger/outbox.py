@@ -62,13 +62,13 @@ def _insert_if_absent(
         "updated_at": now,
     }
     dialect = conn.dialect.name
+    # Both dialects spell insert-if-absent as INSERT ... ON CONFLICT DO NOTHING.
     if dialect == "postgresql":
-        stmt = postgresql.insert(LedgerOutbox).values(**values).on_conflict_do_nothing()
+        conn.execute(postgresql.insert(LedgerOutbox).values(**values).on_conflict_do_nothing())
     elif dialect == "sqlite":
-        stmt = sqlite.insert(LedgerOutbox).values(**values).on_conflict_do_nothing()
+        conn.execute(sqlite.insert(LedgerOutbox).values(**values).on_conflict_do_nothing())
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported stores
         raise ValueError(f"unsupported store dialect {dialect!r}")
-    conn.execute(stmt)
 
 
 # -- the dispatcher's side: finding, claiming and settling rows -------------------------------------------
