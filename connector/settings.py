@@ -69,7 +69,7 @@ class IngestSettings:
 @dataclass(frozen=True)
 class KeystoreSettings:
     path: str = "var/keystore"
-    passphrase: str = ""  # when set, key files are encrypted at rest (scrypt + AES-GCM)
+    passphrase: str = ""  # when set, key files are encrypted at rest (Argon2id + AES-256-GCM)
 
 
 @dataclass(frozen=True)
