@@ -371,7 +371,10 @@ def parse_notification(
 ) -> ParsedNotification:
     """The readings and rejected parts of one decoded notification body.
 
-    The format comes from the body's shape and the Ngsiv2-AttrsFormat header. Raises NotificationError
+    Format: a simplified* header means the bare entity; otherwise `contextResponses` is legacy, type
+    "Notification" (or `notifiedAt`) NGSI-LD, `data` without `id` NGSIv2 and a bare `id` a simplified
+    entity. Normalized vs keyValues follows the header, else the shape (some attribute is an object
+    with 'type' and 'value'). Raises NotificationError
     (message naming the place, e.g. "data[0]: missing 'id'") when the body is not a notification, uses
     attrsFormat 'values', or all of its entities are invalid. Otherwise invalid entities and attributes
     are listed in `rejected` and every valid attribute value becomes one Reading, timed by the first of:
