@@ -93,7 +93,7 @@ BAD_HISTORY_QUERIES = [
 
 
 def test_bad_history_parameters_are_400_naming_the_parameter(client, store):
-    """A bad parameter (bad time, from after to, limit out of range, unknown order...) gets a 400 naming it."""
+    """A bad parameter (bad time, from after to, limit out of range, unknown order) is a 400 naming it."""
     h.add_meter(store, "urn:a:1", "city_a", "/north")
     for query, problem in BAD_HISTORY_QUERIES:
         answer = client.get(f"/v1/meters/urn:a:1/history?{query}", headers=TENANT_A)
