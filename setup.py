@@ -13,8 +13,12 @@ setup(
     version="0.1.0",
     description="FIWARE smart-meter readings made tamper-evident on BigchainDB and settled on Ethereum",
     python_requires=">=3.11",
-    packages=find_packages(include=["connector", "connector.*", "ngsi", "ngsi.*", "devledger", "devledger.*"]),
-    package_data={"connector": ["store/migrations/*.mako", "store/migrations/versions/*.py", "contracts/*.json"]},
+    packages=find_packages(
+        include=["connector", "connector.*", "ngsi", "ngsi.*", "devledger", "devledger.*"]
+    ),
+    package_data={
+        "connector": ["store/migrations/*.mako", "store/migrations/versions/*.py", "contracts/*.json"]
+    },
     # bigchaindb-driver 0.6.2 and cryptoconditions 0.8.1 are installed with --no-deps (their pins do not
     # build on Python 3.11): see requirements-nodeps.txt and the Makefile.
     install_requires=requirements("requirements.txt"),

@@ -68,7 +68,8 @@ def main() -> None:
     secs = str(args.seconds)
     try:
         print("0/3 warm-up: registering 200 meters ...", flush=True)
-        load(url, "--mode", "max", "--seconds", "3", "--connections", "8", "--meters", "200", "--offset", "50000000")
+        warm = ("--seconds", "3", "--connections", "8", "--meters", "200", "--offset", "50000000")
+        load(url, "--mode", "max", *warm)
         print("1/3 single-entity normalized, closed loop, 32 connections ...", flush=True)
         single = load(url, "--mode", "max", "--seconds", secs, "--connections", "32", "--meters", "200")
         print(f"    {single}", flush=True)
@@ -110,6 +111,18 @@ def main() -> None:
     write_report(Path(args.out), backend, single, batched, paced)
 
 
+def row(label: str, r: dict) -> str:
+    """One Markdown table row of a load generator result."""
+    cells = [
+        r["notifications_per_s"],
+        r["readings_per_s"],
+        f"{r['p50_ms']} ms",
+        f"{r['p99_ms']} ms",
+        r["failed"],
+    ]
+    return "| " + " | ".join([label, *map(str, cells)]) + " |"
+
+
 def write_report(out: Path, backend: str, single: dict, batched: dict, paced: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = "python -m bench.ingest_bench" + (
@@ -118,14 +131,14 @@ def write_report(out: Path, backend: str, single: dict, batched: dict, paced: di
     text = f"""# Ingest benchmark
 
 Command: `{cmd}` (connector and load generator in separate processes on the same
-{os.cpu_count()}-core machine, {platform.python_implementation()} {platform.python_version()}; store: {backend};
+{os.cpu_count()}-core machine, Python {platform.python_version()}; store: {backend};
 ledger writer off so only ingest is measured; every 200 means the readings were committed).
 
 | scenario | notifications/s | readings/s | ack p50 | ack p99 | failed |
 |---|---|---|---|---|---|
-| single-entity normalized, as fast as taken | {single["notifications_per_s"]} | {single["readings_per_s"]} | {single["p50_ms"]} ms | {single["p99_ms"]} ms | {single["failed"]} |
-| legacy, 100 entities each | {batched["notifications_per_s"]} | {batched["readings_per_s"]} | {batched["p50_ms"]} ms | {batched["p99_ms"]} ms | {batched["failed"]} |
-| fixed 1,000 notifications/s | {paced["notifications_per_s"]} | {paced["readings_per_s"]} | {paced["p50_ms"]} ms | {paced["p99_ms"]} ms | {paced["failed"]} |
+{row("single-entity normalized, as fast as taken", single)}
+{row("legacy, 100 entities each", batched)}
+{row("fixed 1,000 notifications/s", paced)}
 
 Aims (issue 2): >= 3,000 single-entity notifications/s, >= 50,000 readings/s batched, p99 < 20 ms at 1,000/s.
 For comparison: seed 004 reports 50,000 tx/s into its RabbitMQ queue tier (no durable commit per message);

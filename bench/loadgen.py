@@ -27,11 +27,10 @@ T0 = datetime.now(UTC)  # current times, as Orion sends them: no window closes d
 
 def normalized(i: int, meters: int) -> bytes:
     when = (T0 + timedelta(milliseconds=i)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return (
-        '{"subscriptionId":"bench","data":[{"id":"urn:ngsi-ld:SMX:B%d","type":"SMX",'
-        '"P":{"type":"Number","value":%d.5,"metadata":{"TimeInstant":{"type":"DateTime","value":"%s"}}}}]}'
-        % (i % meters, i % 5000, when)
-    ).encode()
+    meta = f'"metadata":{{"TimeInstant":{{"type":"DateTime","value":"{when}"}}}}'
+    power = f'"P":{{"type":"Number","value":{i % 5000}.5,{meta}}}'
+    entity = f'{{"id":"urn:ngsi-ld:SMX:B{i % meters}","type":"SMX",{power}}}'
+    return f'{{"subscriptionId":"bench","data":[{entity}]}}'.encode()
 
 
 def legacy(i: int, entities: int) -> bytes:
