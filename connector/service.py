@@ -157,7 +157,9 @@ class Connector:
             anvil = AnvilProcess(state=str(Path(settings.state_dir) / "anvil-state.json")).start()
             self._stoppers.append(anvil.stop)
             settings = settings.replace(ethereum=dataclasses.replace(eth, rpc_url=anvil.url))
-        relay = RelayService(settings, self.store, self.clock, registry=self.services.registry)
+        relay = RelayService(
+            settings, self.store, self.clock, registry=self.services.registry, stuck_after=eth.stuck_after
+        )
         self.services.extras["relay"] = relay
         self._schedule("ethereum-relay", lambda: relay_round(relay), eth.relay_interval)
 

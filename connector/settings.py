@@ -107,6 +107,7 @@ class EthereumSettings:
     max_fee_gwei: float = 200.0
     priority_fee_gwei: float = 1.0
     relay_interval: float = 2.0
+    stuck_after: float = 60.0  # seconds before an unmined relay transaction is replaced with higher fees
     max_attempts: int = 50
     price_eur_per_kwh: str = "0.2"
     tolerance_wh: int = 0
