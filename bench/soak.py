@@ -5,7 +5,7 @@ Reports: notifications acked, acknowledgement latency p50/p99 (from the schedule
 not hidden), the connector's RSS over time, how long the drain took, readings lost, windows not anchored
 exactly once, and broken asset chains.
 
-Usage: python -m bench.soak [--minutes 10] [--meters 2000] [--interval 5] [--window 60] [--store URL]
+Usage: python -m bench.soak [--minutes 10] [--meters 2000] [--interval 5] [--window 120] [--store URL]
 Prints one JSON line (exit 1 if any promise is broken).
 """
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--meters", type=int, default=2000)
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between two readings of a meter")
-    parser.add_argument("--window", type=int, default=60, help="window length in seconds")
+    parser.add_argument("--window", type=int, default=120, help="window length in seconds")
     parser.add_argument("--grace", type=int, default=5)
     parser.add_argument("--store", default="", help="store URL (default: SQLite in a temporary folder)")
     parser.add_argument("--rss-every", type=float, default=10.0)
