@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -75,4 +75,4 @@ class FrozenClock:
 @pytest.fixture
 def clock() -> FrozenClock:
     """A frozen clock at 2019-03-18 16:13:45.275 UTC (the time of seed 003's Figure 16)."""
-    return FrozenClock(datetime(2019, 3, 18, 16, 13, 45, 275000, tzinfo=timezone.utc))
+    return FrozenClock(datetime(2019, 3, 18, 16, 13, 45, 275000, tzinfo=UTC))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -65,7 +66,9 @@ def open_store(url: str, pool_size: int = 10, **engine_kw: Any) -> Store:
 
 def _open_sqlite(url: str, database: str | None, engine_kw: dict[str, Any]) -> Store:
     if not database or database == ":memory:":
-        raise ValueError("the store needs a SQLite file, not an in-memory database (several connections share it)")
+        raise ValueError(
+            "the store needs a SQLite file, not an in-memory database (several connections share it)"
+        )
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     connect_args = {"timeout": 30, "check_same_thread": False}
     write = create_engine(url, connect_args=connect_args, **engine_kw)
@@ -82,7 +85,9 @@ def _sqlite_events(engine: Engine, immediate: bool) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")  # an acknowledged reading survives power loss, not just a crash
+        cur.execute(
+            "PRAGMA synchronous=FULL"
+        )  # an acknowledged reading survives power loss, not just a crash
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
