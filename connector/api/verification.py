@@ -97,6 +97,6 @@ def settlement(entity_id: str, from_: datetime | None = None, to: datetime | Non
         raise NotFound("settlement not configured (ethereum.enabled is false)")
     with svc.store.reading() as conn:
         meter = queries.find_meter(conn, request_scope(), entity_id)
-    from connector.ethereum.settlement import settlement_rows
+    from connector.ethereum.report import settlement_rows
 
     return {"entityId": entity_id, "rows": settlement_rows(svc.store, meter.id, from_, to)}

@@ -179,3 +179,18 @@ def test_health_and_metrics(client):
     assert 'connector_notifications_total{format="normalized",outcome="accepted"} 1.0' in text
     assert 'connector_readings_total{outcome="accepted"} 1.0' in text
     assert "connector_ack_latency_seconds_bucket" in text
+
+
+def test_settlement_route_answers_when_ethereum_is_on(settings, store, clock):
+    """With ethereum.enabled, GET /v1/meters/{id}/settlement serves the meter's relay rows (none yet)."""
+    from dataclasses import replace
+
+    from connector.app import create_app
+    from connector.context import Services
+
+    s = settings.replace(ethereum=replace(settings.ethereum, enabled=True))
+    client = create_app(Services(s, store, clock.now)).test_client()
+    assert post(client, p.NORMALIZED).status_code == 200
+    resp = client.get("/v1/meters/urn:ngsi-ld:SMX:BBB6099/settlement")
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["rows"] == []
