@@ -93,7 +93,7 @@ def _handle_notify(svc: Services, metrics: Metrics) -> tuple[int, dict[str, Any]
     structlog.contextvars.bind_contextvars(
         tenant=headers.tenant, service_path=headers.service_path, correlator=headers.correlator
     )
-    if settings.ingest.tenants and headers.tenant not in settings.ingest.tenants:
+    if settings.ingest.tenants and headers.tenant not in {t.lower() for t in settings.ingest.tenants}:
         raise ApiError(403, "Forbidden", f"tenant '{headers.tenant}' is not accepted by this connector")
     received_at = svc.clock()
     try:

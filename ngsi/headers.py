@@ -15,7 +15,9 @@ _TENANT = re.compile(r"[A-Za-z0-9_]{1,50}")
 # Orion (rest.cpp servicePathCheck): a service path is absolute, at most 10 levels of alphanumeric or
 # underscore components of 1 to 50 characters. A notification carries the entity's single path, so the
 # query-only forms ("/a/#", comma-separated lists) are refused here.
-_PATH_COMPONENT = re.compile(r"[A-Za-z0-9_]{1,50}")
+# Orion's own check allows only [A-Za-z0-9_], but its documentation (and reference/orion.md) shows paths such
+# as /terni/district-4; a receiver should accept what deployments actually send, so hyphens pass too.
+_PATH_COMPONENT = re.compile(r"[A-Za-z0-9_-]{1,50}")
 MAX_PATH_LEVELS = 10
 MAX_CORRELATOR = 256  # the store's column width; longer correlators are cut, they only serve logs
 

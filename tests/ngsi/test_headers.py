@@ -21,6 +21,7 @@ RESOLVED = [
     ({"Fiware-ServicePath": ""}, Headers("", "/", None, None)),
     ({"Fiware-ServicePath": "/"}, Headers("", "/", None, None)),
     ({"Fiware-ServicePath": "/terni/district_4/"}, Headers("", "/terni/district_4", None, None)),
+    ({"Fiware-ServicePath": "/terni/district-4"}, Headers("", "/terni/district-4", None, None)),
     ({"Fiware-ServicePath": "/" + "/".join(["a"] * 10)}, Headers("", "/" + "/".join(["a"] * 10), None, None)),
     ({"Fiware-ServicePath": "/" + "a" * 50}, Headers("", "/" + "a" * 50, None, None)),
     (
@@ -47,7 +48,7 @@ INVALID = [
     ({"Fiware-Service": "t\u00e9"}, "Fiware-Service: 't\\xe9' is not a valid tenant"),
     ({"Fiware-ServicePath": "terni"}, "Fiware-ServicePath: 'terni' must start with '/'"),
     ({"Fiware-ServicePath": "/a//b"}, "Fiware-ServicePath: '/a//b' has a component that is empty"),
-    ({"Fiware-ServicePath": "/Service-sr"}, "Fiware-ServicePath: '/Service-sr' has a component"),
+    ({"Fiware-ServicePath": "/Service sr"}, "Fiware-ServicePath: '/Service sr' has a component"),
     ({"Fiware-ServicePath": "/a/#"}, "Fiware-ServicePath: '/a/#' has a component"),
     ({"Fiware-ServicePath": "/a,/b"}, "Fiware-ServicePath: '/a,/b' has a component"),
     ({"Fiware-ServicePath": "/" + "a" * 51}, "has a component that is empty, longer than 50 characters"),
