@@ -94,7 +94,9 @@ def _attribute_summary(attr: str, readings: list[StoredReading], spec: Attribute
     if spec.kind == "power":
         summary["energy_wh"] = decimal_text(round_places(power_energy_wh(readings, factor)))
     elif spec.kind == "energy_register":
-        summary["energy_wh"] = decimal_text(round_places(register_energy_wh(readings, factor)))
+        # An import-only register counts what was drawn from the grid: negative in the seeds' convention.
+        sign = -1 if spec.direction == "import" else 1
+        summary["energy_wh"] = decimal_text(round_places(sign * register_energy_wh(readings, factor)))
     return summary
 
 

@@ -19,7 +19,9 @@ from connector.ethereum.report import format_table, settlement_rows
 from connector.settings import Settings
 from connector.store.db import migrate, open_store
 
-FLAT_PLAN_WH = 8  # the demo BRP's forecast: a flat 480 W per meter, i.e. 8 Wh per 1-minute interval
+# The demo BRP's forecast: a flat 480 W drawn per meter, i.e. -8 Wh per 1-minute interval (consumption is
+# negative, as in the seeds), so a negative imbalance means consumption above plan.
+FLAT_PLAN_WH = -8
 
 
 @dataclass

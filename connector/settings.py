@@ -33,6 +33,9 @@ class AttributeSpec:
 
     kind: str = "stats"  # power (W -> Wh by integration) | energy_register (delta) | stats
     unit: str = ""  # W or kW for power; Wh or kWh for a register
+    # Sign of a register's energy: "import" registers count drawn energy, reported negative (the seeds'
+    # generator convention, where consumption is negative); "export" and "net" registers as they count.
+    direction: str = "net"
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,10 @@ def validate(settings: Settings) -> Settings:
                     f"entity_types.{name}.attributes.{attr}.kind: must be one of {', '.join(ATTRIBUTE_KINDS)}"
                 )
             _check_unit(name, attr, spec)
+            if spec.direction not in ("net", "import", "export"):
+                raise SettingsError(
+                    f"entity_types.{name}.attributes.{attr}.direction: must be net, import or export"
+                )
     return settings
 
 

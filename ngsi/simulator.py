@@ -143,11 +143,13 @@ class Meter:
     def sample(self, when: datetime, noise: float, config: SimulationConfig) -> MeterSample:
         """Read the meter at `when` and advance its import register by the interval that follows."""
         load = profiles.household_power_w(self.annual_kwh, when, config.site) * noise
-        power = load - profiles.pv_power_w(self.pv_peak_kw, when, config.site)
+        # Generator reference arrow, as in the seeds (seed 003's meter reads P = -84.891 W; seed 004 counts
+        # consumption above plan as a negative imbalance): fed in is positive, drawn from the grid negative.
+        power = profiles.pv_power_w(self.pv_peak_kw, when, config.site) - load
         reading = MeterSample(
             self.entity_id, config.entity_type, self.serial, self.manufacturer, when, power, self.register_kwh
         )
-        self.register_kwh += max(power, 0.0) * config.interval / 3_600_000
+        self.register_kwh += max(-power, 0.0) * config.interval / 3_600_000  # the import register
         return reading
 
 

@@ -41,6 +41,10 @@ def test_environment_overrides_every_leaf():
         ({"ledger.mode": "fast"}, "ledger.mode"),
         ({"nonsense": 1}, "nonsense"),
         (
+            {"entity_types": {"X": {"attributes": {"E": {"direction": "up"}}}}},
+            "entity_types.X.attributes.E.direction",
+        ),
+        (
             {"entity_types": {"X": {"attributes": {"P": {"kind": "volts"}}}}},
             "entity_types.X.attributes.P.kind",
         ),

@@ -216,12 +216,12 @@ def test_bad_configuration_is_refused(receiver, kw, message):
 
 
 def test_prosumers_export_at_a_june_noon_consumers_always_import(receiver):
-    """P is + for import: PV households go negative in June sunshine, pure consumers never do."""
+    """P is - for import: PV households go positive in June sunshine, pure consumers never do."""
     _, got = run(receiver, meters=8, prosumers=1.0)
-    assert all(g.body["data"][0]["P"]["value"] < 0 for g in got)
+    assert all(g.body["data"][0]["P"]["value"] > 0 for g in got)
     receiver.got.clear()
     _, got = run(receiver, meters=8, prosumers=0.0, rounds=3)
-    assert all(g.body["data"][0]["P"]["value"] > 0 for g in got)
+    assert all(g.body["data"][0]["P"]["value"] < 0 for g in got)
 
 
 def test_energy_register_only_grows(receiver):
