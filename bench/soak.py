@@ -5,7 +5,7 @@ Reports: notifications acked, acknowledgement latency p50/p99 (from the schedule
 not hidden), the connector's RSS over time, how long the drain took, readings lost, windows not anchored
 exactly once, and broken asset chains.
 
-Usage: python -m bench.soak [--minutes 10] [--meters 2000] [--interval 5] [--window 120] [--store URL]
+Usage: python -m bench.soak [--minutes 10] [--meters 2000] [--interval 5] [--window 120] [--store URL | --pg]
 Prints one JSON line (exit 1 if any promise is broken).
 """
 
@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.scaleout import PG_URL, fresh_schema
 from connector.store.db import open_store
 from tests.reliability import checks
 from tests.reliability.harness import HEADERS, ConnectorProcess, LedgerProcess, notification, wait_until
@@ -164,11 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=120, help="window length in seconds")
     parser.add_argument("--grace", type=int, default=5)
     parser.add_argument("--store", default="", help="store URL (default: SQLite in a temporary folder)")
+    parser.add_argument(
+        "--pg", action="store_true", help="a fresh schema in the test PostgreSQL, dropped after"
+    )
     parser.add_argument("--rss-every", type=float, default=10.0)
     parser.add_argument("--drain-timeout", type=float, default=900.0)
     parser.add_argument("--skip-chain-check", action="store_true")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if args.pg:
+            args.store = stack.enter_context(fresh_schema(PG_URL))
         result = soak(args, Path(tmp))
     print(json.dumps(result))
     return 1 if result["problem_count"] or result["missing"] or result["failed"] else 0
