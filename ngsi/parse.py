@@ -217,10 +217,11 @@ def _parse_v2(body: dict[str, Any], headers: Headers, col_args: tuple[datetime, 
     data = envelope["data"]
     if headers.attrs_format == "values" or (data and all(isinstance(e, list) for e in data)):
         raise NotificationError(f"data[0]: {_VALUES_ERROR}")
-    first = next((e for e in data if isinstance(e, dict)), None)
-    normalized = _shape_is_normalized(headers.attrs_format, first)
-    col = _Collector("normalized" if normalized else "keyValues", envelope["subscriptionId"], *col_args)
-    for i, obj in enumerate(data):
+    # Without a header each entity is judged by its own shape: an attribute-less entity must not decide
+    # how the others are read (found by the fuzzer, tests/reliability/test_findings.py).
+    shapes = [_shape_is_normalized(headers.attrs_format, obj) for obj in data]
+    col = _Collector("normalized" if any(shapes) else "keyValues", envelope["subscriptionId"], *col_args)
+    for i, (obj, normalized) in enumerate(zip(data, shapes, strict=True)):
         entity = col.entity(f"data[{i}]", obj)
         if entity:
             (_v2_normalized if normalized else _v2_key_values)(col, entity, obj)

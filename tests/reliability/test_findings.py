@@ -1,11 +1,10 @@
-"""Defects the fuzzer found in code this area does not own, kept as strict xfails until they are fixed."""
+"""Defects the fuzzer found, kept as regression tests once fixed."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import select
 
 from connector.app import create_app
@@ -13,11 +12,6 @@ from connector.context import Services
 from connector.store.models import Reading
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ngsi/parse.py _shape_is_normalized judges the whole notification by its first entity: an "
-    "attribute-less first entity makes the normalized entities after it parse as keyValues",
-)
 def test_normalized_shape_is_not_judged_by_an_attributeless_first_entity(settings, store, clock):
     """Without Ngsiv2-AttrsFormat, a normalized reading after an id-only entity keeps its value and time."""
     client = create_app(Services(settings, store, clock.now)).test_client()
