@@ -127,21 +127,26 @@ def anchor(store: Store, settings: Settings, keystore: Keystore, urls: list[str]
     raise AssertionError(f"{len(open_rows)} outbox rows not confirmed")
 
 
-def add_late_reading(store: Store, meter_id: int, ws: datetime) -> None:
-    """A reading of window `ws` that arrived after the window closed (late: not in its fingerprint)."""
+def put_reading(store: Store, meter_id: int, ws: datetime, at: timedelta, value: str, late: bool) -> None:
+    """Write one raw P reading into window `ws` directly (as a forger, or a late arrival, would)."""
     with store.begin() as conn:
         conn.execute(
             insert(Reading).values(
                 meter_id=meter_id,
                 attr="P",
                 attr_type="Number",
-                observed_at=ws + timedelta(minutes=3, seconds=30),
-                received_at=ws + timedelta(hours=1),
+                observed_at=ws + at,
+                received_at=ws + (timedelta(hours=1) if late else at + timedelta(seconds=30)),
                 time_source="TimeInstant",
-                value_json="777",
-                number="777",
+                value_json=value,
+                number=value,
                 unit="W",
                 window_start=ws,
-                late=True,
+                late=late,
             )
         )
+
+
+def add_late_reading(store: Store, meter_id: int, ws: datetime) -> None:
+    """A reading of window `ws` that arrived after the window closed (late: not in its fingerprint)."""
+    put_reading(store, meter_id, ws, timedelta(minutes=3, seconds=30), "777", late=True)

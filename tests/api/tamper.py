@@ -12,6 +12,7 @@ from sqlalchemy import delete, insert, select, update
 
 from connector.store.db import Store
 from connector.store.models import Reading
+from tests.api.history import put_reading
 
 
 def salt_and_pepper(
@@ -68,22 +69,7 @@ def delete_reading(store: Store, meter_id: int, ws: datetime) -> None:
 
 def insert_reading(store: Store, meter_id: int, ws: datetime) -> None:
     """Add a forged on-time reading to window `ws`."""
-    with store.begin() as conn:
-        conn.execute(
-            insert(Reading).values(
-                meter_id=meter_id,
-                attr="P",
-                attr_type="Number",
-                observed_at=ws + timedelta(minutes=7, seconds=30),
-                received_at=ws + timedelta(minutes=8),
-                time_source="TimeInstant",
-                value_json="510.0",
-                number="510.0",
-                unit="W",
-                window_start=ws,
-                late=False,
-            )
-        )
+    put_reading(store, meter_id, ws, timedelta(minutes=7, seconds=30), "510.0", late=False)
 
 
 def shift_timestamp(store: Store, meter_id: int, ws: datetime, seconds: int = 1) -> None:
