@@ -24,9 +24,10 @@ from decimal import Decimal
 from functools import partial
 
 from flask import Flask
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from connector.api import init_app
+from connector.closer import insert_window
 from connector.context import Services
 from connector.fingerprint import chain_seed, close_window
 from connector.ledger.metadata import transfer_metadata
@@ -95,22 +96,8 @@ def _insert_day(store: Store, meter, readings: list[dict], windows: list) -> Non
     with store.begin() as conn:
         conn.execute(insert(Reading), readings)
         for cw in windows:
-            row = dict(
-                meter_id=meter.id,
-                start=cw.start,
-                end=cw.end,
-                closed_at=cw.end + timedelta(minutes=2),
-                reading_count=cw.reading_count,
-                duplicate_count=0,
-                late_count=0,
-                summary_json=cw.summary_json,
-                energy_wh=None if cw.energy_wh is None else str(cw.energy_wh),
-                fingerprint=cw.fingerprint,
-                prev_chain_hash=cw.prev_chain_hash,
-                chain_hash=cw.chain_hash,
-            )
-            window_id = conn.execute(insert(Window).values(**row)).inserted_primary_key[0]
-            tx = _transfer(meter, Window(**row))
+            window_id = insert_window(conn, meter.id, cw, cw.end + timedelta(minutes=2))
+            tx = _transfer(meter, conn.execute(select(Window).where(Window.id == window_id)).one())
             conn.execute(insert(LedgerOutbox).values(**_outbox(meter.id, window_id, cw.start, tx)))
 
 

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import Connection, delete, select, update
 
 from connector.canonical import decimal_text
-from connector.fingerprint import close_window
+from connector.fingerprint import ClosedWindow, close_window
 from connector.ledger.outbox import enqueue_transfer
 from connector.readings import StoredReading
 from connector.settings import Settings
@@ -81,7 +81,7 @@ def close_one(
     cw = close_window(
         readings, start, end, meter.chain_head, lambda attr: settings.attribute_spec(meter.entity_type, attr)
     )
-    window_id = _insert_window(conn, meter, cw, pending.duplicates, now)
+    window_id = insert_window(conn, meter_id, cw, now, pending.duplicates, meter.late_since_close)
     enqueue_transfer(conn, meter_id, window_id, int(start.timestamp()), now)
     conn.execute(
         update(Meter)
@@ -139,15 +139,18 @@ def stored_reading(
     )
 
 
-def _insert_window(conn: Connection, meter, cw, duplicates: int, now: datetime) -> int:  # type: ignore[no-untyped-def]
+def insert_window(
+    conn: Connection, meter_id: int, cw: ClosedWindow, closed_at: datetime, duplicates: int = 0, late: int = 0
+) -> int:
+    """Insert a closed window's row; return its id. (Also used by tests and benchmarks to build history.)"""
     values = {
-        "meter_id": meter.id,
+        "meter_id": meter_id,
         "start": cw.start,
         "end": cw.end,
-        "closed_at": now,
+        "closed_at": closed_at,
         "reading_count": cw.reading_count,
         "duplicate_count": duplicates,
-        "late_count": meter.late_since_close,
+        "late_count": late,
         "summary_json": cw.summary_json,
         "energy_wh": None if cw.energy_wh is None else decimal_text(cw.energy_wh),
         "fingerprint": cw.fingerprint,

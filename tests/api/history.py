@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import insert, select, update
 
+from connector.closer import insert_window
 from connector.fingerprint import chain_seed, close_window
 from connector.keystore import Keystore
 from connector.ledger.dispatcher import LedgerWriter
@@ -17,7 +18,7 @@ from connector.ledger.outbox import enqueue_create, enqueue_transfer
 from connector.readings import StoredReading
 from connector.settings import Settings
 from connector.store.db import Store
-from connector.store.models import LedgerOutbox, Meter, Reading, Window
+from connector.store.models import LedgerOutbox, Meter, Reading
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 WINDOW = timedelta(minutes=15)
@@ -97,21 +98,7 @@ def _insert_readings(conn, meter_id: int, ws: datetime, readings: list[StoredRea
 
 
 def _insert_window(conn, meter_id: int, cw) -> int:  # type: ignore[no-untyped-def]
-    values = dict(
-        meter_id=meter_id,
-        start=cw.start,
-        end=cw.end,
-        closed_at=cw.end + timedelta(minutes=2),
-        reading_count=cw.reading_count,
-        duplicate_count=0,
-        late_count=0,
-        summary_json=cw.summary_json,
-        energy_wh=None if cw.energy_wh is None else str(cw.energy_wh),
-        fingerprint=cw.fingerprint,
-        prev_chain_hash=cw.prev_chain_hash,
-        chain_hash=cw.chain_hash,
-    )
-    return int(conn.execute(insert(Window).values(**values)).inserted_primary_key[0])
+    return insert_window(conn, meter_id, cw, cw.end + timedelta(minutes=2))
 
 
 def anchor(store: Store, settings: Settings, keystore: Keystore, urls: list[str]) -> None:
