@@ -14,34 +14,13 @@ import json
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from connector.store.db import migrate, open_store
+from tests.pgschema import PG_URL, fresh_schema
 from tests.reliability import checks
 from tests.reliability.harness import ConnectorProcess, LedgerProcess, Sender, wait_until
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@contextmanager
-def fresh_schema(pg_url: str) -> Iterator[str]:
-    """A store URL pointing at a new PostgreSQL schema, dropped on exit."""
-    schema = "scale_" + uuid.uuid4().hex[:12]
-    admin = open_store(pg_url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{pg_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def run_scaleout(store_url: str, workdir: Path, seconds: float, meters: int) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.scaleout import PG_URL, fresh_schema
 from connector.store.db import open_store
+from tests.pgschema import PG_URL, fresh_schema
 from tests.reliability import checks
 from tests.reliability.harness import HEADERS, ConnectorProcess, LedgerProcess, notification, wait_until
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
 
 from connector.settings import Settings, load_settings
 from connector.store.db import Store, migrate, open_store
-
-# PostgreSQL of this machine (trust auth, database `test`); each test gets its own schema.
-PG_URL = os.environ.get("CONNECTOR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from tests.pgschema import fresh_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,16 +18,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/store.sqlite3"
         return
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = open_store(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.scaleout import fresh_schema, run_scaleout
-from tests.conftest import PG_URL
+from bench.scaleout import run_scaleout
+from tests.pgschema import PG_URL, fresh_schema
 
 
 def test_two_connectors_share_one_store_without_double_anchoring(tmp_path):
