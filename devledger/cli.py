@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 
@@ -44,7 +45,7 @@ def _check(data: str | None) -> int:
         print("devledger --check needs --data DIR", file=sys.stderr)
         return 2
     try:
-        height = verify_chain(data)
+        height = verify_chain(Path(data))
     except FileNotFoundError as exc:
         print(f"devledger: no ledger at {exc}", file=sys.stderr)
         return 2

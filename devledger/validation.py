@@ -21,6 +21,7 @@ from bigchaindb_driver.common.utils import serialize
 from sha3 import sha3_256
 
 from devledger.errors import InvalidTransaction
+from devledger.fastpath import FastResult, fast_result
 from devledger.schema import schema_error
 
 # MongoDB text search languages (BigchainDB's VALID_LANGUAGES).
@@ -98,19 +99,25 @@ class LedgerView(Protocol):
     def spender(self, tx_id: str, index: int) -> str | None: ...
 
 
-def check_stateless(tx: object) -> Checked:
-    """Check `tx` as BigchainDB does before it looks at the ledger; raise InvalidTransaction with its text."""
+def check_stateless(tx: object, fast: bool = True) -> Checked:
+    """Check `tx` as BigchainDB does before it looks at the ledger; raise InvalidTransaction with its text.
+
+    Signatures of the common shape are checked by `fastpath` (same verdict, a quarter of the CPU);
+    `fast=False` always goes through the driver's model, the reference the fast path is tested against.
+    """
     if not isinstance(tx, dict):
         # BigchainDB crashes with a 500 here; a clear 400 is kinder and no client relies on the crash.
         raise InvalidTransaction(f"Invalid transaction schema: {_repr(tx)} is not of type 'object'")
     _check_id(tx)
-    serialized = serialize(tx)
-    error = schema_error(tx, serialized)
+    error = schema_error(tx)
     if error is not None:
         raise InvalidTransaction(f"Invalid transaction schema: {error}")
     _check_keys(tx)
-    model = _model(tx)
-    return _checked(tx, model, serialized)
+    serialized = serialize(tx)
+    result = fast_result(tx) if fast else None
+    if result is not None:
+        return _fast_checked(tx, result, serialized)
+    return _checked(tx, _model(tx), serialized)
 
 
 def check_against(checked: Checked, view: LedgerView) -> None:
@@ -258,6 +265,21 @@ def _checked(tx: dict[str, Any], model: Transaction, serialized: str) -> Checked
         spend_condition_uris=own_uris,
         outputs=outputs,
         signatures_valid=_signatures_valid(model, own_uris),
+        body=tx,
+        serialized=serialized,
+    )
+
+
+def _fast_checked(tx: dict[str, Any], fast: FastResult, serialized: str) -> Checked:
+    operation = tx["operation"]
+    return Checked(
+        id=tx["id"],
+        operation=operation,
+        asset_id=tx["id"] if operation == "CREATE" else tx["asset"]["id"],
+        spends=fast.spends,
+        spend_condition_uris=fast.spend_condition_uris,
+        outputs=tuple(OutputInfo(*output) for output in fast.outputs),
+        signatures_valid=fast.signatures_valid,
         body=tx,
         serialized=serialized,
     )
