@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,6 +88,7 @@ class Storage:
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._tip: tuple[int, str, int] | None = None  # (height, hash, last seq), known after a write
 
     def close(self) -> None:
         """Close the connection; the storage is unusable afterwards."""
@@ -130,46 +131,68 @@ class Storage:
         """Commit `batch` as the next block, durably; returns its height."""
         stamp = (now or datetime.now(UTC)).isoformat()
         with self._lock:
-            height, prev = self.latest_block()
+            height, prev, seq = self._tip if self._tip is not None else self._read_tip()
             height += 1
             tx_ids = [c.id for c in batch]
+            this_hash = block_hash(height, prev, tx_ids)
+            rows = _Rows.of(batch, height, seq + 1)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
                     "INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
-                    (height, prev, block_hash(height, prev, tx_ids), json.dumps(tx_ids), stamp),
+                    (height, prev, this_hash, json.dumps(tx_ids), stamp),
                 )
-                for checked in batch:
-                    self._insert(height, checked)
+                rows.insert(self._db)
                 self._db.execute("COMMIT")
             except BaseException:
+                self._tip = None  # re-read after a failure, whatever state it left
                 self._db.execute("ROLLBACK")
                 raise
+            self._tip = (height, this_hash, seq + len(batch))
         return height
 
-    def _insert(self, height: int, c: Checked) -> None:
-        cursor = self._db.execute(
-            "INSERT INTO transactions (id, height, operation, asset_id, body) VALUES (?, ?, ?, ?, ?)",
-            (c.id, height, c.operation, c.asset_id, c.serialized),
-        )
-        seq = cursor.lastrowid
-        self._db.executemany(
-            "UPDATE outputs SET spent_by = ? WHERE tx_id = ? AND idx = ?",
-            [(c.id, tx_id, index) for tx_id, index in c.spends],
-        )
-        self._db.executemany(
-            "INSERT INTO outputs VALUES (?, ?, ?, ?, ?, NULL)",
-            [(c.id, i, str(o.amount), o.condition_uri, c.asset_id) for i, o in enumerate(c.outputs)],
-        )
-        self._db.executemany(
-            "INSERT OR IGNORE INTO output_keys VALUES (?, ?, ?, ?)",
-            [(key, seq, i, c.id) for i, o in enumerate(c.outputs) for key in o.public_keys],
-        )
-        if c.operation == "CREATE":
-            self._index("asset_text", seq, c.body["asset"].get("data"))
-        self._index("metadata_text", seq, c.body.get("metadata"))
+    def _read_tip(self) -> tuple[int, str, int]:
+        height, prev = self.latest_block()
+        seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM transactions").fetchone()[0]
+        return height, prev, int(seq)
 
-    def _index(self, table: str, seq: int | None, value: object) -> None:
-        text = "\n".join(strings_of(value))
-        if text:
-            self._db.execute(f"INSERT INTO {table} (rowid, text) VALUES (?, ?)", (seq, text))
+
+@dataclass
+class _Rows:
+    """Every row one block adds, so each table gets one executemany (a block holds up to 2,000 txs)."""
+
+    transactions: list[tuple[object, ...]] = field(default_factory=list)
+    spent: list[tuple[str, str, int]] = field(default_factory=list)
+    outputs: list[tuple[object, ...]] = field(default_factory=list)
+    keys: list[tuple[str, int, int, str]] = field(default_factory=list)
+    assets: list[tuple[int, str]] = field(default_factory=list)
+    metadata: list[tuple[int, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, batch: Sequence[Checked], height: int, first_seq: int) -> _Rows:
+        rows = cls()
+        for seq, c in enumerate(batch, first_seq):
+            rows.transactions.append((seq, c.id, height, c.operation, c.asset_id, c.serialized))
+            rows.spent.extend((c.id, tx_id, index) for tx_id, index in c.spends)
+            for i, o in enumerate(c.outputs):
+                rows.outputs.append((c.id, i, str(o.amount), o.condition_uri, c.asset_id))
+                rows.keys.extend((key, seq, i, c.id) for key in o.public_keys)
+            if c.operation == "CREATE":
+                _add_text(rows.assets, seq, c.body["asset"].get("data"))
+            _add_text(rows.metadata, seq, c.body.get("metadata"))
+        return rows
+
+    def insert(self, db: sqlite3.Connection) -> None:
+        db.executemany("INSERT INTO transactions VALUES (?, ?, ?, ?, ?, ?)", self.transactions)
+        # Outputs first: a transaction may spend an output created earlier in the same block.
+        db.executemany("INSERT INTO outputs VALUES (?, ?, ?, ?, ?, NULL)", self.outputs)
+        db.executemany("UPDATE outputs SET spent_by = ? WHERE tx_id = ? AND idx = ?", self.spent)
+        db.executemany("INSERT OR IGNORE INTO output_keys VALUES (?, ?, ?, ?)", self.keys)
+        db.executemany("INSERT INTO asset_text (rowid, text) VALUES (?, ?)", self.assets)
+        db.executemany("INSERT INTO metadata_text (rowid, text) VALUES (?, ?)", self.metadata)
+
+
+def _add_text(rows: list[tuple[int, str]], seq: int, value: object) -> None:
+    text = "\n".join(strings_of(value))
+    if text:
+        rows.append((seq, text))

@@ -55,7 +55,9 @@ class EventStream:
 
     def publish(self, height: int, transactions: Sequence[Checked]) -> None:
         """Send the block's frames to every subscriber (thread-safe, never blocks)."""
-        if self._thread.is_alive():
+        # Reading the set from this thread is safe (a snapshot of its truth); with no subscriber the
+        # frames would go nowhere, so skip building them and waking the loop.
+        if self._subscribers and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._broadcast, frames(height, transactions))
 
     def _broadcast(self, messages: list[str]) -> None:
