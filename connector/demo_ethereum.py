@@ -42,7 +42,9 @@ class DemoEthereum:
             settings.ethereum, enabled=True, rpc_url=anvil.url, confirmations=1, relay_interval=0.5
         )
         settings = settings.replace(ethereum=eth)
-        address, _gas = deploy(connect(anvil.url), reporter_account(settings), eth)
+        address, _gas = deploy(
+            connect(anvil.url), reporter_account(settings), eth, interval_length=settings.window.length
+        )
         store = open_store(settings.store.url)
         migrate(store)
         remember(store, address, eth, now)

@@ -65,7 +65,7 @@ def deploy_command(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store, w3, account = _open(settings)
     try:
-        address, gas = deploy(w3, account, settings.ethereum)
+        address, gas = deploy(w3, account, settings.ethereum, interval_length=settings.window.length)
         remember(store, address, settings.ethereum, utc_now())
     finally:
         store.dispose()

@@ -26,16 +26,21 @@ def deploy(
     eth: EthereumSettings,
     brp: str | None = None,
     timeout: float = 60.0,
+    interval_length: int = 900,
 ) -> tuple[str, int]:
     """Deploy with `account` as owner and first reporter (and BRP unless `brp` is given).
 
-    Price and tolerance come from the settings. Returns (address, gas used). On anvil an unfunded
+    Price and tolerance come from the settings; `interval_length` is the connector's window length in
+    seconds (settings.window.length): interval starts must be multiples of it, and records of two
+    consecutive intervals share a storage word. Returns (address, gas used). On anvil an unfunded
     account is funded first.
     """
     fund_on_dev_node(w3, account.address)
     factory = w3.eth.contract(abi=artifact()["abi"], bytecode=artifact()["bytecode"])
     price = price_micro_eur(eth.price_eur_per_kwh)
-    constructor = factory.constructor(account.address, brp or account.address, price, eth.tolerance_wh)
+    constructor = factory.constructor(
+        account.address, brp or account.address, price, eth.tolerance_wh, interval_length
+    )
     data = constructor.data_in_transaction
     gas = int(w3.eth.estimate_gas({"from": account.address, "data": data})) * 6 // 5
     sender = Sender(w3, account, eth.max_fee_gwei, eth.priority_fee_gwei)

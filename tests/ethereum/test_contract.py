@@ -9,7 +9,8 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from connector.ethereum.contract import chain_head, charge_for, meter_key
-from tests.ethereum.conftest import funded, transact
+from connector.ethereum.deploy import deploy
+from tests.ethereum.conftest import ETH, funded, transact
 
 T0 = 1_552_924_800  # 2019-03-18 16:00 UTC
 M1 = meter_key("t1", "/a", "m1")
@@ -153,3 +154,58 @@ def test_plan_before_record(w3: Web3, settlement, owner: LocalAccount) -> None:
     record(w3, owner, settlement, T0, [M1], [-300], [FP1])
     assert settlement.functions.planOf(M1, T0).call() == [True, -250, False]
     assert settlement.functions.imbalanceOf(M1, T0).call() == [True, -50, 10_000]
+
+
+EVEN = b"\x5e" * 31 + b"\x00"  # meter ids ending in an even and an odd byte: their word pairs are offset
+ODD = b"\x5e" * 31 + b"\x01"
+
+
+def test_interval_length_and_alignment(w3: Web3, settlement, owner: LocalAccount) -> None:
+    """The deployed interval length is readable; a start that is not a multiple of it reverts everywhere."""
+    assert settlement.functions.intervalLength().call() == 900
+    for call in (
+        settlement.functions.recordIntervals(T0 + 60, [M1], [1], [FP1], [LTX]),
+        settlement.functions.submitPlans(T0 + 60, [M1], [1]),
+        settlement.functions.settle(T0 + 60, [M1]),
+    ):
+        with pytest.raises(ContractCustomError) as err:
+            transact(w3, owner, call)
+        assert str(err.value.data).startswith(selector(settlement, "MisalignedInterval"))
+
+
+def test_zero_interval_length_is_refused(w3: Web3, owner: LocalAccount) -> None:
+    """A contract with interval length 0 cannot be deployed."""
+    with pytest.raises(ContractCustomError) as err:
+        deploy(w3, owner, ETH, interval_length=0)
+    assert str(err.value.data) == "0x" + Web3.keccak(text="ZeroIntervalLength()")[:4].hex()
+
+
+@pytest.mark.parametrize("meter", [EVEN, ODD], ids=["even id", "odd id"])
+def test_neighbour_intervals_in_one_word_stay_apart(w3: Web3, settlement, owner, meter: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Four consecutive intervals (two shared words): each keeps its own record, duplicate check and plan."""
+    links = [(T0 + 900 * k, 100 * k - 150, bytes([k + 1]) * 32) for k in range(4)]
+    for start, energy, fp in links:
+        record(w3, owner, settlement, start, [meter], [energy], [fp])
+    assert settlement.functions.chainHead(meter).call() == chain_head(links)
+    for start, energy, fp in links:
+        assert settlement.functions.recordOf(meter, start).call() == [True, energy, fp[:8]]
+        assert record(w3, owner, settlement, start, [meter], [energy], [fp])["logs"] == []
+    receipt = record(w3, owner, settlement, T0 + 900, [meter], [-50], [b"\x02" * 8 + b"\x77" * 24])
+    assert receipt["logs"] == []  # same energy and same 64-bit tag: an identical resend
+    receipt = record(w3, owner, settlement, T0 + 900, [meter], [999], [b"\x77" * 32])
+    assert len(settlement.events.RecordConflict().process_receipt(receipt, errors=DISCARD)) == 1
+    assert settlement.functions.recordOf(meter, T0 + 900).call() == [True, -50, b"\x02" * 8]
+    assert settlement.functions.chainHead(meter).call() == chain_head(links)
+    for k in range(4):
+        transact(w3, owner, settlement.functions.submitPlans(T0 + 900 * k, [meter], [10 * k]))
+    transact(w3, owner, settlement.functions.settle(T0 + 900, [meter]))
+    transact(w3, owner, settlement.functions.submitPlans(T0 + 1800, [meter], [33]))
+    assert [settlement.functions.planOf(meter, start).call() for start, _, _ in links] == [
+        [True, 0, False],
+        [True, 10, True],
+        [True, 33, False],
+        [True, 30, False],
+    ]
+    assert settlement.functions.imbalanceOf(meter, T0 + 900).call() == [True, -60, 12_000]
+    assert settlement.functions.runningBalance(meter).call() == 12_000
+    assert settlement.functions.recordOf(meter, T0 + 3600).call() == [False, 0, b"\x00" * 8]
