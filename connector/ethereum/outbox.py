@@ -102,12 +102,20 @@ def due_batch(conn: Connection, now: datetime, limit: int) -> list[RelayOutbox]:
     return [RelayOutbox(**row._mapping) for row in conn.execute(query.order_by(RelayOutbox.id).limit(limit))]
 
 
-def settle_batch(conn: Connection, limit: int) -> list[Any]:
-    """Final relay rows with a plan and no settle transaction yet, of the oldest such interval."""
+def settle_batch(conn: Connection, now: datetime, limit: int) -> list[Any]:
+    """Final relay rows with a plan, no settle transaction yet and due, of the oldest such interval.
+
+    For a final row next_attempt_at says when settle() is next due: at finality, and after a backoff when
+    a settle() landed before the plan (`retry_settle`)."""
     has_plan = exists().where(
         and_(Plan.meter_key == RelayOutbox.meter_key, Plan.interval_start == RelayOutbox.interval_start)
     )
-    due = and_(RelayOutbox.status == "final", RelayOutbox.settle_transaction_id.is_(None), has_plan)
+    due = and_(
+        RelayOutbox.status == "final",
+        RelayOutbox.settle_transaction_id.is_(None),
+        RelayOutbox.next_attempt_at <= now,
+        has_plan,
+    )
     start = conn.execute(
         select(RelayOutbox.interval_start).where(due).order_by(RelayOutbox.interval_start).limit(1)
     ).scalar()
@@ -117,6 +125,30 @@ def settle_batch(conn: Connection, limit: int) -> list[Any]:
         due, RelayOutbox.interval_start == start
     )
     return list(conn.execute(query.order_by(RelayOutbox.id).limit(limit)).all())
+
+
+def settle_rows(conn: Connection, settle_tx_id: int) -> list[Any]:
+    """(id, meter_key, attempts) of the relay rows a settle transaction covers."""
+    query = select(RelayOutbox.id, RelayOutbox.meter_key, RelayOutbox.attempts).where(
+        RelayOutbox.settle_transaction_id == settle_tx_id
+    )
+    return list(conn.execute(query).all())
+
+
+def retry_settle(conn: Connection, rows: list[Any], now: datetime) -> None:
+    """Unlink rows from a settle() that did not settle them and make them due again after a backoff
+    (attempts counts record and settle attempts together, so the wait grows up to five minutes)."""
+    for row in rows:
+        conn.execute(
+            update(RelayOutbox)
+            .where(RelayOutbox.id == row.id)
+            .values(
+                settle_transaction_id=None,
+                attempts=row.attempts + 1,
+                next_attempt_at=now + backoff(row.attempts + 1),
+                updated_at=now,
+            )
+        )
 
 
 def mark(conn: Connection, ids: list[int], now: datetime, **values: Any) -> None:

@@ -59,6 +59,7 @@ class RelayService:
         self.account = account or reporter_account(settings)
         self.sender = Sender(self.w3, self.account, self.eth.max_fee_gwei, self.eth.priority_fee_gwei)
         self._address = address
+        self._interval_length: int | None = None
         self.stuck_after = stuck_after
         self.counter = Counter(
             "connector_eth_relay", "Relay outcomes", ["outcome"], registry=registry or CollectorRegistry()
@@ -69,6 +70,13 @@ class RelayService:
         if self._address is None:
             self._address = contract_address(self.settings, self.store)
         return settlement_contract(self.w3, self._address)
+
+    @property
+    def interval_length(self) -> int:
+        """Seconds per interval as deployed (the contract's immutable intervalLength), read once."""
+        if self._interval_length is None:
+            self._interval_length = int(self.contract.functions.intervalLength().call())
+        return self._interval_length
 
     @property
     def batch_size(self) -> int:
@@ -135,7 +143,7 @@ class RelayService:
             [bytes.fromhex(r.fingerprint) for r in rows],
             [bytes.fromhex(r.ledger_tx_id) for r in rows],
         )
-        slots = [slot for key in keys for slot in record_slots(key, start)]
+        slots = [slot for key in keys for slot in record_slots(key, start, self.interval_length)]
         access_list = [{"address": self.contract.address, "storageKeys": ["0x" + s.hex() for s in slots]}]
         return call, access_list
 
@@ -185,10 +193,12 @@ class RelayService:
     # ----- settle -----
 
     def settle_once(self) -> int:
-        """Send one settle() for final rows that have an uploaded plan; returns the rows covered."""
+        """Send one settle() for final rows that have an uploaded plan and are due; returns the rows covered.
+
+        Whether each row was settled is checked when the transaction is final (`_check_settled`)."""
         now = self.clock()
         with self.store.reading() as conn:
-            rows = outbox.settle_batch(conn, self.batch_size)
+            rows = outbox.settle_batch(conn, now, self.batch_size)
         if not rows:
             return 0
         call = self.contract.functions.settle(
@@ -242,7 +252,7 @@ class RelayService:
             if tx.kind == "record" and status in ("final", "reverted"):
                 ids = self._rows_of(conn, tx.id)
                 values = (
-                    {"status": "final", "final_at": now}
+                    {"status": "final", "final_at": now, "next_attempt_at": now}  # settle is due now
                     if final
                     else {"status": "dead", "last_error": "reverted"}
                 )
@@ -253,6 +263,8 @@ class RelayService:
         if status == "reverted":
             self._count("dead", 1, tx_hash=tx.tx_hash, reason="transaction reverted")
             return 0
+        if status == "final" and tx.kind == "settle":
+            self._check_settled(tx, receipt)
         if status != "final" or tx.kind != "record":
             return 0
         conflicts = self.contract.events.RecordConflict().process_receipt(receipt, errors=DISCARD)
@@ -262,6 +274,28 @@ class RelayService:
             n = len(self._rows_of(conn, tx.id))
         self._count("final", n, tx_hash=tx.tx_hash, block=int(receipt["blockNumber"]))
         return n
+
+    def _check_settled(self, tx: Any, receipt: Any) -> None:
+        """Rows of a final settle() that the contract skipped (their plan was not on chain yet, e.g. its
+        transaction was still pending or fell out in a reorg) are unlinked and settled again after a backoff.
+        A row settled by someone else's earlier settle() (planOf says settled) keeps the link."""
+        events = self.contract.events.Settled().process_receipt(receipt, errors=DISCARD)
+        settled = {bytes(e["args"]["meterId"]).hex() for e in events}
+        with self.store.reading() as conn:
+            rows = outbox.settle_rows(conn, tx.id)
+        start = unix_seconds(tx.interval_start)
+        missed = [
+            r
+            for r in rows
+            if r.meter_key not in settled
+            and not self.contract.functions.planOf(bytes.fromhex(r.meter_key), start).call()[2]
+        ]
+        if not missed:
+            return
+        now = self.clock()
+        with self.store.begin() as conn:
+            outbox.retry_settle(conn, missed, now)
+        self._count("settle_retried", len(missed), tx_hash=tx.tx_hash, reason="no plan on chain when settled")
 
     def _rows_of(self, conn: Any, tx_id: int) -> list[int]:
         query = select(RelayOutbox.id).where(RelayOutbox.transaction_id == tx_id)

@@ -6,18 +6,19 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
 from connector.ethereum.anvil import AnvilProcess
 from connector.ethereum.client import connect
 from connector.ethereum.contract import chain_head, energy_to_wh, meter_key, unix_seconds
-from connector.ethereum.models import EthTransaction, RelayOutbox
+from connector.ethereum.models import EthTransaction, Plan, RelayOutbox
 from connector.ethereum.relay import RelayService
+from connector.ethereum.report import settlement_rows
 from connector.settings import Settings
 from connector.store.db import Store
-from tests.ethereum.conftest import ETH, funded
+from tests.ethereum.conftest import ETH, funded, transact
 from tests.ethereum.fixtures import add_grid, add_meter, add_window
 
 
@@ -202,3 +203,46 @@ def test_unrecordable_window_is_dead(store: Store, w3, owner, settlement, clock,
     relay = service(store, w3, owner, settlement, clock)
     relay.enqueue()
     assert [r.status for r in rows(store)] == ["dead"]
+
+
+def test_settle_before_plan_is_retried(store: Store, w3, owner, settlement, clock) -> None:
+    """A settle() that lands before the plan is on chain settles nothing; the rows are settled again later."""
+    grid = add_grid(store, meters=2, intervals=1)
+    relay = service(store, w3, owner, settlement, clock)
+    run_until_final(relay, w3)
+    windows = [ws[0] for ws in grid.values()]
+    keys = [meter_key("t1", "/a", w.entity_id) for w in windows]
+    start = unix_seconds(windows[0].start)
+    # The store knows the plan (uploaded by `plan upload`), but its transaction is not on chain yet.
+    with store.begin() as conn:
+        conn.execute(insert(Plan), [plan_row(w, key) for w, key in zip(windows, keys, strict=True)])
+    assert relay.settle_once() == 2
+    mine(w3, 2)
+    relay.confirm_once()
+    assert relay.counter.labels("settle_retried")._value.get() == 2
+    assert all(r.settle_transaction_id is None for r in rows(store))
+    assert relay.settle_once() == 0  # not due before the backoff
+    transact(w3, owner, settlement.functions.submitPlans(start, keys, [90, 90]))
+    clock.advance(5)
+    assert relay.settle_once() == 2
+    mine(w3, 2)
+    relay.confirm_once()
+    assert relay.counter.labels("settle_retried")._value.get() == 2
+    assert [settlement.functions.planOf(k, start).call()[2] for k in keys] == [True, True]
+    # 100.4 -> 100 Wh and 110.4 -> 110 Wh against 90 planned: 10 and 20 Wh at 200 micro-EUR per Wh
+    assert [settlement.functions.runningBalance(k).call() for k in keys] == [2_000, 4_000]
+    assert [r["settled"] for r in settlement_rows(store, None, None, None)] == [True, True]
+
+
+def plan_row(window: Any, key: bytes) -> dict[str, Any]:
+    return {
+        "meter_key": key.hex(),
+        "tenant": "t1",
+        "service_path": "/a",
+        "entity_id": window.entity_id,
+        "interval_start": window.start,
+        "planned_wh": 90,
+        "tx_hash": "0x" + "00" * 32,
+        "block_number": None,
+        "uploaded_at": window.start,
+    }
