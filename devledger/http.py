@@ -107,10 +107,10 @@ class LedgerApp:
         response, allowed = self._dispatch(environ, method)
         headers = [("Content-Type", response.content_type)]
         headers += _cors(environ, allowed)
-        payload = b"" if method == "HEAD" else response.body.encode()
-        headers.append(("Content-Length", str(len(response.body.encode()))))
-        start_response(f"{response.status} {HTTPStatus(response.status).phrase.upper()}", headers)
-        return [payload]
+        body = response.body.encode()
+        headers.append(("Content-Length", str(len(body))))
+        start_response(_STATUS_LINES[response.status], headers)
+        return [b"" if method == "HEAD" else body]
 
     def _dispatch(self, environ: dict[str, Any], method: str) -> tuple[Response, list[str]]:
         path = environ.get("PATH_INFO", "").rstrip("/")
@@ -118,7 +118,7 @@ class LedgerApp:
             match = pattern.match(path)
             if match is None:
                 continue
-            allowed = sorted({*handlers, "HEAD", "OPTIONS"} if "GET" in handlers else {*handlers, "OPTIONS"})
+            allowed = _allowed(handlers)
             if method == "OPTIONS":
                 return Response(200, "", "text/html; charset=utf-8"), allowed
             handler = handlers.get("GET" if method == "HEAD" else method)
@@ -230,6 +230,13 @@ class LedgerApp:
         return resource(
             [{"public_key": {"type": "ed25519-base64", "value": self.validator_key}, "voting_power": 10}]
         )
+
+
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase.upper()}" for status in HTTPStatus}
+
+
+def _allowed(handlers: dict[str, Callable[..., Response]]) -> list[str]:
+    return sorted({*handlers, "HEAD", "OPTIONS"} if "GET" in handlers else {*handlers, "OPTIONS"})
 
 
 def _request(environ: dict[str, Any], method: str) -> Request:

@@ -72,7 +72,8 @@ def start_ledger(
         port=port,
         threads=HTTP_THREADS,
         ident="BigchainDB",
-        clear_untrusted_proxy_headers=True,
+        # No route reads X-Forwarded-* headers, so waitress need not wrap the app to strip them.
+        clear_untrusted_proxy_headers=False,
     )
     thread = threading.Thread(target=http.run, name="devledger-http", daemon=True)
     thread.start()
