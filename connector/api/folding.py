@@ -6,13 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, Rounded
 from fractions import Fraction
 from typing import Any
 
 from connector.canonical import decimal_text, round_places
 
 BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+# Sums and products of decimals are exact with enough digits; C decimal only spends the digits it needs,
+# and a result that would still need rounding raises instead of drifting (folding only adds and multiplies;
+# the one division, for the mean, is done once per bucket on a Fraction).
+EXACT = Context(prec=10_000, traps=[Inexact, Rounded])
 
 
 def bucket_start(moment: datetime, size: str) -> datetime:
@@ -26,21 +31,21 @@ def bucket_start(moment: datetime, size: str) -> datetime:
 class _Attr:
     first: dict[str, Any]
     count: int = 0
-    total: Fraction = Fraction(0)  # sum of mean * count, i.e. the sum of the values
+    total: Decimal = Decimal(0)  # sum of mean * count, i.e. the sum of the values
     low: Decimal | None = None
     high: Decimal | None = None
     last: dict[str, Any] = field(default_factory=dict)
-    energy: Fraction | None = None
+    energy: Decimal | None = None
 
     def add(self, s: dict[str, Any]) -> None:
         count = int(s["count"])
         self.count += count
-        self.total += Fraction(s["mean"]) * count
+        self.total = EXACT.add(self.total, EXACT.multiply(Decimal(s["mean"]), count))
         self.low = _pick(min, self.low, Decimal(s["min"]))
         self.high = _pick(max, self.high, Decimal(s["max"]))
         self.last = s
         if "energy_wh" in s:
-            self.energy = (self.energy or Fraction(0)) + Fraction(s["energy_wh"])
+            self.energy = EXACT.add(self.energy or Decimal(0), Decimal(s["energy_wh"]))
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -50,14 +55,14 @@ class _Attr:
             "count": self.count,
             "min": decimal_text(self.low) if self.low is not None else None,
             "max": decimal_text(self.high) if self.high is not None else None,
-            "mean": decimal_text(round_places(self.total / self.count)) if self.count else None,
+            "mean": decimal_text(round_places(Fraction(self.total) / self.count)) if self.count else None,
             "first": self.first.get("first"),
             "first_at": self.first.get("first_at"),
             "last": self.last.get("last"),
             "last_at": self.last.get("last_at"),
         }
         if self.energy is not None:
-            out["energy_wh"] = decimal_text(round_places(self.energy))
+            out["energy_wh"] = decimal_text(round_places(Fraction(self.energy)))
         return out
 
 
@@ -80,7 +85,7 @@ class Bucket:
         self.windows += 1
         self.readings += reading_count
         if energy_wh is not None:
-            self.energy = (self.energy or Decimal(0)) + Decimal(energy_wh)
+            self.energy = EXACT.add(self.energy or Decimal(0), Decimal(energy_wh))
         for s in summary:
             self.attrs.setdefault(s["attr"], _Attr(first=s)).add(s)
 

@@ -6,9 +6,11 @@ driver; `aggregate=hour|day` folds the windows (see folding.py).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
+
+import orjson
+from flask import Response
 
 from connector.api import folding, present, queries
 from connector.api.base import ApiBlueprint, request_scope
@@ -24,7 +26,7 @@ blp = ApiBlueprint("history", __name__, url_prefix="/v1/meters", description="An
 @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
 @blp.response(200, HistoryPageSchema)
 @blp.errors(404, 409, 503)
-def history(entity_id: str, **args: Any) -> dict[str, Any]:
+def history(entity_id: str, **args: Any) -> Response:
     """The meter's anchored windows, one page at a time, optionally folded into hours or days."""
     page: dict[str, Any] = {
         "entityId": entity_id,
@@ -44,9 +46,13 @@ def history(entity_id: str, **args: Any) -> dict[str, Any]:
             total, rows = queries.history_page(
                 conn, meter.id, args["from_"], args["to"], args["limit"], args["offset"], args["order"]
             )
-            items = [present.history_item(r, present.stored_metadata(r, meter)) for r in rows]
+            items = [present.history_item(r, _metadata(conn, r, meter)) for r in rows]
             page.update(total=total, windows=items)
-    return page
+    return present.json_response(page)
+
+
+def _metadata(conn: Any, row: Any, meter: Any) -> Any:
+    return present.stored_metadata(row, meter, lambda: queries.window_row(conn, row.id))
 
 
 def _aggregated(conn: Any, meter: Any, args: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +60,7 @@ def _aggregated(conn: Any, meter: Any, args: dict[str, Any]) -> dict[str, Any]:
         windows: Any = _ledger_fold_items(meter, args)
     else:
         rows = queries.confirmed_windows(conn, meter.id, args["from_"], args["to"])
-        windows = ((r.start, r.reading_count, r.energy_wh, json.loads(r.summary_json)) for r in rows)
+        windows = ((r.start, r.reading_count, r.energy_wh, orjson.loads(r.summary_json)) for r in rows)
     buckets = folding.fold(windows, args["aggregate"])
     if args["order"] == "desc":
         buckets.reverse()

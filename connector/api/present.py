@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+from flask import Response
 from sqlalchemy import Row
 
 
@@ -84,7 +86,7 @@ def reading_csv_row(r: Row[Any]) -> list[Any]:
     ]
 
 
-def history_item(row: Row[Any], metadata: dict[str, Any] | None) -> dict[str, Any]:
+def history_item(row: Row[Any], metadata: Any) -> dict[str, Any]:
     """One confirmed window of the local index."""
     return {
         "start": row.start,
@@ -95,17 +97,28 @@ def history_item(row: Row[Any], metadata: dict[str, Any] | None) -> dict[str, An
     }
 
 
-def stored_metadata(row: Row[Any], meter: Any) -> dict[str, Any] | None:
-    """The TRANSFER metadata of an index row: from the signed transaction kept in the outbox, else rebuilt
-    from the window row with the ledger writer's own function."""
+def stored_metadata(row: Row[Any], meter: Any, load_window: Any) -> Any:
+    """The TRANSFER metadata of an index row: from the signed transaction kept in the outbox (parsed with
+    orjson, never re-encoded by Python), else rebuilt from the window row (`load_window()`) with the ledger
+    writer's own function."""
     if row.tx_json:
         try:
-            return json.loads(row.tx_json).get("metadata")  # type: ignore[no-any-return]
-        except (ValueError, AttributeError):
+            return orjson.loads(row.tx_json).get("metadata")
+        except (orjson.JSONDecodeError, AttributeError):
             pass
     from connector.ledger.metadata import MetadataError, transfer_metadata
 
     try:
-        return transfer_metadata(meter, row)
+        return transfer_metadata(meter, load_window())
     except MetadataError:
         return None
+
+
+def json_response(body: dict[str, Any]) -> Response:
+    """`body` (plain dicts, lists, str, int, None and aware datetimes) as a JSON answer.
+
+    Routes whose bodies are large return this instead of letting flask-smorest dump them through
+    marshmallow: the body is built to the documented schema already (times come out as isoformat(), as
+    marshmallow's DateTime writes them), so only the encoding is skipped, not the contract.
+    """
+    return Response(orjson.dumps(body), mimetype="application/json")

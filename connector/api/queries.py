@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, func, select
+from sqlalchemy import Connection, Row, func, select
 
 from connector.api.errors import Conflict, NotFound
 from connector.api.tenancy import Scope
@@ -72,24 +72,29 @@ def meter_counts(conn: Connection, meter_id: int) -> dict[str, Any]:
     }
 
 
-def _window_range(meter_id: int, from_: datetime | None, to: datetime | None) -> list[Any]:
-    where: list[Any] = [Window.meter_id == meter_id]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _seq_at_or_after(moment: datetime) -> int:
+    """The smallest whole Unix second not before `moment` (exact, no float)."""
+    seconds, rest = divmod(moment - EPOCH, timedelta(seconds=1))
+    return int(seconds) + (1 if rest else 0)
+
+
+def _anchored(meter_id: int, from_: datetime | None, to: datetime | None) -> list[Any]:
+    # A window TRANSFER's seq is its window's start in Unix seconds (ledger/outbox.py) and window starts are
+    # whole seconds, so start >= from <=> seq >= ceil(from), and likewise for to. These conditions are all
+    # on ix_ledger_outbox_history: counting and skipping never read an outbox row.
+    where: list[Any] = [
+        LedgerOutbox.meter_id == meter_id,
+        LedgerOutbox.operation == TRANSFER,
+        LedgerOutbox.status == "confirmed",
+    ]
     if from_:
-        where.append(Window.start >= from_)
+        where.append(LedgerOutbox.seq >= _seq_at_or_after(from_))
     if to:
-        where.append(Window.start < to)
+        where.append(LedgerOutbox.seq < _seq_at_or_after(to))
     return where
-
-
-def _confirmed_windows(meter_id: int, from_: datetime | None, to: datetime | None) -> Select[Any]:
-    # windows(meter_id, start) is unique, so the range scan walks that index; the outbox joins by its
-    # unique window_id.
-    join = and_(LedgerOutbox.window_id == Window.id, LedgerOutbox.status == "confirmed")
-    return (
-        select(Window, LedgerOutbox.tx_id, LedgerOutbox.block_height, LedgerOutbox.tx_json)
-        .select_from(Window.__table__.join(LedgerOutbox.__table__, join))
-        .where(*_window_range(meter_id, from_, to))
-    )
 
 
 def history_page(
@@ -101,23 +106,37 @@ def history_page(
     offset: int,
     order: str,
 ) -> tuple[int, list[Row[Any]]]:
-    """The total and one page of confirmed windows of a meter with their TRANSFER id, height and tx JSON."""
-    base = _confirmed_windows(meter_id, from_, to)
-    total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-    key = Window.start.desc() if order == "desc" else Window.start.asc()
-    return total, conn.execute(base.order_by(key).limit(limit).offset(offset)).all()
+    """The total and one page of confirmed windows of a meter: window id, start, end, TRANSFER id, block
+    height and the transaction's JSON text."""
+    where = _anchored(meter_id, from_, to)
+    total = conn.execute(select(func.count()).select_from(LedgerOutbox).where(*where)).scalar_one()
+    key = LedgerOutbox.seq.desc() if order == "desc" else LedgerOutbox.seq.asc()
+    # The page's outbox ids come from the index alone; only those rows and their windows are read.
+    ids = select(LedgerOutbox.id).where(*where).order_by(key).limit(limit).offset(offset)
+    cols = (Window.id, Window.start, Window.end, LedgerOutbox.tx_id, LedgerOutbox.block_height)
+    stmt = (
+        select(*cols, LedgerOutbox.tx_json)
+        .select_from(LedgerOutbox.__table__.join(Window.__table__, LedgerOutbox.window_id == Window.id))
+        .where(LedgerOutbox.id.in_(ids.scalar_subquery()))
+        .order_by(key)
+    )
+    return total, conn.execute(stmt).all()
+
+
+def window_row(conn: Connection, window_id: int) -> Row[Any]:
+    """One window row, every column."""
+    return conn.execute(select(Window).where(Window.id == window_id)).one()
 
 
 def confirmed_windows(
     conn: Connection, meter_id: int, from_: datetime | None, to: datetime | None
 ) -> list[Row[Any]]:
     """Every confirmed window of a meter in range (for aggregation), oldest first, without tx JSON."""
-    join = and_(LedgerOutbox.window_id == Window.id, LedgerOutbox.status == "confirmed")
     stmt = (
-        select(Window.start, Window.end, Window.reading_count, Window.energy_wh, Window.summary_json)
-        .select_from(Window.__table__.join(LedgerOutbox.__table__, join))
-        .where(*_window_range(meter_id, from_, to))
-        .order_by(Window.start)
+        select(Window.start, Window.reading_count, Window.energy_wh, Window.summary_json)
+        .select_from(LedgerOutbox.__table__.join(Window.__table__, LedgerOutbox.window_id == Window.id))
+        .where(*_anchored(meter_id, from_, to))
+        .order_by(LedgerOutbox.seq)
     )
     return list(conn.execute(stmt).all())
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import inspect
 
 from connector.api.tenancy import Scope, scope_from_headers
 from tests.api import history as h
 
 TENANT_A = {"Fiware-Service": "city_a"}
+CET = timezone(timedelta(hours=1))
 
 
 @pytest.fixture
@@ -128,6 +131,36 @@ def test_history_pages_from_index_and_ledger_agree(client, two_tenants):
     )
     ranged = client.get(url, query_string={"from": starts[-1], "to": starts[0]}, headers=TENANT_A).json
     assert [w["start"] for w in ranged["windows"]] == list(reversed(starts))[:2]
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"),
+    [
+        (timedelta(0), timedelta(0)),
+        (timedelta(milliseconds=500), timedelta(milliseconds=500)),
+        (-timedelta(microseconds=1), -timedelta(microseconds=1)),
+        (timedelta(seconds=1), timedelta(minutes=14, seconds=59, microseconds=999_999)),
+    ],
+)
+def test_history_bounds_between_whole_seconds_match_the_ledger(client, two_tenants, lo, hi):
+    """from/to with fractions of a second or another offset select exactly the windows whose start is in
+    [from, to), the same as the ledger source, which compares times directly."""
+    url = "/v1/meters/urn:a:1/history"
+    starts = two_tenants.windows
+    bounds = {"from": (starts[2] + lo).isoformat(), "to": (starts[5] + hi).astimezone(CET).isoformat()}
+    index = client.get(url, query_string=bounds, headers=TENANT_A).json
+    ledger = client.get(url, query_string={**bounds, "source": "ledger"}, headers=TENANT_A).json
+    expected = [ws.isoformat() for ws in starts if starts[2] + lo <= ws < starts[5] + hi]
+    assert [w["start"] for w in index["windows"]] == expected and index["total"] == len(expected)
+    assert index["windows"] == ledger["windows"]
+    hours = client.get(url, query_string={**bounds, "aggregate": "hour"}, headers=TENANT_A).json
+    assert sum(b["windows"] for b in hours["buckets"]) == len(expected)
+
+
+def test_store_has_the_history_index(store):
+    """The migrations create the index the history route counts and pages from (as the model declares)."""
+    names = {i["name"] for i in inspect(store.write).get_indexes("ledger_outbox")}
+    assert "ix_ledger_outbox_history" in names
 
 
 def test_history_aggregates_by_hour_and_day(client, two_tenants):
