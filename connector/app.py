@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -13,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from connector.context import Services, services
-from connector.ingest import Incoming, IngestWriter
+from connector.ingest import Incoming, IngestResult, IngestWriter
 from connector.metrics import Metrics
 from ngsi.errors import NotificationError
 from ngsi.headers import resolve_headers
@@ -42,10 +43,15 @@ def create_app(svc: Services) -> Flask:
     svc.extras.setdefault(
         "ingest", IngestWriter(svc.store, svc.settings, svc.extras["metrics"].batch_size.observe)
     )
+    for outcome in ("accepted", "duplicate", "late", "rejected"):
+        svc.extras["metrics"].readings.labels(outcome)  # exported from the start, as 0
     app.register_blueprint(notify_bp)
     _init_query_api(app)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
+    from connector.notify_wsgi import NotifyFastPath  # it answers through this module's notify_answer
+
+    app.wsgi_app = NotifyFastPath(app.wsgi_app, svc)  # type: ignore[method-assign]
     return app
 
 
@@ -60,13 +66,30 @@ def _init_query_api(app: Flask) -> None:
 @notify_bp.post("/notify")
 @notify_bp.post("/v2/notify")
 def notify() -> tuple[Response, int]:
-    """Store one Orion notification; answer 2xx only once its readings are committed."""
+    """Store one Orion notification; answer 2xx only once its readings are committed.
+
+    Only requests the lean path (connector/notify_wsgi.py) hands on arrive here: bodies without a usable
+    Content-Length, over the size limit or chunked. Both answer through `notify_answer`.
+    """
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    status, body = notify_answer(services(), headers, request.mimetype, _flask_body)
+    return jsonify(body), status
+
+
+def _flask_body() -> bytes:
+    return request.get_data(cache=False)
+
+
+def notify_answer(
+    svc: Services, headers: Mapping[str, str], mimetype: str, read_body: Callable[[], bytes]
+) -> tuple[int, dict[str, Any]]:
+    """The status and JSON answer to one notification (`headers` keyed by lower-case name), metrics and
+    logs included. Raises ApiError (counted as rejected) for anything that cannot be stored."""
     started = time.perf_counter()
-    svc = services()
     metrics: Metrics = svc.extras["metrics"]
     fmt = "unknown"
     try:
-        status, body, fmt = _handle_notify(svc, metrics)
+        status, body, fmt = _handle_notify(svc, metrics, headers, mimetype, read_body)
     except ApiError as exc:
         metrics.notifications.labels(fmt, "rejected").inc()
         log.info("notify.rejected", status=exc.status, reason=exc.description)
@@ -75,19 +98,24 @@ def notify() -> tuple[Response, int]:
         structlog.contextvars.clear_contextvars()
     metrics.notifications.labels(fmt, "accepted").inc()
     metrics.ack_latency.observe(time.perf_counter() - started)
-    return jsonify(body), status
+    return status, body
 
 
-def _handle_notify(svc: Services, metrics: Metrics) -> tuple[int, dict[str, Any], str]:
+def _handle_notify(
+    svc: Services,
+    metrics: Metrics,
+    raw_headers: Mapping[str, str],
+    mimetype: str,
+    read_body: Callable[[], bytes],
+) -> tuple[int, dict[str, Any], str]:
     settings = svc.settings
-    _check_secret(settings.ingest.notify_secret, settings.ingest.notify_secret_header)
-    if request.mimetype not in JSON_TYPES:
-        raise ApiError(
-            415, "UnsupportedMediaType", f"Content-Type must be application/json, got '{request.mimetype}'"
-        )
-    body = _json_body()
+    _check_secret(raw_headers, settings.ingest.notify_secret, settings.ingest.notify_secret_header)
+    if mimetype not in JSON_TYPES:
+        message = f"Content-Type must be application/json, got '{mimetype}'"
+        raise ApiError(415, "UnsupportedMediaType", message)
+    body = _json_body(read_body())
     try:
-        headers = resolve_headers(request.headers)
+        headers = resolve_headers(raw_headers)
     except NotificationError as exc:
         raise ApiError(400, "BadRequest", str(exc)) from None
     structlog.contextvars.bind_contextvars(
@@ -101,13 +129,12 @@ def _handle_notify(svc: Services, metrics: Metrics) -> tuple[int, dict[str, Any]
     except NotificationError as exc:
         raise ApiError(400, "BadRequest", str(exc)) from None
     rejected = [{"where": r.where, "id": r.entity_id, "reason": r.reason} for r in parsed.rejected]
-    metrics.readings.labels("rejected").inc(len(rejected))
+    if rejected:
+        metrics.readings.labels("rejected").inc(len(rejected))
     if not parsed.readings:
         raise ApiError(400, "BadRequest", "the notification carries no valid reading", rejected=rejected)
     result = _store(svc, Incoming(parsed, headers, received_at))
-    metrics.readings.labels("accepted").inc(result.accepted - result.late)
-    metrics.readings.labels("late").inc(result.late)
-    metrics.readings.labels("duplicate").inc(result.duplicates)
+    _count_stored(metrics, result)
     log.info(
         "notify.stored",
         format=parsed.format,
@@ -125,9 +152,19 @@ def _handle_notify(svc: Services, metrics: Metrics) -> tuple[int, dict[str, Any]
     return 200, answer, parsed.format
 
 
-def _store(svc: Services, item: Incoming):  # type: ignore[no-untyped-def]
+def _count_stored(metrics: Metrics, result: IngestResult) -> None:
+    # Counters that stay 0 are not touched: each inc() takes a lock, and most notifications are all new.
+    if result.accepted - result.late:
+        metrics.readings.labels("accepted").inc(result.accepted - result.late)
+    if result.late:
+        metrics.readings.labels("late").inc(result.late)
+    if result.duplicates:
+        metrics.readings.labels("duplicate").inc(result.duplicates)
+
+
+def _store(svc: Services, item: Incoming) -> IngestResult:
     try:
-        return svc.extras["ingest"].submit(item)
+        return svc.extras["ingest"].submit(item)  # type: ignore[no-any-return]
     except Exception as exc:  # noqa: BLE001 - the store is unavailable: not the sender's fault, not a crash
         log.error("notify.store_failed", error=type(exc).__name__, detail=str(exc)[:300])
         raise ApiError(
@@ -138,16 +175,15 @@ def _store(svc: Services, item: Incoming):  # type: ignore[no-untyped-def]
         ) from None
 
 
-def _check_secret(secret: str, header: str) -> None:
+def _check_secret(headers: Mapping[str, str], secret: str, header: str) -> None:
     if not secret:
         return
-    given = request.headers.get(header, "")
+    given = headers.get(header.lower(), "")
     if not hmac.compare_digest(given.encode(), secret.encode()):
         raise ApiError(401, "Unauthorized", f"missing or wrong {header} header")
 
 
-def _json_body() -> Any:
-    raw = request.get_data(cache=False)
+def _json_body(raw: bytes) -> Any:
     if not raw:
         raise ApiError(400, "BadRequest", "empty body: expected a JSON notification")
     try:
@@ -174,14 +210,20 @@ def metrics_endpoint() -> Response:
     return Response(generate_latest(services().registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-def _api_error(exc: ApiError) -> tuple[Response, int] | Response:
+def _api_error(exc: ApiError) -> Response:
+    status, body, headers = error_answer(exc)
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers.extend(headers)
+    return resp
+
+
+def error_answer(exc: ApiError) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+    """The status, JSON body and extra headers answering `exc`."""
     body = {"error": exc.error, "description": exc.description}
     body.update({k: v for k, v in exc.extra.items() if k != "retry_after"})
-    resp = jsonify(body)
-    resp.status_code = exc.status
-    if "retry_after" in exc.extra:
-        resp.headers["Retry-After"] = str(exc.extra["retry_after"])
-    return resp
+    headers = [("Retry-After", str(exc.extra["retry_after"]))] if "retry_after" in exc.extra else []
+    return exc.status, body, headers
 
 
 def _http_error(exc: HTTPException) -> Response:

@@ -8,25 +8,25 @@ A request is answered only after the transaction holding its readings has commit
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.fingerprint import chain_seed
 from connector.ledger.outbox import enqueue_create
 from connector.settings import Settings
 from connector.store.db import Store
-from connector.store.models import Meter, PendingWindow, Reading
+from connector.store.ingest_sql import IngestSql, MeterKey, ReadingRow
+from connector.store.models import Meter
 from connector.windows import window_start
 from ngsi.model import Headers, ParsedNotification
-from ngsi.model import Reading as NgsiReading
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,6 @@ class IngestResult:
     new_meters: list[str] = field(default_factory=list)
 
 
-MeterKey = tuple[str, str, str]  # tenant, service path, entity id
-
-
-def canonical_value(value: object) -> str:
-    """The stored text of a raw value: JSON, keys sorted, no spaces, UTF-8 kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def write_batch(conn: Connection, items: list[Incoming], settings: Settings) -> list[IngestResult]:
     """Store every item's readings inside `conn`'s transaction; return one result per item, in order.
 
@@ -65,43 +57,27 @@ def write_batch(conn: Connection, items: list[Incoming], settings: Settings) -> 
     results = [IngestResult() for _ in items]
     wanted: dict[MeterKey, tuple[str, int]] = {}  # meter -> (entity type, first item carrying it)
     for i, item in enumerate(items):
+        tenant, path = item.headers.tenant, item.headers.service_path
         for r in item.parsed.readings:
-            wanted.setdefault(
-                (item.headers.tenant, item.headers.service_path, r.entity_id), (r.entity_type, i)
-            )
-    meters = _select_meters(conn, list(wanted))
-    for key, (entity_type, i) in wanted.items():
-        if key not in meters:
-            meters[key] = _register_meter(conn, key, entity_type, items[i], settings)
-            results[i].new_meters.append(key[2])
-    rows, owner, attempted = _reading_rows(items, meters, settings.window.length)
-    _insert_readings(conn, rows, owner, attempted, results)
+            wanted.setdefault((tenant, path, r.entity_id), (r.entity_type, i))
+    sql = IngestSql(conn)
+    try:
+        meters = sql.meters(list(wanted))
+        for key, (entity_type, i) in wanted.items():
+            if key not in meters:
+                meters[key] = _register_meter(conn, sql, key, entity_type, items[i], settings)
+                results[i].new_meters.append(key[2])
+        rows, owner, attempted = _reading_rows(items, meters, settings.window.length)
+        _insert_readings(sql, rows, owner, attempted, results)
+    finally:
+        sql.close()
     for item, result in zip(items, results, strict=True):
         result.duplicates = len(item.parsed.readings) - result.accepted
     return results
 
 
-def _select_meters(conn: Connection, keys: list[MeterKey]) -> dict[MeterKey, tuple[int, datetime | None]]:
-    """Existing meters among `keys`: id and closed-window frontier.
-
-    On PostgreSQL the rows are read FOR SHARE so the window closer (FOR UPDATE) cannot close a window of
-    these meters between our lateness check and our commit; SQLite write transactions are serialized.
-    """
-    found: dict[MeterKey, tuple[int, datetime | None]] = {}
-    for chunk in range(0, len(keys), 300):
-        part = keys[chunk : chunk + 300]
-        q = select(
-            Meter.tenant, Meter.service_path, Meter.entity_id, Meter.id, Meter.last_window_start
-        ).where(tuple_(Meter.tenant, Meter.service_path, Meter.entity_id).in_(part))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(read=True)
-        for t, sp, e, mid, frontier in conn.execute(q):
-            found[(t, sp, e)] = (mid, frontier)
-    return found
-
-
 def _register_meter(
-    conn: Connection, key: MeterKey, entity_type: str, item: Incoming, settings: Settings
+    conn: Connection, sql: IngestSql, key: MeterKey, entity_type: str, item: Incoming, settings: Settings
 ) -> tuple[int, datetime | None]:
     """Register a meter seen for the first time, and queue its CREATE in the same transaction."""
     attrs = item.parsed.entity_attrs.get(key[2], {})
@@ -122,7 +98,7 @@ def _register_meter(
     ins = _insert(conn, Meter).values(**values).on_conflict_do_nothing().returning(Meter.id)
     new_id = conn.execute(ins).scalar()
     if new_id is None:  # another process registered it first
-        return _select_meters(conn, [key])[key]
+        return sql.meters([key])[key]
     enqueue_create(conn, new_id, item.received_at)
     return new_id, None
 
@@ -137,99 +113,77 @@ ReadingKey = tuple[int, str, datetime]  # meter id, attribute, observation time
 
 def _reading_rows(
     items: list[Incoming], meters: dict[MeterKey, tuple[int, datetime | None]], length: int
-) -> tuple[list[dict[str, Any]], dict[ReadingKey, int], Tally[tuple[int, datetime]]]:
+) -> tuple[list[ReadingRow], list[int], Tally[tuple[int, datetime]]]:
     """One row per distinct reading of the group, which item brought it first, and how many readings
     (duplicates included) each open (meter, window) received."""
-    rows: list[dict[str, Any]] = []
-    owner: dict[ReadingKey, int] = {}
+    rows: list[ReadingRow] = []
+    owner: list[int] = []
+    seen: set[ReadingKey] = set()
     attempted: Tally[tuple[int, datetime]] = Tally()
     for i, item in enumerate(items):
+        tenant, path, received, correlator = (
+            item.headers.tenant,
+            item.headers.service_path,
+            item.received_at,
+            item.headers.correlator,
+        )
         for r in item.parsed.readings:
-            meter_id, frontier = meters[(item.headers.tenant, item.headers.service_path, r.entity_id)]
+            meter_id, frontier = meters[(tenant, path, r.entity_id)]
             ws = window_start(r.observed_at, length)
             late = frontier is not None and ws <= frontier
             if not late:
                 attempted[(meter_id, ws)] += 1
             key = (meter_id, r.attr, r.observed_at)
-            if key in owner:  # the same reading twice in this group: a duplicate of the first
+            if key in seen:  # the same reading twice in this group: a duplicate of the first
                 continue
-            owner[key] = i
-            rows.append(_reading_row(meter_id, r, item, ws, late))
+            seen.add(key)
+            owner.append(i)
+            number = None if r.number is None else str(r.number)
+            rows.append(
+                (meter_id, r.attr, r.attr_type, r.observed_at, received, r.time_source,
+                 canonical_value(r.value), number, r.unit, ws, late, correlator)
+            )  # fmt: skip
     return rows, owner, attempted
 
 
 def _insert_readings(
-    conn: Connection,
-    rows: list[dict[str, Any]],
-    owner: dict[ReadingKey, int],
+    sql: IngestSql,
+    rows: list[ReadingRow],
+    owner: list[int],
     attempted: Tally[tuple[int, datetime]],
     results: list[IngestResult],
 ) -> None:
     """Insert the rows (duplicates of stored readings are skipped by the unique key) and tally outcomes."""
-    stored = (
-        conn.execute(
-            _insert(conn, Reading)
-            .on_conflict_do_nothing()
-            .returning(
-                Reading.meter_id, Reading.attr, Reading.observed_at, Reading.window_start, Reading.late
-            ),
-            rows,
-        ).all()
-        if rows
-        else []
-    )
+    stored = sql.insert_readings(rows) if rows else []
     late_per_meter: Tally[int] = Tally()
     stored_windows: Tally[tuple[int, datetime]] = Tally()
-    for meter_id, attr, observed_at, ws, late in stored:
-        result = results[owner[(meter_id, attr, observed_at)]]
+    for row, i, ok in zip(rows, owner, stored, strict=True):
+        if not ok:
+            continue
+        result = results[i]
         result.accepted += 1
-        if late:
+        if row[10]:  # late
             result.late += 1
-            late_per_meter[meter_id] += 1
+            late_per_meter[row[0]] += 1
         else:
-            stored_windows[(meter_id, ws)] += 1
-    _mark_pending(conn, attempted, stored_windows)
-    for meter_id, n in late_per_meter.items():
-        conn.execute(
-            update(Meter).where(Meter.id == meter_id).values(late_since_close=Meter.late_since_close + n)
-        )
+            stored_windows[(row[0], row[9])] += 1
+    if attempted:
+        sql.mark_pending([(m, ws, n - stored_windows.get((m, ws), 0)) for (m, ws), n in attempted.items()])
+    if late_per_meter:
+        sql.add_late(late_per_meter)
 
 
-def _reading_row(meter_id: int, r: NgsiReading, item: Incoming, ws: datetime, late: bool) -> dict[str, Any]:
-    return {
-        "meter_id": meter_id,
-        "attr": r.attr,
-        "attr_type": r.attr_type,
-        "observed_at": r.observed_at,
-        "received_at": item.received_at,
-        "time_source": r.time_source,
-        "value_json": canonical_value(r.value),
-        "number": None if r.number is None else str(r.number),
-        "unit": r.unit,
-        "window_start": ws,
-        "late": late,
-        "correlator": item.headers.correlator,
-    }
+def canonical_value(value: object) -> str:
+    """The stored text of a raw value: JSON, keys sorted, no spaces, UTF-8 kept as is."""
+    kind = type(value)  # the common cases first, written exactly as json.dumps would write them
+    if kind is str:
+        return _encode_str(value)  # type: ignore[arg-type]
+    if kind is int or (kind is float and math.isfinite(value)):  # type: ignore[arg-type]
+        return repr(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _mark_pending(
-    conn: Connection, attempted: Tally[tuple[int, datetime]], stored: Tally[tuple[int, datetime]]
-) -> None:
-    """Record every open window that got readings, and the duplicates it saw, for the closer."""
-    if not attempted:
-        return
-    params = [
-        {"meter_id": m, "window_start": ws, "duplicates": n - stored.get((m, ws), 0)}
-        for (m, ws), n in attempted.items()
-    ]
-    ins = _insert(conn, PendingWindow)
-    conn.execute(
-        ins.on_conflict_do_update(
-            index_elements=["meter_id", "window_start"],
-            set_={"duplicates": PendingWindow.duplicates + ins.excluded.duplicates},
-        ),
-        params,
-    )
+_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 def _insert(conn: Connection, model: type) -> sqlite.Insert | postgresql.Insert:

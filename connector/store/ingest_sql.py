@@ -1,0 +1,108 @@
+"""The ingest hot path's SQL, run on the DBAPI cursor of an open SQLAlchemy transaction.
+
+Building SQLAlchemy statements for every group commit cost more CPU than the database work itself (the
+tuple IN of the meter lookup and the upsert's `excluded` alone were a third of the writer thread), so the
+few statements of every batch are fixed SQL text here. Values pass through the models' own bind
+processors, so a row written here is byte-for-byte the row the ORM would write (same time text on SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from connector.store.models import UTCDateTime
+
+READING_COLUMNS = (
+    "meter_id, attr, attr_type, observed_at, received_at, time_source, value_json, number, unit, "
+    "window_start, late, correlator"
+)
+MeterKey = tuple[str, str, str]  # tenant, service path, entity id
+ReadingRow = tuple[int, str, Any, datetime, datetime, str, str, Any, Any, datetime, bool, Any]
+_CHUNK = 300  # rows per statement: far below both databases' parameter limits
+
+
+class IngestSql:
+    """The batch statements for one connection's dialect (SQLite or PostgreSQL)."""
+
+    def __init__(self, conn: Connection) -> None:
+        dialect = conn.dialect
+        self.pg = dialect.name == "postgresql"
+        self.ph = "%s" if self.pg else "?"
+        self.cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        time_type = UTCDateTime().dialect_impl(dialect)  # the dialect's own time text (SQLite)
+        self.time_in = time_type.bind_processor(dialect) or (lambda v: v)
+        self.time_out = time_type.result_processor(dialect, None) or (lambda v: v)
+
+    def meters(self, keys: Sequence[MeterKey]) -> dict[MeterKey, tuple[int, datetime | None]]:
+        """Existing meters among `keys`: id and closed-window frontier.
+
+        On PostgreSQL the rows are read FOR SHARE so the window closer (FOR UPDATE) cannot close a window
+        of these meters between our lateness check and our commit; SQLite write transactions are
+        serialized.
+        """
+        found: dict[MeterKey, tuple[int, datetime | None]] = {}
+        row = f"({self.ph},{self.ph},{self.ph})"
+        for start in range(0, len(keys), _CHUNK):
+            part = keys[start : start + _CHUNK]
+            values = ",".join([row] * len(part))
+            values = values if self.pg else f"VALUES {values}"
+            sql = (
+                "SELECT tenant, service_path, entity_id, id, last_window_start FROM meters "
+                f"WHERE (tenant, service_path, entity_id) IN ({values})" + (" FOR SHARE" if self.pg else "")
+            )
+            self.cursor.execute(sql, [v for key in part for v in key])
+            for t, sp, e, mid, frontier in self.cursor.fetchall():
+                found[(t, sp, e)] = (mid, None if frontier is None else self.time_out(frontier))
+        return found
+
+    def insert_readings(self, rows: Sequence[ReadingRow]) -> list[bool]:
+        """Insert `rows` (a duplicate of a stored reading is skipped); True for each row stored."""
+        if not self.pg:
+            return self._insert_one_by_one(rows)
+        stored_keys: set[tuple[int, str, datetime]] = set()
+        row = "(" + ",".join(["%s"] * 12) + ")"
+        for start in range(0, len(rows), _CHUNK):
+            part = rows[start : start + _CHUNK]
+            sql = (
+                f"INSERT INTO readings ({READING_COLUMNS}) VALUES {','.join([row] * len(part))} "
+                "ON CONFLICT DO NOTHING RETURNING meter_id, attr, observed_at"
+            )
+            self.cursor.execute(sql, [v for r in part for v in r])
+            stored_keys.update((m, a, self.time_out(t)) for m, a, t in self.cursor.fetchall())
+        return [(r[0], r[1], r[3]) in stored_keys for r in rows]
+
+    def _insert_one_by_one(self, rows: Sequence[ReadingRow]) -> list[bool]:
+        # SQLite: one prepared statement executed per row (sqlite3 caches it); rowcount tells stored (1)
+        # from duplicate (0) without RETURNING. The time columns are bound as the store's text.
+        sql = f"INSERT INTO readings ({READING_COLUMNS}) VALUES ({','.join('?' * 12)}) ON CONFLICT DO NOTHING"
+        execute, cursor, tin = self.cursor.execute, self.cursor, self.time_in
+        stored = []
+        for r in rows:
+            execute(sql, (*r[:3], tin(r[3]), tin(r[4]), *r[5:9], tin(r[9]), *r[10:]))
+            stored.append(cursor.rowcount == 1)
+        return stored
+
+    def mark_pending(self, params: Sequence[tuple[int, datetime, int]]) -> None:
+        """Upsert (meter, window start, duplicates seen): the closer's work list, duplicates added up."""
+        ph = self.ph
+        self.cursor.executemany(
+            f"INSERT INTO pending_windows (meter_id, window_start, duplicates) VALUES ({ph},{ph},{ph}) "
+            "ON CONFLICT (meter_id, window_start) "
+            "DO UPDATE SET duplicates = pending_windows.duplicates + excluded.duplicates",
+            [(m, self.time_in(ws), n) for m, ws, n in params],
+        )
+
+    def add_late(self, late_per_meter: dict[int, int]) -> None:
+        """Count late readings on their meters (reported with the meter's next window)."""
+        ph = self.ph
+        self.cursor.executemany(
+            f"UPDATE meters SET late_since_close = late_since_close + {ph} WHERE id = {ph}",
+            [(n, m) for m, n in late_per_meter.items()],
+        )
+
+    def close(self) -> None:
+        self.cursor.close()
