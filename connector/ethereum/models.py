@@ -59,6 +59,7 @@ class RelayOutbox(Base):
     ledger_tx_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # pending: when the next send is due; final: when settle() is next due
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     transaction_id: Mapped[int | None] = mapped_column(ForeignKey("eth_transactions.id"))
