@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from connector.ethereum.contract import chain_head, energy_to_wh, meter_key, unix_seconds
+from connector.ethereum.models import EthTransaction, RelayOutbox
 from connector.ledger.transactions import signatures_valid, spent_tx_id
 from connector.store.db import Store
 from connector.store.models import LedgerOutbox, Meter, PendingWindow, Reading, Window
@@ -142,4 +144,89 @@ def _no_fork(client: Any, public_key: str, txs: list[dict[str, Any]]) -> list[st
     problems = [f"{len(strays)} transactions of this key outside the asset's history"] if strays else []
     if len(unspent) != 1:
         problems.append(f"{len(unspent)} unspent outputs (a fork or a lost head)")
+    return problems
+
+
+def relay_backlog(store: Store) -> dict[str, int]:
+    """Relay work not done yet: windows without a relay row, relay rows not final or dead."""
+    with store.reading() as conn:
+        windows = conn.scalar(select(func.count()).select_from(Window)) or 0
+        relays = conn.scalar(select(func.count()).select_from(RelayOutbox)) or 0
+        open_rows = conn.scalar(
+            select(func.count()).select_from(RelayOutbox).where(RelayOutbox.status.in_(("pending", "sent")))
+        )
+    return {"unrelayed_windows": int(windows - relays), "open_relays": int(open_rows or 0)}
+
+
+def relay_states(store: Store) -> dict[str, Any]:
+    """Relay rows per status with their last errors, and backlogs: shown when a wait times out."""
+    with store.reading() as conn:
+        query = select(RelayOutbox.status, RelayOutbox.last_error, func.count()).group_by(
+            RelayOutbox.status, RelayOutbox.last_error
+        )
+        rows = [f"{status} x{n}: {error}" for status, error, n in conn.execute(query)]
+    return {**backlog(store), **relay_backlog(store), "relay_rows": rows}
+
+
+def final_relays(store: Store) -> int:
+    """How many windows are recorded on chain with enough confirmations."""
+    with store.reading() as conn:
+        query = select(func.count()).select_from(RelayOutbox).where(RelayOutbox.status == "final")
+        return int(conn.scalar(query) or 0)
+
+
+def relayed(store: Store) -> bool:
+    """True when every window has a relay row and no relay row is still pending or sent."""
+    return relay_backlog(store) == {"unrelayed_windows": 0, "open_relays": 0}
+
+
+def relay_problems(store: Store, contract: Any) -> list[str]:
+    """Windows without exactly one final relay (row and on-chain IntervalRecorded), conflicts, dead rows,
+    and meters whose on-chain chain head differs from the one their stored windows give."""
+    with store.reading() as conn:
+        windows = list(conn.execute(select(Window.__table__).order_by(Window.meter_id, Window.start)))
+        meters = {m.id: m for m in conn.execute(select(Meter.__table__))}
+        relays = list(conn.execute(select(RelayOutbox.__table__)))
+        final = select(EthTransaction.id).where(EthTransaction.status == "final")
+        final_txs = set(conn.execute(final).scalars())
+    rows = Counter(r.window_id for r in relays)
+    problems = [f"window {w.id} has {rows[w.id]} relay rows" for w in windows if rows[w.id] != 1]
+    problems += [
+        f"relay of window {r.window_id} is {r.status} ({r.last_error})" for r in relays if r.status != "final"
+    ]
+    problems += [
+        f"relay of window {r.window_id} without a final transaction"
+        for r in relays
+        if r.status == "final" and r.transaction_id not in final_txs
+    ]
+    return problems + _on_chain_problems(contract, windows, meters)
+
+
+def _on_chain_problems(contract: Any, windows: list[Any], meters: dict[int, Any]) -> list[str]:
+    def key(meter_id: int) -> bytes:
+        m = meters[meter_id]
+        return meter_key(m.tenant, m.service_path, m.entity_id)
+
+    recorded = Counter(
+        (bytes(e["args"]["meterId"]), int(e["args"]["intervalStart"]))
+        for e in contract.events.IntervalRecorded().get_logs(from_block=0)
+    )
+    expected = Counter((key(w.meter_id), unix_seconds(_aware(w.start))) for w in windows)
+    problems = [
+        f"meter {meters[w.meter_id].entity_id} window {w.start}: {recorded[k]} IntervalRecorded events"
+        for w in windows
+        if recorded[k := (key(w.meter_id), unix_seconds(_aware(w.start)))] != 1
+    ]
+    strays = sum(n for k, n in recorded.items() if k not in expected)
+    problems += [f"{strays} IntervalRecorded events for no stored window"] if strays else []
+    conflicts = contract.events.RecordConflict().get_logs(from_block=0)
+    problems += [f"RecordConflict for interval {e['args']['intervalStart']}" for e in conflicts]
+    for meter_id in meters:
+        links = [
+            (unix_seconds(_aware(w.start)), energy_to_wh(w.energy_wh), bytes.fromhex(w.fingerprint))
+            for w in windows
+            if w.meter_id == meter_id
+        ]
+        if contract.functions.chainHead(key(meter_id)).call() != chain_head(links):
+            problems.append(f"meter {meters[meter_id].entity_id}: on-chain head differs from the store's")
     return problems

@@ -16,10 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -38,14 +40,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> None:
-    """Poll `check` until it is true; raise AssertionError naming `what` after `timeout` seconds."""
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    every: float = 0.2,
+    state: Callable[[], object] | None = None,
+) -> None:
+    """Poll `check` until it is true; raise AssertionError naming `what` (and `state()`) after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    shown = f": {state()}" if state else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{shown}")
 
 
 def _answers(url: str) -> bool:
@@ -65,6 +74,11 @@ class LedgerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def log_path(self) -> Path:
+        """Where the ledger's stderr (its error logs) goes: next to its data folder."""
+        return self.data_dir.parent / f"devledger-{self.port}.log"
+
+    @property
     def url(self) -> str:
         """Base URL of the ledger's HTTP API."""
         return f"http://127.0.0.1:{self.port}"
@@ -73,7 +87,9 @@ class LedgerProcess:
         """Start the ledger and return once its HTTP API answers."""
         args = ["--host", "127.0.0.1", "--port", str(self.port), "--ws-port", str(self.ws_port)]
         cmd = [sys.executable, "-m", "connector", "devledger", *args, "--data", str(self.data_dir)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
         wait_until(lambda: _answers(self.url + "/api/v1/"), 30, "the dev ledger to answer")
         return self
 
@@ -184,6 +200,7 @@ class Sender:
         self.pause = pause
         self.acked: list[tuple[str, datetime]] = []
         self.failed = 0
+        self.statuses: Counter[int] = Counter()  # every answer's status; 0 = no answer (refused, timeout)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
         self._last: datetime | None = None
@@ -217,11 +234,12 @@ class Sender:
                 resp = session.post(
                     target, data=notification(entity, when, float(i % 1000)), headers=HEADERS, timeout=5
                 )
-                ok = resp.status_code == 200
+                ok, status = resp.status_code == 200, resp.status_code
             except requests.RequestException:
-                ok = False
+                ok, status = False, 0
                 session = requests.Session()
                 time.sleep(0.05)
+            self.statuses[status] += 1
             if ok:
                 self.acked.append((entity, when))
             else:
@@ -229,3 +247,64 @@ class Sender:
             i += 1
             if self.pause:
                 time.sleep(self.pause)
+
+
+class EthereumNode:
+    """anvil with 1-s blocks and the settlement contract (intervals of the connector's window length),
+    deployed by a fresh reporter key.
+
+    Its chain is dumped to a state file on a clean `stop()` and loaded by the next `start()` on the same
+    port, so stop + start is an Ethereum outage that keeps the chain.
+    """
+
+    def __init__(self, state_dir: Path, interval_length: int = ConnectorProcess.window_length) -> None:
+        from eth_account import Account
+
+        from connector.ethereum.anvil import AnvilProcess
+
+        state = str(state_dir / "anvil-state.json")
+        self.anvil = AnvilProcess(state=state, extra_args=("--block-time", "1"))
+        self.account = Account.create()
+        self.interval_length = interval_length  # the connector's window length
+        self.address = ""
+
+    def start(self) -> EthereumNode:
+        """Start anvil (same port as before after a stop); deploy the contract the first time."""
+        self.anvil.start()
+        if not self.address:
+            from connector.ethereum.deploy import deploy
+            from connector.settings import EthereumSettings
+
+            eth = EthereumSettings(enabled=True)
+            self.address, _gas = deploy(self.w3(), self.account, eth, interval_length=self.interval_length)
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM anvil; it writes its state file."""
+        self.anvil.stop(timeout=15)
+
+    def w3(self) -> Any:
+        """A web3 client on the node."""
+        from connector.ethereum.client import connect
+
+        return connect(self.anvil.url)
+
+    def contract(self) -> Any:
+        """The deployed settlement contract."""
+        from connector.ethereum.client import settlement_contract
+
+        return settlement_contract(self.w3(), self.address)
+
+    def env(self) -> dict[str, str]:
+        """Connector settings that turn the relay on against this node (2 confirmations, 0.5-s rounds)."""
+        return {
+            "CONNECTOR_ETHEREUM_ENABLED": "true",
+            "CONNECTOR_ETHEREUM_RPC_URL": self.anvil.url,
+            # Quoted: unquoted, the settings loader reads a 0x... value as a YAML integer and the address
+            # arrives as decimal digits (the defect test_findings.py shows).
+            "CONNECTOR_ETHEREUM_CONTRACT_ADDRESS": f'"{self.address}"',
+            "CONNECTOR_ETHEREUM_REPORTER_KEY": f'"0x{self.account.key.hex().removeprefix("0x")}"',
+            "CONNECTOR_ETHEREUM_CONFIRMATIONS": "2",
+            "CONNECTOR_ETHEREUM_RELAY_INTERVAL": "0.5",
+            "CONNECTOR_ETHEREUM_STUCK_AFTER": "20",
+        }

@@ -1,6 +1,8 @@
 """SIGKILL the connector at random moments while a sender streams; after a restart nothing is lost or doubled.
 
-RELIABILITY_KILLS=10 runs the long version (the default, 3 kills, keeps the test under a minute).
+The connector writes BigchainDB (an external dev ledger process) and relays to Ethereum (an anvil with the
+settlement contract); both outlive the kills. RELIABILITY_KILLS=10 runs the long version (the default,
+3 kills, keeps the test under a minute).
 """
 
 from __future__ import annotations
@@ -11,34 +13,38 @@ import time
 
 from connector.store.db import open_store
 from tests.reliability import checks
-from tests.reliability.harness import ConnectorProcess, LedgerProcess, Sender, wait_until
+from tests.reliability.harness import ConnectorProcess, EthereumNode, Sender, wait_until
 
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "3"))
 METERS = 4
 
 
-def test_sigkill_loses_nothing_and_anchors_each_window_once(store_url, tmp_path, ledger: LedgerProcess):
-    """After random SIGKILLs: every acked reading stored, one confirmed TRANSFER per window, chains linear."""
+def test_sigkill_loses_nothing_anchors_and_relays_each_window_once(store_url, tmp_path, ledger):
+    """After random SIGKILLs: every acked reading stored, one confirmed TRANSFER and one relay per window
+    (one IntervalRecorded on chain), chains linear on the ledger and on chain."""
     rng = random.Random(int(os.environ.get("RELIABILITY_SEED", "8")))
-    connector = ConnectorProcess(store_url, tmp_path, ledger.url).start()
+    node = EthereumNode(tmp_path).start()
+    connector = ConnectorProcess(store_url, tmp_path, ledger.url, extra_env=node.env()).start()
     sender = Sender([connector.url], METERS).start()
+    store = open_store(store_url)
     try:
         for _ in range(KILLS):
             time.sleep(rng.uniform(1.0, 4.0))
             connector.kill()
             connector.start()
         time.sleep(rng.uniform(1.0, 3.0))
-    finally:
         sender.stop()
-    store = open_store(store_url)
-    try:
-        wait_until(lambda: checks.drained(store), 60, "windows closed and the outbox drained")
+        done = lambda: checks.drained(store) and checks.relayed(store)  # noqa: E731
+        wait_until(done, 90, "the outbox and the relay to drain", state=lambda: checks.relay_states(store))
         connector.stop()
         assert len(sender.acked) > 20 * KILLS
         assert checks.missing_readings(store, sender.acked) == []
         assert checks.outbox_problems(store) == []
         assert checks.chain_problems(ledger.client(), store) == []
+        assert checks.relay_problems(store, node.contract()) == []
         assert len(checks.meter_rows(store)) == METERS
     finally:
+        sender.stop()
         connector.kill()
+        node.stop()
         store.dispose()

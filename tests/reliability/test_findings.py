@@ -1,4 +1,5 @@
-"""Defects the fuzzer found, kept as regression tests once fixed."""
+"""Defects the fuzz and fault harness found: each test fails while its defect is there, and stays as a
+regression test once it is fixed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import select
 
 from connector.app import create_app
 from connector.context import Services
+from connector.settings import load_settings
 from connector.store.models import Reading
 
 
@@ -28,3 +30,20 @@ def test_normalized_shape_is_not_judged_by_an_attributeless_first_entity(setting
             select(Reading.observed_at, Reading.value_json).where(Reading.attr == "P")
         ).one()
     assert stored == (datetime(2019, 3, 18, 16, tzinfo=UTC), "5")
+
+
+def test_text_settings_from_the_environment_arrive_as_given():
+    """A 0x... address or key and a digits-only secret in CONNECTOR_* variables reach the settings unchanged.
+
+    Found by the crash test with Ethereum: every environment value is parsed as YAML, so a hex address
+    became an integer and reached the relay as decimal digits ("Unknown format '6101...'").
+    """
+    address, key, secret = "0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x" + "42" * 32, "0123"
+    env = {
+        "CONNECTOR_ETHEREUM_CONTRACT_ADDRESS": address,
+        "CONNECTOR_ETHEREUM_REPORTER_KEY": key,
+        "CONNECTOR_INGEST_NOTIFY_SECRET": secret,
+    }
+    settings = load_settings(environ=env)
+    got = (settings.ethereum.contract_address, settings.ethereum.reporter_key, settings.ingest.notify_secret)
+    assert got == (address, key, secret)

@@ -1,6 +1,7 @@
-"""The ledger away while readings keep coming: once it is back everything catches up in order, once.
+"""The ledger or Ethereum away while readings keep coming: once back, everything catches up in order, once.
 
-RELIABILITY_OUTAGE=300 runs the issue's five-minute outage (the default, 8 s, keeps the test short).
+RELIABILITY_OUTAGE=300 runs the issue's five-minute ledger outage and RELIABILITY_ETH_OUTAGE=300 its
+five-minute Ethereum outage (the defaults, 8 s and 15 s, keep the tests short).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import time
 
 from connector.store.db import open_store
 from tests.reliability import checks
-from tests.reliability.harness import ConnectorProcess, LedgerProcess, Sender, wait_until
+from tests.reliability.harness import ConnectorProcess, EthereumNode, LedgerProcess, Sender, wait_until
 
 OUTAGE = float(os.environ.get("RELIABILITY_OUTAGE", "8"))
+ETH_OUTAGE = float(os.environ.get("RELIABILITY_ETH_OUTAGE", "15"))
 METERS = 3
 
 
@@ -40,4 +42,43 @@ def test_ledger_outage_catches_up_in_order_without_doubles(store_url, tmp_path, 
     finally:
         sender.stop()
         connector.stop()
+        store.dispose()
+
+
+def test_ethereum_outage_relays_in_order_without_doubles(store_url, tmp_path, ledger: LedgerProcess):
+    """anvil stopped a while (chain kept): readings still acked and anchored on the ledger, relays wait;
+    after restart every window is relayed exactly once, in order (on-chain chain heads match)."""
+    node = EthereumNode(tmp_path).start()
+    connector = ConnectorProcess(store_url, tmp_path, ledger.url, extra_env=node.env()).start()
+    sender = Sender([connector.url], METERS).start()
+    store = open_store(store_url)
+    try:
+        wait_until(
+            lambda: checks.final_relays(store) > 0,
+            60,
+            "a first window relayed before the outage",
+            state=lambda: checks.relay_states(store),
+        )
+        node.stop()
+        acked_before = len(sender.acked)
+        time.sleep(ETH_OUTAGE)
+        assert len(sender.acked) > acked_before, "ingest must not depend on Ethereum"
+        assert sum(checks.relay_backlog(store).values()) > 0, "windows confirmed meanwhile wait for Ethereum"
+        node.start()
+        time.sleep(2)
+        sender.stop()
+        wait_until(
+            lambda: checks.drained(store) and checks.relayed(store),
+            90 + ETH_OUTAGE,
+            "the relay to catch up",
+            state=lambda: checks.relay_states(store),
+        )
+        assert checks.missing_readings(store, sender.acked) == []
+        assert checks.outbox_problems(store) == []
+        assert checks.chain_problems(ledger.client(), store) == []
+        assert checks.relay_problems(store, node.contract()) == []
+    finally:
+        sender.stop()
+        connector.stop()
+        node.stop()
         store.dispose()
