@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from devledger.errors import LedgerError
 from devledger.storage import Storage
@@ -38,7 +38,7 @@ class _Output:
 @dataclass(slots=True)
 class _Ticket:
     checked: Checked
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None  # only a commit-mode caller waits, so only it needs an Event
     height: int | None = None
 
 
@@ -126,10 +126,10 @@ class Ledger:
                 raise CommitFailed("the ledger is stopping")
             check_against(checked, self._state)
             self._state.apply(checked)
-            ticket = _Ticket(checked)
+            ticket = _Ticket(checked, threading.Event() if wait_commit else None)
             self._pending.append(ticket)
             self._cond.notify_all()
-        if wait_commit and (not ticket.done.wait(self._commit_timeout) or ticket.height is None):
+        if ticket.done is not None and (not ticket.done.wait(self._commit_timeout) or ticket.height is None):
             raise CommitFailed("Transaction validation failed")
         return checked
 
@@ -154,7 +154,8 @@ class Ledger:
             return
         for ticket in batch:
             ticket.height = height
-            ticket.done.set()
+            if ticket.done is not None:
+                ticket.done.set()
         self._notify(height, checked)
 
     def _fail(self, batch: list[_Ticket]) -> None:
@@ -165,7 +166,8 @@ class Ledger:
             for ticket in reversed(dropped):
                 self._state.revert(ticket.checked)
         for ticket in dropped:
-            ticket.done.set()
+            if ticket.done is not None:
+                ticket.done.set()
 
     def _notify(self, height: int, checked: list[Checked]) -> None:
         for listener in self._listeners:
