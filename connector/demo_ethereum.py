@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from connector.ethereum.anvil import AnvilProcess
 from connector.ethereum.client import connect, reporter_account
 from connector.ethereum.deploy import deploy, remember
-from connector.ethereum.models import RelayOutbox
+from connector.ethereum.models import EthTransaction, RelayOutbox
 from connector.ethereum.plans import PlanRow, upload_plans
 from connector.ethereum.report import format_table, settlement_rows
 from connector.settings import Settings
@@ -69,12 +69,13 @@ class DemoEthereum:
         return f"planned {FLAT_PLAN_WH} Wh per interval for {len(entity_ids)} meters x {windows} intervals"
 
     def relay_counts(self, store: Any, expected: int) -> tuple[int, int]:
-        """(relay rows final and settled, windows expected)."""
+        """(relay rows final whose settle transaction is final too, windows expected)."""
         with store.reading() as conn:
             done = conn.execute(
                 select(func.count())
                 .select_from(RelayOutbox)
-                .where(RelayOutbox.status == "final", RelayOutbox.settle_transaction_id.is_not(None))
+                .join(EthTransaction, EthTransaction.id == RelayOutbox.settle_transaction_id)
+                .where(RelayOutbox.status == "final", EthTransaction.status == "final")
             ).scalar_one()
         return done, expected
 
