@@ -8,12 +8,17 @@ PYTEST_ARGS ?=
 
 install: $(STAMP) node_modules/.installed system-deps
 
-# Debian's docker-compose checks the compose files in the test suite (no Docker engine is needed for that).
+# Debian's docker-compose checks the compose files in the test suite (no Docker engine is needed for that);
+# Debian's wrk is the ingest benchmark's C load generator.
 system-deps:
 	@command -v docker-compose >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null); \
 	  else echo "docker-compose is missing: install Debian's docker-compose package (needed by tests/orion)"; fi; }
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null); \
+	  else echo "wrk is missing: bench/ingest_bench.py falls back to its aiohttp sender (Debian package wrk)"; fi; }
 
 $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt setup.py
 	@command -v python3.11 >/dev/null 2>&1 && PYBIN=python3.11 || PYBIN=python3; \
