@@ -189,8 +189,29 @@ def relay_problems(store: Store, contract: Any) -> list[str]:
         relays = list(conn.execute(select(RelayOutbox.__table__)))
         final = select(EthTransaction.id).where(EthTransaction.status == "final")
         final_txs = set(conn.execute(final).scalars())
+    keys = {m.id: meter_key(m.tenant, m.service_path, m.entity_id) for m in meters.values()}
+    expected = {(keys[w.meter_id], unix_seconds(_aware(w.start))): f"window {w.id}" for w in windows}
+    recorded = Counter(
+        (bytes(e["args"]["meterId"]), int(e["args"]["intervalStart"]))
+        for e in contract.events.IntervalRecorded().get_logs(from_block=0)
+    )
+    conflicts = len(contract.events.RecordConflict().get_logs(from_block=0))
+    problems = _relay_row_problems([w.id for w in windows], relays, final_txs)
+    problems += _record_problems(expected, recorded, conflicts)
+    for meter_id, key in keys.items():
+        links = [
+            (unix_seconds(_aware(w.start)), energy_to_wh(w.energy_wh), bytes.fromhex(w.fingerprint))
+            for w in windows
+            if w.meter_id == meter_id
+        ]
+        if contract.functions.chainHead(key).call() != chain_head(links):
+            problems.append(f"meter {meters[meter_id].entity_id}: on-chain head differs from the store's")
+    return problems
+
+
+def _relay_row_problems(window_ids: list[int], relays: list[Any], final_txs: set[int]) -> list[str]:
     rows = Counter(r.window_id for r in relays)
-    problems = [f"window {w.id} has {rows[w.id]} relay rows" for w in windows if rows[w.id] != 1]
+    problems = [f"window {w} has {rows[w]} relay rows" for w in window_ids if rows[w] != 1]
     problems += [
         f"relay of window {r.window_id} is {r.status} ({r.last_error})" for r in relays if r.status != "final"
     ]
@@ -199,34 +220,15 @@ def relay_problems(store: Store, contract: Any) -> list[str]:
         for r in relays
         if r.status == "final" and r.transaction_id not in final_txs
     ]
-    return problems + _on_chain_problems(contract, windows, meters)
+    return problems
 
 
-def _on_chain_problems(contract: Any, windows: list[Any], meters: dict[int, Any]) -> list[str]:
-    def key(meter_id: int) -> bytes:
-        m = meters[meter_id]
-        return meter_key(m.tenant, m.service_path, m.entity_id)
-
-    recorded = Counter(
-        (bytes(e["args"]["meterId"]), int(e["args"]["intervalStart"]))
-        for e in contract.events.IntervalRecorded().get_logs(from_block=0)
-    )
-    expected = Counter((key(w.meter_id), unix_seconds(_aware(w.start))) for w in windows)
+def _record_problems(
+    expected: dict[tuple[bytes, int], str], recorded: Counter[Any], conflicts: int
+) -> list[str]:
     problems = [
-        f"meter {meters[w.meter_id].entity_id} window {w.start}: {recorded[k]} IntervalRecorded events"
-        for w in windows
-        if recorded[k := (key(w.meter_id), unix_seconds(_aware(w.start)))] != 1
+        f"{label}: {recorded[k]} IntervalRecorded events" for k, label in expected.items() if recorded[k] != 1
     ]
     strays = sum(n for k, n in recorded.items() if k not in expected)
     problems += [f"{strays} IntervalRecorded events for no stored window"] if strays else []
-    conflicts = contract.events.RecordConflict().get_logs(from_block=0)
-    problems += [f"RecordConflict for interval {e['args']['intervalStart']}" for e in conflicts]
-    for meter_id in meters:
-        links = [
-            (unix_seconds(_aware(w.start)), energy_to_wh(w.energy_wh), bytes.fromhex(w.fingerprint))
-            for w in windows
-            if w.meter_id == meter_id
-        ]
-        if contract.functions.chainHead(key(meter_id)).call() != chain_head(links):
-            problems.append(f"meter {meters[meter_id].entity_id}: on-chain head differs from the store's")
-    return problems
+    return problems + ([f"{conflicts} RecordConflict events"] if conflicts else [])

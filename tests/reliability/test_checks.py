@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -49,6 +50,33 @@ def test_fork_and_stray_transactions_are_reported():
     assert problems == [
         "1 transactions of this key outside the asset's history",
         "2 unspent outputs (a fork or a lost head)",
+    ]
+
+
+def test_window_relayed_twice_or_never_is_reported():
+    """Two relay rows or none for a window, a row not final, a final row without a final transaction."""
+    relays = [
+        SimpleNamespace(window_id=1, status="final", transaction_id=7, last_error=None),
+        SimpleNamespace(window_id=1, status="final", transaction_id=8, last_error=None),
+        SimpleNamespace(window_id=3, status="pending", transaction_id=None, last_error="ConnectionError"),
+    ]
+    assert checks._relay_row_problems([1, 2, 3], relays, final_txs={7}) == [
+        "window 1 has 2 relay rows",
+        "window 2 has 0 relay rows",
+        "relay of window 3 is pending (ConnectionError)",
+        "relay of window 1 without a final transaction",
+    ]
+
+
+def test_interval_recorded_twice_missing_or_stray_is_reported():
+    """On chain: an interval recorded twice, one never recorded, one for no window, and conflicts."""
+    expected = {(b"m", 0): "window 1", (b"m", 900): "window 2"}
+    recorded = Counter({(b"m", 0): 2, (b"x", 0): 1})
+    assert checks._record_problems(expected, recorded, conflicts=1) == [
+        "window 1: 2 IntervalRecorded events",
+        "window 2: 0 IntervalRecorded events",
+        "1 IntervalRecorded events for no stored window",
+        "1 RecordConflict events",
     ]
 
 
