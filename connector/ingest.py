@@ -120,6 +120,7 @@ def _reading_rows(
     owner: list[int] = []
     seen: set[ReadingKey] = set()
     attempted: Tally[tuple[int, datetime]] = Tally()
+    starts: dict[datetime, datetime] = {}  # observation time -> window start: times repeat in a batch
     for i, item in enumerate(items):
         tenant, path, received, correlator = (
             item.headers.tenant,
@@ -129,7 +130,9 @@ def _reading_rows(
         )
         for r in item.parsed.readings:
             meter_id, frontier = meters[(tenant, path, r.entity_id)]
-            ws = window_start(r.observed_at, length)
+            ws = starts.get(r.observed_at)
+            if ws is None:
+                ws = starts[r.observed_at] = window_start(r.observed_at, length)
             late = frontier is not None and ws <= frontier
             if not late:
                 attempted[(meter_id, ws)] += 1

@@ -8,6 +8,7 @@ their messages follow the same vocabulary so integrators see one consistent styl
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -69,12 +70,25 @@ def text_problem(value: Any, what: str, max_len: int = MAX_ID) -> str | None:
         return f"{what} must not be empty"
     if len(value) > max_len:
         return f"{what} is longer than {max_len} characters"
-    if _BAD_CHARS.search(value):
+    # isprintable() is False for every control character and surrogate (and for more): a quick pass first.
+    if not value.isprintable() and _BAD_CHARS.search(value):
         return f"{what} contains a control character or an unpaired surrogate"
     return None
 
 
 def parse_time(raw: Any) -> datetime | str:
+    """The ISO 8601 date-time `raw` as timezone-aware UTC, or the reason it is not one (see _parse_time)."""
+    if type(raw) is str:  # a notification repeats its times (one per entity, often the same): remember them
+        return _parse_time_text(raw)
+    return _parse_time(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_time_text(raw: str) -> datetime | str:
+    return _parse_time(raw)
+
+
+def _parse_time(raw: Any) -> datetime | str:
     """The ISO 8601 date-time `raw` as timezone-aware UTC, or the reason it is not one.
 
     Offsets and fractions of any length are accepted; a time without an offset is UTC, as Orion itself

@@ -8,7 +8,7 @@ processors, so a row written here is byte-for-byte the row the ORM would write (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ class IngestSql:
         self.ph = "%s" if self.pg else "?"
         self.cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         time_type = UTCDateTime().dialect_impl(dialect)  # the dialect's own time text (SQLite)
-        self.time_in = time_type.bind_processor(dialect) or (lambda v: v)
+        self.time_in = _memoized(time_type.bind_processor(dialect) or (lambda v: v))
         self.time_out = time_type.result_processor(dialect, None) or (lambda v: v)
 
     def meters(self, keys: Sequence[MeterKey]) -> dict[MeterKey, tuple[int, datetime | None]]:
@@ -106,3 +106,17 @@ class IngestSql:
 
     def close(self) -> None:
         self.cursor.close()
+
+
+def _memoized(bind: Callable[[datetime], Any]) -> Callable[[datetime], Any]:
+    """`bind`, remembering its answers for this batch: a batch repeats the same few times (one receipt
+    time per notification, a handful of window starts, often one observation time for many entities)."""
+    seen: dict[datetime, Any] = {}
+
+    def bound(value: datetime) -> Any:
+        text = seen.get(value)
+        if text is None:
+            text = seen[value] = bind(value)
+        return text
+
+    return bound
