@@ -1,27 +1,39 @@
-"""Query API benchmark: one meter, a year of 15-minute windows (35,040) and 1-minute readings (525,600).
+"""Query API benchmark: one meter, a year of 15-minute windows (35,040) and 1-minute readings (525,600),
+every window anchored as a signed TRANSFER on a dev ledger.
 
-    .venv/bin/python -m bench.query_bench [--store-url URL] [--runs 30] [--days 365]
+    .venv/bin/python -m bench.query_bench [--runs 20] [--days 365] [--store-url URL] [--data DIR]
+                                          [--report docs/benchmarks/query.md]
 
-The year is bulk-loaded straight into the store (not through /notify): readings of one power attribute,
-windows closed with the real fingerprint core (connector.fingerprint.close_window, chained), and a
-confirmed outbox row per window whose tx_json holds a TRANSFER-shaped document with the real window
-metadata (connector.ledger.metadata.transfer_metadata) but no signature. Latencies are measured in-process
-through the Flask test client (routing, parsing, SQL, JSON) for history, and on the verification core with
-the ledger side read from the local index (connector.verify.IndexLedger) for verify.
+The year is bulk-loaded (not through /notify): readings of one power attribute, windows closed with the
+real fingerprint core (`close_window`, chained) and written with the closer's `insert_window`, and per window
+a TRANSFER built with the connector's own `transfer_metadata` and signed with its own `sign_transfer`
+(one key, one asset, each TRANSFER spending the previous one). The signed transactions are written
+straight into a dev ledger's storage (one block per day, each transaction checked with the ledger's own
+`check_stateless`) and into the store's outbox as confirmed rows with their real ids and block heights.
+`--data DIR` keeps the store and the ledger there and reuses them on the next run.
+
+Everything is timed in-process through the Flask test client (routing, parameter parsing, SQL, JSON
+encoding) against the dev ledger served over HTTP on loopback in the same process; `verify` is also timed
+on the core with the ledger side read from the local index (`IndexLedger`), i.e. recomputation only.
+Per row: wall-clock median and p95, and the process CPU time per request (less sensitive to other load).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import os
 import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import insert, select, update
@@ -30,7 +42,9 @@ from connector.api import init_app
 from connector.closer import insert_window
 from connector.context import Services
 from connector.fingerprint import chain_seed, close_window
-from connector.ledger.metadata import transfer_metadata
+from connector.keystore import KeyPair
+from connector.ledger.metadata import create_asset, create_metadata, transfer_metadata
+from connector.ledger.transactions import serialize, sign_create, sign_transfer
 from connector.readings import StoredReading
 from connector.settings import Settings, load_settings
 from connector.store.db import Store, migrate, open_store
@@ -40,35 +54,86 @@ from connector.verify import IndexLedger, load_off_chain, verify_meter
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 WINDOW = timedelta(minutes=15)
 ENTITY = "urn:ngsi-ld:SMX:bench"
+PER_DAY = 96
+DONE = "loaded.json"
 
 
-def load_year(store: Store, settings: Settings, days: int) -> int:
-    """Bulk-load the meter's readings, windows and confirmed outbox rows; returns the meter id."""
-    seed = chain_seed("", "/", ENTITY)
-    with store.begin() as conn:
-        values = dict(tenant="", service_path="/", entity_id=ENTITY, entity_type="SMX", first_seen=T0)
-        meter_id = int(
+def bench_key() -> KeyPair:
+    """The meter's key pair, derived from a fixed seed (a benchmark fixture, never a real key)."""
+    from bigchaindb_driver.crypto import generate_keypair
+
+    pair = generate_keypair(b"query-bench-meter-key-seed-32by!")
+    return KeyPair(pair.public_key, pair.private_key)
+
+
+@dataclass
+class Loader:
+    """Writes the year into the store and the dev ledger's storage, one day per transaction and block."""
+
+    store: Store
+    settings: Settings
+    ledger: Any  # devledger.storage.Storage
+    key: KeyPair
+
+    def load(self, days: int) -> int:
+        meter = self._meter()
+        create = sign_create(self.key, create_asset(meter, self.settings), create_metadata(meter))
+        height = self._block([create])
+        with self.store.begin() as conn:
+            conn.execute(insert(LedgerOutbox).values(**_outbox(meter.id, None, T0, create, height, 0)))
             conn.execute(
+                update(Meter)
+                .where(Meter.id == meter.id)
+                .values(public_key=self.key.public_key, asset_id=create["id"])
+            )
+        head, prev_tx, rng = meter.chain_seed, create["id"], random.Random(1)
+        for day in range(days):
+            head, prev_tx = self._day(meter, day, head, prev_tx, create["id"], rng)
+        with self.store.begin() as conn:
+            conn.execute(
+                update(Meter).where(Meter.id == meter.id).values(chain_head=head, ledger_head_tx=prev_tx)
+            )
+        return int(meter.id)
+
+    def _meter(self) -> Any:
+        seed = chain_seed("", "/", ENTITY)
+        values = dict(tenant="", service_path="/", entity_id=ENTITY, entity_type="SMX", first_seen=T0)
+        with self.store.begin() as conn:
+            meter_id = conn.execute(
                 insert(Meter).values(**values, chain_seed=seed, chain_head=seed, late_since_close=0)
-            ).inserted_primary_key[0]
-        )
-        meter = conn.execute(Meter.__table__.select().where(Meter.id == meter_id)).one()
-    spec_for = partial(settings.attribute_spec, "SMX")
-    head, rng = seed, random.Random(1)
-    per_day = 86400 // 900
-    for day in range(days):
+            ).inserted_primary_key[0]  # type: ignore[index]
+            return conn.execute(select(Meter.__table__).where(Meter.id == meter_id)).one()
+
+    def _day(self, meter: Any, day: int, head: str, prev_tx: str, asset_id: str, rng: random.Random) -> Any:
+        spec_for = partial(self.settings.attribute_spec, "SMX")
         readings, windows = [], []
-        for w in range(per_day):
-            ws = T0 + (day * per_day + w) * WINDOW
+        for w in range(PER_DAY):
+            ws = T0 + (day * PER_DAY + w) * WINDOW
             stored = [_reading(ws + timedelta(minutes=m), rng) for m in range(15)]
             cw = close_window(stored, ws, ws + WINDOW, head, spec_for)
             head = cw.chain_hash
-            readings += [_reading_row(meter_id, ws, r) for r in stored]
+            readings += [_reading_row(meter.id, ws, r) for r in stored]
             windows.append(cw)
-        _insert_day(store, meter, readings, windows)
-    with store.begin() as conn:
-        conn.execute(update(Meter).where(Meter.id == meter_id).values(chain_head=head))
-    return meter_id
+        with self.store.begin() as conn:
+            conn.execute(insert(Reading), readings)
+            signed = []
+            for cw in windows:
+                window_id = insert_window(conn, meter.id, cw, cw.end + timedelta(minutes=2))
+                row = conn.execute(select(Window.__table__).where(Window.id == window_id)).one()
+                tx = sign_transfer(self.key, asset_id, prev_tx, transfer_metadata(meter, row))  # type: ignore[arg-type]
+                prev_tx = tx["id"]
+                signed.append((window_id, cw.start, tx))
+            height = self._block([tx for _w, _s, tx in signed])
+            rows = [
+                _outbox(meter.id, wid, start, tx, height, int(start.timestamp())) for wid, start, tx in signed
+            ]
+            conn.execute(insert(LedgerOutbox), rows)
+        return head, prev_tx
+
+    def _block(self, txs: list[dict[str, Any]]) -> int:
+        from devledger.validation import check_stateless
+
+        return int(self.ledger.append_block([check_stateless(tx) for tx in txs]))
 
 
 def _reading(at: datetime, rng: random.Random) -> StoredReading:
@@ -76,7 +141,7 @@ def _reading(at: datetime, rng: random.Random) -> StoredReading:
     return StoredReading("P", "Number", at, json.dumps(float(p)), p, "W")
 
 
-def _reading_row(meter_id: int, ws: datetime, r: StoredReading) -> dict:
+def _reading_row(meter_id: int, ws: datetime, r: StoredReading) -> dict[str, Any]:
     return dict(
         meter_id=meter_id,
         attr=r.attr,
@@ -92,38 +157,57 @@ def _reading_row(meter_id: int, ws: datetime, r: StoredReading) -> dict:
     )
 
 
-def _insert_day(store: Store, meter, readings: list[dict], windows: list) -> None:  # type: ignore[no-untyped-def]
-    with store.begin() as conn:
-        conn.execute(insert(Reading), readings)
-        for cw in windows:
-            window_id = insert_window(conn, meter.id, cw, cw.end + timedelta(minutes=2))
-            tx = _transfer(meter, conn.execute(select(Window).where(Window.id == window_id)).one())
-            conn.execute(insert(LedgerOutbox).values(**_outbox(meter.id, window_id, cw.start, tx)))
-
-
-def _transfer(meter, window: Window) -> dict:  # type: ignore[no-untyped-def]
-    metadata = transfer_metadata(meter, window)
-    tx_id = hashlib.sha3_256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
-    return {"id": tx_id, "operation": "TRANSFER", "asset": {"id": "0" * 64}, "metadata": metadata}
-
-
-def _outbox(meter_id: int, window_id: int, start: datetime, tx: dict) -> dict:
+def _outbox(
+    meter_id: int, window_id: int | None, start: datetime, tx: dict[str, Any], height: int, seq: int
+) -> dict[str, Any]:
     return dict(
-        idempotency_key=f"window:{window_id}",
+        idempotency_key=f"window:{window_id}" if window_id else f"create:{meter_id}",
         meter_id=meter_id,
         window_id=window_id,
-        operation="TRANSFER",
-        seq=int(start.timestamp()),
+        operation=tx["operation"],
+        seq=seq,
         status="confirmed",
         attempts=1,
         next_attempt_at=start,
         tx_id=tx["id"],
-        tx_json=json.dumps(tx, sort_keys=True, separators=(",", ":")),
-        block_height=window_id,
+        tx_json=serialize(tx),
+        block_height=height,
         created_at=start,
         updated_at=start,
         confirmed_at=start,
     )
+
+
+def prepare(data: Path, store_url: str | None, days: int) -> tuple[Store, Settings, int, float | None]:
+    """Open (or build) the store and the ledger data in `data`; returns the meter id and load seconds."""
+    from devledger.storage import Storage
+
+    url = store_url or f"sqlite:///{data}/store.sqlite3"
+    settings = load_settings(overrides={"store.url": url, "ledger.embedded": False})
+    store = open_store(url)
+    migrate(store)
+    marker = data / DONE
+    if marker.exists() and json.loads(marker.read_text()) == {"days": days, "url": url}:
+        with store.reading() as conn:
+            return store, settings, conn.execute(select(Meter.id)).scalar_one(), None
+    started = time.perf_counter()
+    ledger = Storage(data / "ledger")
+    meter_id = Loader(store, settings, ledger, bench_key()).load(days)
+    ledger.close()
+    marker.write_text(json.dumps({"days": days, "url": url}))
+    return store, settings, meter_id, time.perf_counter() - started
+
+
+@dataclass
+class Row:
+    name: str
+    wall: list[float]
+    cpu: list[float]
+
+    def cells(self) -> str:
+        med = statistics.median(self.wall) * 1000
+        cpu = statistics.median(self.cpu) * 1000
+        return f"| {self.name} | {len(self.wall)} | {med:.1f} | {p95(self.wall):.1f} | {cpu:.1f} |"
 
 
 def p95(samples: list[float]) -> float:
@@ -131,72 +215,127 @@ def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1] * 1000 if len(samples) > 1 else samples[0] * 1000
 
 
-def timed(fn, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
-    out = []
+def timed(name: str, fn: Callable[[], None], runs: int) -> Row:
+    """`runs` calls of `fn` after one warm-up call: wall and process CPU seconds of each."""
+    fn()
+    row = Row(name, [], [])
     for _ in range(runs):
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        out.append(time.perf_counter() - started)
-    return out
+        row.cpu.append(time.process_time() - cpu)
+        row.wall.append(time.perf_counter() - wall)
+    return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store-url", help="default: a SQLite file in a temporary folder")
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--days", type=int, default=365)
-    args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="query-bench-")
-    url = args.store_url or f"sqlite:///{tmp}/store.sqlite3"
-    settings = load_settings(overrides={"store.url": url, "ledger.embedded": False})
-    store = open_store(url)
-    migrate(store)
-    started = time.perf_counter()
-    meter_id = load_year(store, settings, args.days)
-    print(f"store {store.dialect}: loaded {args.days} days in {time.perf_counter() - started:.1f} s")
-    app = Flask("bench")
-    app.extensions["connector"] = Services(settings, store)
-    init_app(app)
-    client = app.test_client()
-    report(client, store, settings, meter_id, args.runs, args.days)
-
-
-def report(client, store: Store, settings: Settings, meter_id: int, runs: int, days: int) -> None:  # type: ignore[no-untyped-def]
+def measure(client: Any, store: Store, settings: Settings, meter_id: int, runs: int, days: int) -> list[Row]:
+    """Every benchmark row (see the module docstring)."""
     rng = random.Random(2)
-    total = days * 96
-    base = f"/v1/meters/{ENTITY}/history"
+    total = days * PER_DAY
+    base = f"/v1/meters/{ENTITY}"
+    few = max(5, runs // 3)
 
-    def page() -> None:
-        answer = client.get(f"{base}?limit=1000&offset={rng.randrange(0, max(1, total - 1000))}")
-        assert answer.status_code == 200 and len(answer.json["windows"]) == min(1000, total)
+    def get(path: str) -> dict[str, Any]:
+        answer = client.get(base + path)
+        assert answer.status_code == 200, answer.get_data(as_text=True)[:500]
+        return answer.json  # type: ignore[no-any-return]
+
+    def page(source: str) -> None:
+        offset = rng.randrange(0, max(1, total - 1000))
+        body = get(f"/history?limit=1000&offset={offset}&source={source}")
+        assert len(body["windows"]) == min(1000, total) and body["total"] == total
 
     def daily() -> None:
-        answer = client.get(f"{base}?aggregate=day&limit=1000")
-        assert answer.status_code == 200 and answer.json["total"] == days
+        assert get("/history?aggregate=day&limit=1000")["total"] == days
 
-    def verify(span: timedelta) -> None:
-        start = T0 + timedelta(days=rng.randrange(0, max(1, days - span.days)))
+    def span_start(span: timedelta) -> datetime:
+        return T0 + timedelta(days=rng.randrange(0, max(1, days - span.days + 1)))
+
+    def verify_route(span: timedelta) -> None:
+        start = span_start(span)
+        query = f"from={start.isoformat()}&to={(start + span).isoformat()}".replace("+", "%2B")
+        body = get(f"/verify?{query}")
+        assert body["verdict"] == "ok" and len(body["windows"]) == span / WINDOW, body["counts"]
+
+    def verify_core(span: timedelta) -> None:
+        start = span_start(span)
         with store.reading() as conn:
             off = load_off_chain(conn, meter_id, start, start + span)
             history = IndexLedger(conn, meter_id).window_transfers("", start, start + span)
         seed = chain_seed("", "/", ENTITY)
-        verdicts = verify_meter(
-            off, history, seed, partial(settings.attribute_spec, "SMX"), start, start + span
-        )
+        spec_for = partial(settings.attribute_spec, "SMX")
+        verdicts = verify_meter(off, history, seed, spec_for, start, start + span)
         assert all(v.status == "ok" for v in verdicts) and len(verdicts) == span / WINDOW
 
-    rows = [
-        ("history page, limit=1000 (random offset)", timed(page, runs)),
-        ("history aggregate=day over the year", timed(daily, max(5, runs // 3))),
-        ("verify one day (96 windows)", timed(lambda: verify(timedelta(days=1)), runs)),
-        (
-            "verify one month (30 days, 2,880 windows)",
-            timed(lambda: verify(timedelta(days=30)), max(5, runs // 3)),
-        ),
+    day, month = timedelta(days=1), timedelta(days=min(30, days))
+    return [
+        timed("history page, limit=1000, random offset (local index)", lambda: page("index"), runs),
+        timed("history page, limit=1000, random offset, source=ledger", lambda: page("ledger"), few),
+        timed("history aggregate=day over the year (local index)", daily, few),
+        timed("verify route, one day (96 windows), dev ledger", lambda: verify_route(day), runs),
+        timed("verify route, one month (2,880 windows), dev ledger", lambda: verify_route(month), few),
+        timed("verify core, one day, ledger side from the index", lambda: verify_core(day), runs),
+        timed("verify core, one month, ledger side from the index", lambda: verify_core(month), few),
     ]
-    print("| measurement | runs | median ms | p95 ms |\n|---|---|---|---|")
-    for name, samples in rows:
-        print(f"| {name} | {len(samples)} | {statistics.median(samples) * 1000:.1f} | {p95(samples):.1f} |")
+
+
+def main() -> None:
+    from devledger.server import start_ledger
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store-url", help="default: a SQLite file in the data folder")
+    parser.add_argument(
+        "--data", help="folder for the store and the ledger, reused when loaded (default: temp)"
+    )
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--report", default="docs/benchmarks/query.md", help="results are written into it")
+    args = parser.parse_args()
+    data = Path(args.data or tempfile.mkdtemp(prefix="query-bench-"))
+    data.mkdir(parents=True, exist_ok=True)
+    store, settings, meter_id, loaded = prepare(data, args.store_url, args.days)
+    load_note = f"loaded in {loaded:.0f} s" if loaded is not None else f"reused from {data}"
+    print(f"store {store.dialect}, {args.days} days: {load_note}", flush=True)
+    ledger = start_ledger(port=0, ws_port=0, data_dir=data / "ledger")
+    try:
+        app = Flask("bench")
+        app.extensions["connector"] = Services(settings, store, ledger_urls=[ledger.url])
+        init_app(app)
+        load_before = os.getloadavg()
+        rows = measure(app.test_client(), store, settings, meter_id, args.runs, args.days)
+        load_after = os.getloadavg()
+    finally:
+        ledger.stop()
+    table = results_table(rows, store.dialect, args.days, load_note, load_before, load_after)
+    print(table)
+    write_report(Path(args.report), table)
+
+
+def results_table(
+    rows: list[Row], dialect: str, days: int, note: str, before: tuple[float, ...], after: tuple[float, ...]
+) -> str:
+    """The results as the Markdown block the report holds."""
+    lines = [
+        f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, store {dialect}, {days} days ({note}), "
+        f"load average {before[0]:.2f} before and {after[0]:.2f} after:",
+        "",
+        "| measurement | runs | median ms | p95 ms | CPU ms (median) |",
+        "|---|---|---|---|---|",
+        *[r.cells() for r in rows],
+    ]
+    return "\n".join(lines)
+
+
+BEGIN, END = "<!-- results: begin -->", "<!-- results: end -->"
+
+
+def write_report(path: Path, table: str) -> None:
+    """Replace the results block of `path` (between the BEGIN and END markers) with `table`."""
+    text = path.read_text() if path.exists() else f"# Query API benchmark\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
 
 
 if __name__ == "__main__":

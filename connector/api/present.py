@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -115,10 +116,21 @@ def stored_metadata(row: Row[Any], meter: Any, load_window: Any) -> Any:
 
 
 def json_response(body: dict[str, Any]) -> Response:
-    """`body` (plain dicts, lists, str, int, None and aware datetimes) as a JSON answer.
+    """`body` (plain dicts, lists, str, int, float, None and aware datetimes) as a JSON answer.
 
     Routes whose bodies are large return this instead of letting flask-smorest dump them through
-    marshmallow: the body is built to the documented schema already (times come out as isoformat(), as
-    marshmallow's DateTime writes them), so only the encoding is skipped, not the contract.
+    marshmallow: they build the body to the documented schema already, and times come out as isoformat(),
+    as marshmallow's DateTime writes them; only the encoding is faster. orjson refuses integers beyond 64
+    bits (a raw reading's value may be one), so those bodies take the standard library's encoder.
     """
-    return Response(orjson.dumps(body), mimetype="application/json")
+    try:
+        data = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        data = json.dumps(body, default=_isoformat, ensure_ascii=False).encode()
+    return Response(data, mimetype="application/json")
+
+
+def _isoformat(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

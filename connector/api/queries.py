@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +37,7 @@ def list_meters(
         where.append(Meter.service_path.startswith(path_prefix, autoescape=True))
     total = conn.execute(select(func.count()).select_from(Meter).where(*where)).scalar_one()
     page = select(Meter).where(*where).order_by(Meter.service_path, Meter.entity_id, Meter.id)
-    return total, conn.execute(page.limit(limit).offset(offset)).all()
+    return total, list(conn.execute(page.limit(limit).offset(offset)).all())  # type: ignore[arg-type]
 
 
 def meter_counts(conn: Connection, meter_id: int) -> dict[str, Any]:
@@ -120,7 +121,7 @@ def history_page(
         .where(LedgerOutbox.id.in_(ids.scalar_subquery()))
         .order_by(key)
     )
-    return total, conn.execute(stmt).all()
+    return total, list(conn.execute(stmt).all())  # type: ignore[arg-type]
 
 
 def window_row(conn: Connection, window_id: int) -> Row[Any]:
@@ -130,15 +131,16 @@ def window_row(conn: Connection, window_id: int) -> Row[Any]:
 
 def confirmed_windows(
     conn: Connection, meter_id: int, from_: datetime | None, to: datetime | None
-) -> list[Row[Any]]:
-    """Every confirmed window of a meter in range (for aggregation), oldest first, without tx JSON."""
+) -> Iterable[Row[Any]]:
+    """Every confirmed window of a meter in range (for aggregation), oldest first, without tx JSON; the
+    rows stream from `conn` (consume them before it closes)."""
     stmt = (
         select(Window.start, Window.reading_count, Window.energy_wh, Window.summary_json)
         .select_from(LedgerOutbox.__table__.join(Window.__table__, LedgerOutbox.window_id == Window.id))
         .where(*_anchored(meter_id, from_, to))
         .order_by(LedgerOutbox.seq)
     )
-    return list(conn.execute(stmt).all())
+    return conn.execute(stmt)
 
 
 def readings_page(
@@ -157,7 +159,7 @@ def readings_page(
         where.append(Reading.attr == attr)
     total = conn.execute(select(func.count()).select_from(Reading).where(*where)).scalar_one()
     stmt = select(Reading).where(*where).order_by(Reading.observed_at, Reading.attr, Reading.id)
-    return total, conn.execute(stmt.limit(limit).offset(offset)).all()
+    return total, list(conn.execute(stmt.limit(limit).offset(offset)).all())  # type: ignore[arg-type]
 
 
 def readings_where(

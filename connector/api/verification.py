@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import Response
+
 from connector.api import present, queries
 from connector.api.base import ApiBlueprint, request_scope
 from connector.api.errors import BadParameter, NotFound
@@ -24,7 +26,7 @@ blp = ApiBlueprint("verify", __name__, url_prefix="/v1/meters", description="Tam
 @blp.arguments(VerifyArgs, location="query", as_kwargs=True)
 @blp.response(200, VerifySchema)
 @blp.errors(404, 409, 503)
-def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = None) -> dict[str, Any]:
+def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = None) -> Response:
     """Recompute every window in [from, to) from the off-chain readings and compare with the ledger.
 
     Without from/to: the meter's whole history (400 if that is more than MAX_VERIFY_WINDOWS windows).
@@ -44,13 +46,14 @@ def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = 
         to,
     )
     verdict, counts = overall(verdicts)
-    return {
+    body = {
         "entityId": entity_id,
         "assetId": meter.asset_id,
         "verdict": verdict,
         "counts": counts,
         "windows": [verdict_dict(v) for v in verdicts],
     }
+    return present.json_response(body)
 
 
 def _empty_history() -> Any:

@@ -41,6 +41,20 @@ def test_untouched_history_verifies_ok_and_lists_late_readings(anchored, client,
     assert body["windows"][2]["lateReadings"][0]["late"] is True
 
 
+def test_late_reading_with_a_huge_integer_value_is_listed_exactly(anchored, client, store):
+    """A late reading whose value is an integer beyond 64 bits is listed with its exact value (no 5xx)."""
+    m = anchored(n=2)
+    huge = str(10**30)
+    h.put_reading(
+        store, m.meter_id, m.windows[1], timedelta(minutes=3, seconds=31, microseconds=5), huge, late=True
+    )
+    response = client.get(f"/v1/meters/{m.entity_id}/verify")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    (late,) = response.json["windows"][1]["lateReadings"]
+    assert late["value"] == 10**30 and late["number"] == huge
+    assert late["observedAt"] == (m.windows[1] + timedelta(minutes=3, seconds=31, microseconds=5)).isoformat()
+
+
 def test_salt_and_pepper_noise_is_flagged_in_exactly_the_altered_windows(anchored, client, store):
     """Seed 004's experiment: noise in 10-40 % of the windows; verify flags exactly those windows."""
     m = anchored(n=30)
