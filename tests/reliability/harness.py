@@ -201,9 +201,15 @@ class Sender:
         self.acked: list[tuple[str, datetime]] = []
         self.failed = 0
         self.statuses: Counter[int] = Counter()  # every answer's status; 0 = no answer (refused, timeout)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
         self._last: datetime | None = None
+
+    def status_counts(self) -> Counter[int]:
+        """A copy of the answers' status counts so far (0 = no answer)."""
+        with self._lock:
+            return Counter(self.statuses)
 
     def start(self) -> Sender:
         """Start streaming in a background thread."""
@@ -239,7 +245,8 @@ class Sender:
                 ok, status = False, 0
                 session = requests.Session()
                 time.sleep(0.05)
-            self.statuses[status] += 1
+            with self._lock:
+                self.statuses[status] += 1
             if ok:
                 self.acked.append((entity, when))
             else:

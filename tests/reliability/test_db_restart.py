@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -42,14 +42,19 @@ def _health(url: str) -> int:
         return 0
 
 
-def _outage(cluster: pgcluster.PrivatePostgres, connector: ConnectorProcess, sender: Sender, mode: str):
+def _outage(
+    cluster: pgcluster.PrivatePostgres, connector: ConnectorProcess, sender: Sender, mode: str
+) -> dict[str, Any]:
     """Stop the database (`mode`), keep it down DOWN seconds, start it; return what the sender saw."""
     cluster.stop(mode)
     time.sleep(0.5)  # a 200 already on the wire when the stop returned was committed before it
-    acked, statuses = len(sender.acked), Counter(sender.statuses)
+    acked, statuses = len(sender.acked), sender.status_counts()
     time.sleep(DOWN)
-    health_down = _health(connector.url)
-    seen = {"acked": len(sender.acked) - acked, "statuses": sender.statuses - statuses, "health": health_down}
+    seen = {
+        "acked": len(sender.acked) - acked,
+        "statuses": sender.status_counts() - statuses,
+        "health": _health(connector.url),
+    }
     cluster.start()
     return seen
 
