@@ -99,10 +99,13 @@ def history_item(row: Row[Any], metadata: Any) -> dict[str, Any]:
 
 
 def stored_metadata(row: Row[Any], meter: Any, load_window: Any) -> Any:
-    """The TRANSFER metadata of an index row: from the signed transaction kept in the outbox (parsed with
-    orjson, never re-encoded by Python), else rebuilt from the window row (`load_window()`) with the ledger
-    writer's own function."""
+    """The TRANSFER metadata of an index row: from the signed transaction kept in the outbox (its JSON text
+    spliced in as an orjson.Fragment when the transaction has the ledger writer's serialized form, else
+    parsed), or rebuilt from the window row (`load_window()`) with the ledger writer's own function."""
     if row.tx_json:
+        text = transfer_metadata_text(row.tx_json)
+        if text is not None:
+            return orjson.Fragment(text)
         try:
             return orjson.loads(row.tx_json).get("metadata")
         except (orjson.JSONDecodeError, AttributeError):
@@ -113,6 +116,29 @@ def stored_metadata(row: Row[Any], meter: Any, load_window: Any) -> Any:
         return transfer_metadata(meter, load_window())
     except MetadataError:
         return None
+
+
+_HEAD, _OPERATION, _TAIL = '{"asset":{"id":"', ',"operation":"TRANSFER","outputs":[', '],"version":"2.0"}'
+_KEY = '"metadata":'
+
+
+def transfer_metadata_text(tx_json: str) -> str | None:
+    """The metadata value of a TRANSFER as serialized by the ledger writer (sorted keys, no spaces), cut from
+    the text without parsing it; None when the text does not have that form (the caller parses it then).
+
+    In that form the top-level keys come as asset, id, inputs, metadata, operation, outputs, version. The
+    first structural `"metadata":` is the top-level key, since asset ({"id"}) and inputs hold no such key
+    and a quote inside a string is always escaped; `,"operation":"TRANSFER","outputs":[` last occurs at
+    the top level, since outputs and version after it hold no such key. So the text between is exactly
+    the metadata value: valid JSON, because the whole text was written by a JSON encoder.
+    """
+    if not (tx_json.startswith(_HEAD) and tx_json.endswith(_TAIL)):
+        return None
+    start = tx_json.find(_KEY) + len(_KEY)
+    end = tx_json.rfind(_OPERATION)
+    if start < len(_KEY) or end < start or tx_json[start] not in "{n":
+        return None
+    return tx_json[start:end]
 
 
 def json_response(body: dict[str, Any]) -> Response:

@@ -157,6 +157,17 @@ def test_history_bounds_between_whole_seconds_match_the_ledger(client, two_tenan
     assert sum(b["windows"] for b in hours["buckets"]) == len(expected)
 
 
+def test_ledger_page_looked_up_in_parallel_equals_the_index_page(client, two_tenants):
+    """A page of 7 windows from the ledger (block heights looked up by several threads) keeps the order,
+    heights and metadata of the index page."""
+    url = "/v1/meters/urn:a:1/history?limit=7&offset=1"
+    index = client.get(url, headers=TENANT_A).json
+    ledger = client.get(url + "&source=ledger", headers=TENANT_A).json
+    assert len(index["windows"]) == 7 and index["windows"] == ledger["windows"]
+    heights = [w["blockHeight"] for w in ledger["windows"]]
+    assert all(heights) and heights == sorted(heights)
+
+
 def test_store_has_the_history_index(store):
     """The migrations create the index the history route counts and pages from (as the model declares)."""
     names = {i["name"] for i in inspect(store.write).get_indexes("ledger_outbox")}
