@@ -190,20 +190,30 @@ the 1-minute load average just before the scenario: above the core count, the ra
 READING = """
 ## Reading these figures
 
-One connector process serves HTTP and commits readings. Since the GIL lets one thread run Python at a
-time, single-entity throughput is about 1 / (server CPU per notification): a connector process cannot use
-more than one core for ingest, whatever the machine has. Per notification the CPU goes to, in order: the
-waitress HTTP server (its select loop, request parsing and response writing: about 40% of the profile),
-the group-commit writer (about 25%: SQLite's own insert work dominates), parsing and checking the
-notification, and the lean WSGI path. What was removed (py-spy profile of a running connector under this
-load): Flask's request dispatch for POST /notify (`connector/notify_wsgi.py` answers through the same
-function as the Flask route), SQLAlchemy statement building in the group commit (fixed SQL on the DBAPI
-cursor, `connector/store/ingest_sql.py`; no RETURNING on SQLite), marshmallow on well-formed envelopes, and
-threading.Event/queue.Queue in the writer handoff.
+One connector process serves HTTP and commits readings. Python runs one thread at a time (the GIL), so
+single-entity throughput is at most about 1 / (CPU per notification): ingest cannot use more than one core
+of one process, however many the machine has, and on this 2-core machine the sender and other work share
+the second. Where that CPU goes (py-spy `--gil` profile of `smartmeter-connector run` under the
+single-entity load): the waitress HTTP server about 45% (its select loop over all connections, request
+parsing, response writing, thread handoff), the handling of the notification about 30% (headers, JSON,
+parsing and checks), the group-commit writer about 25% (mostly SQLite's own insert and commit work). For
+the legacy notifications about half of the CPU is parsing and checking the 100 entities, a third building
+and inserting the rows.
 
-Not met on this machine: the remaining cost is mostly waitress's pure-Python HTTP handling. The next steps
-are more connector processes on one PostgreSQL store (scale-out is supported, bench/scaleout.py), which
-uses the second core, or an HTTP server whose request handling is not Python.
+Removed so far, each profiled before and after: Flask's request dispatch for POST /notify
+(`connector/notify_wsgi.py` answers through the same function as the Flask route, so statuses and messages
+are identical), SQLAlchemy statement building in the group commit (fixed SQL on the DBAPI cursor in
+`connector/store/ingest_sql.py`, no RETURNING on SQLite), marshmallow on well-formed envelopes,
+threading.Event and queue.Queue in the writer handoff, and repeated work on the times a notification or a
+batch repeats (parsing, window start, SQLite time text). Measured back to back with the same wrk sender
+(load average about 7 from other work): CPU per single-entity notification 1.3-1.6 ms before, 0.71-0.74 ms
+after (412-609 -> 1,133-1,234 notifications/s); per legacy 100-entity notification 10.6 ms before, 5.7 ms
+after (7,000 -> 9,900 readings/s). To profile: `py-spy record --gil --pid PID` (requirements-dev.txt).
+
+The aims are not met on this machine. What remains is mostly waitress's pure-Python HTTP handling and
+per-reading Python work; the next steps are more connector processes on one PostgreSQL store (scale-out is
+supported, bench/scaleout.py), which puts the second core to work, or an HTTP server whose request handling
+is not Python.
 """
 
 
