@@ -191,7 +191,12 @@ class Connector:
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{actual_port}"
         thread = threading.Thread(target=self.server.run, name="http", daemon=True)
         thread.start()
-        self._stoppers.append(lambda: (self.server.close(), thread.join(timeout=5)))
+
+        def stop_http() -> None:
+            self.server.close()
+            thread.join(timeout=5)
+
+        self._stoppers.append(stop_http)
         log.info("http.listening", url=self.url)
 
 

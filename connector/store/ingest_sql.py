@@ -35,7 +35,7 @@ class IngestSql:
         self.cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         time_type = UTCDateTime().dialect_impl(dialect)  # the dialect's own time text (SQLite)
         self.time_in = _memoized(time_type.bind_processor(dialect) or (lambda v: v))
-        self.time_out = time_type.result_processor(dialect, None) or (lambda v: v)
+        self.time_out: Callable[[Any], Any] = time_type.result_processor(dialect, None) or (lambda v: v)
 
     def meters(self, keys: Sequence[MeterKey]) -> dict[MeterKey, tuple[int, datetime | None]]:
         """Existing meters among `keys`: id and closed-window frontier.
