@@ -59,6 +59,7 @@ def _outage(
     return seen
 
 
+@pytest.mark.timeout(300 + 4 * DOWN)  # a long RELIABILITY_DB_DOWN outlasts the suite's 300-s limit
 def test_database_restart_acks_nothing_while_down_and_recovers(private_pg, tmp_path, ledger: LedgerProcess):
     """Fast and immediate PostgreSQL restarts under load: no 200 while down, 5xx or no answer instead;
     /health 503 while down and 200 after; every acked reading stored, every window anchored once."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from connector.store.db import open_store
 from tests.reliability import checks
 from tests.reliability.harness import ConnectorProcess, EthereumNode, LedgerProcess, Sender, wait_until
@@ -18,6 +20,7 @@ ETH_OUTAGE = float(os.environ.get("RELIABILITY_ETH_OUTAGE", "12"))
 METERS = 3
 
 
+@pytest.mark.timeout(300 + 3 * OUTAGE)  # the long version outlasts the suite's 300-s limit
 def test_ledger_outage_catches_up_in_order_without_doubles(store_url, tmp_path, ledger: LedgerProcess):
     """Ledger stopped a while: readings still acked; after restart each window anchored once, in order."""
     connector = ConnectorProcess(store_url, tmp_path, ledger.url).start()
@@ -45,6 +48,7 @@ def test_ledger_outage_catches_up_in_order_without_doubles(store_url, tmp_path, 
         store.dispose()
 
 
+@pytest.mark.timeout(300 + 3 * ETH_OUTAGE)
 def test_ethereum_outage_relays_in_order_without_doubles(tmp_path, ledger: LedgerProcess):
     """anvil stopped a while (chain kept): readings still acked and anchored on the ledger, relays wait;
     after restart every window is relayed exactly once, in order (on-chain chain heads match)."""
