@@ -1,9 +1,10 @@
 """The one settings object: built once from config/connector.yaml plus CONNECTOR_* environment overrides.
 
 Every leaf setting has an environment name made of `CONNECTOR_` and its path joined by `_`, upper-cased:
-`store.url` is `CONNECTOR_STORE_URL`, `window.length` is `CONNECTOR_WINDOW_LENGTH`. Values from the
-environment are parsed as YAML scalars or flow collections, so `CONNECTOR_LEDGER_URLS='[http://a, http://b]'`
-works. Nothing reads the environment after `load_settings` returns.
+`store.url` is `CONNECTOR_STORE_URL`, `window.length` is `CONNECTOR_WINDOW_LENGTH`. Values of text settings
+are taken as given (a 0x... address stays text); the others are parsed as YAML scalars or flow collections,
+so `CONNECTOR_LEDGER_URLS='[http://a, http://b]'` works. Nothing reads the environment after `load_settings`
+returns.
 """
 
 from __future__ import annotations
@@ -199,11 +200,15 @@ def load_settings(
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    names = {_env_name(p): p for p in _leaf_paths(Settings, "")}
+    leaves = _leaf_types(Settings, "")
+    names = {_env_name(p): p for p in leaves}
     found: dict[str, Any] = {}
     for key, text in environ.items():
         if key in names:
-            found[names[key]] = _parse_env_value(text)
+            dotted = names[key]
+            # A text setting takes the variable as given: YAML would turn a 0x... address or key into an
+            # integer and "0123" into 123.
+            found[dotted] = text if leaves[dotted] is str else _parse_env_value(text)
     return found
 
 
@@ -218,16 +223,17 @@ def _env_name(dotted: str) -> str:
     return "CONNECTOR_" + dotted.replace(".", "_").upper()
 
 
-def _leaf_paths(cls: type, prefix: str) -> list[str]:
-    paths = []
+def _leaf_types(cls: type, prefix: str) -> dict[str, Any]:
+    """Every leaf setting's dotted path and its declared type."""
+    leaves: dict[str, Any] = {}
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         t = hints[f.name]
         if dataclasses.is_dataclass(t):
-            paths += _leaf_paths(t, prefix + f.name + ".")  # type: ignore[arg-type]
+            leaves.update(_leaf_types(t, prefix + f.name + "."))  # type: ignore[arg-type]
         else:
-            paths.append(prefix + f.name)
-    return paths
+            leaves[prefix + f.name] = t
+    return leaves
 
 
 def _set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
