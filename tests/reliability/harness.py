@@ -307,10 +307,8 @@ class EthereumNode:
         return {
             "CONNECTOR_ETHEREUM_ENABLED": "true",
             "CONNECTOR_ETHEREUM_RPC_URL": self.anvil.url,
-            # Quoted: unquoted, the settings loader reads a 0x... value as a YAML integer and the address
-            # arrives as decimal digits (the defect test_findings.py shows).
-            "CONNECTOR_ETHEREUM_CONTRACT_ADDRESS": f'"{self.address}"',
-            "CONNECTOR_ETHEREUM_REPORTER_KEY": f'"0x{self.account.key.hex().removeprefix("0x")}"',
+            "CONNECTOR_ETHEREUM_CONTRACT_ADDRESS": self.address,
+            "CONNECTOR_ETHEREUM_REPORTER_KEY": "0x" + self.account.key.hex().removeprefix("0x"),
             "CONNECTOR_ETHEREUM_CONFIRMATIONS": "2",
             "CONNECTOR_ETHEREUM_RELAY_INTERVAL": "0.5",
             "CONNECTOR_ETHEREUM_STUCK_AFTER": "20",
