@@ -158,7 +158,7 @@ class LedgerOutbox(Base):
         Index("ix_ledger_outbox_due", "status", "next_attempt_at"),
         Index("ix_ledger_outbox_meter", "meter_id", "seq"),
         # The query API counts and pages a meter's confirmed TRANSFERs in window order from this index alone.
-        Index("ix_ledger_outbox_history", "meter_id", "operation", "status", "seq"),
+        Index("ix_ledger_outbox_history", "meter_id", "operation", "status", "seq", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
