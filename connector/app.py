@@ -10,7 +10,8 @@ from typing import Any
 
 import structlog
 from flask import Blueprint, Flask, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.exceptions import HTTPException
 
 from connector.context import Services, services
@@ -206,8 +207,13 @@ def health() -> tuple[Response, int]:
 
 @notify_bp.get("/metrics")
 def metrics_endpoint() -> Response:
-    """Prometheus text exposition of the connector's metrics."""
-    return Response(generate_latest(services().registry), mimetype=CONTENT_TYPE_LATEST)
+    """Prometheus text exposition of the connector's metrics (of all its processes when there are several)."""
+    svc = services()
+    registry = svc.registry
+    if "metrics_dir" in svc.extras:  # server.workers > 1: every process writes its values to this folder
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, svc.extras["metrics_dir"])
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
 def _api_error(exc: ApiError) -> Response:

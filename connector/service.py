@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -54,24 +55,38 @@ def configure_logging(settings: Settings) -> None:
 class Connector:
     """Everything one connector process runs, started and stopped as a unit."""
 
-    def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
+    def __init__(self, settings: Settings, clock: Clock = utc_now, metrics_dir: Path | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.store = open_store(settings.store.url, settings.store.pool_size)
         self.services = Services(settings, self.store, clock)
+        if metrics_dir is not None:  # several processes: /metrics sums them all (connector/supervisor.py)
+            self.services.extras["metrics_dir"] = str(metrics_dir)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._stoppers: list[Callable[[], None]] = []
         self.server: Any = None
         self.url = ""
 
-    def start(self, serve_http: bool = True) -> Connector:
-        """Migrate the store, start the embedded ledger, background jobs and (optionally) the HTTP server."""
-        migrate(self.store)
-        self._start_ledger()
+    def start(
+        self, serve_http: bool = True, listen_socket: socket.socket | None = None, primary: bool = True
+    ) -> Connector:
+        """Migrate the store, start the embedded ledger, background jobs and (optionally) the HTTP server.
+
+        A worker process (`primary=False`) starts only the HTTP server on `listen_socket` and its ingest
+        writer: the primary has migrated the store and runs the ledger and every scheduled job.
+        """
+        if primary:
+            migrate(self.store)
+            self._start_ledger()
+        else:
+            self._use_primary_ledger()
         self.app = create_app(self.services)
         ingest = self.services.extras["ingest"]
         ingest.start()
         self._stoppers.append(ingest.stop)
+        if serve_http and not primary:
+            self._start_http(listen_socket)
+            return self
         self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
         self._start_ledger_writer()
         self._start_subscriptions()
@@ -79,7 +94,7 @@ class Connector:
         self.scheduler.start()
         self._stoppers.append(lambda: self.scheduler.shutdown(wait=True))
         if serve_http:
-            self._start_http()
+            self._start_http(listen_socket)
         return self
 
     def stop(self) -> None:
@@ -124,6 +139,12 @@ class Connector:
         self.services.ledger_urls = [handle.url]
         self.services.extras["devledger"] = handle
         log.info("devledger.started", url=handle.url)
+
+    def _use_primary_ledger(self) -> None:
+        """A worker reads the ledger the primary writes (the query API's history needs its URL)."""
+        ledger = self.settings.ledger
+        if ledger.enabled and not ledger.urls and ledger.embedded:
+            self.services.ledger_urls = [f"http://{ledger.embedded_host}:{ledger.embedded_port}"]
 
     def _start_ledger_writer(self) -> None:
         if not self.settings.ledger.enabled:
@@ -177,15 +198,13 @@ class Connector:
             )()  # Orion may be down now: the periodic check repairs later
         self._schedule("orion-check", manager.check, orion.check_interval)
 
-    def _start_http(self) -> None:
+    def _start_http(self, listen_socket: socket.socket | None = None) -> None:
         host, port = self.settings.host_port
+        where: dict[str, Any] = {"host": host, "port": port}
+        if listen_socket is not None:  # bound by the primary, shared by every process
+            where = {"sockets": [listen_socket]}
         self.server = create_server(
-            self.app,
-            host=host,
-            port=port,
-            threads=self.settings.threads,
-            ident="smartmeter-connector",
-            channel_timeout=30,
+            self.app, threads=self.settings.threads, ident="smartmeter-connector", channel_timeout=30, **where
         )
         actual_port = self.server.effective_port
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{actual_port}"
@@ -218,6 +237,15 @@ def relay_round(relay: Any, max_batches: int = 50) -> None:
             break
     relay.confirm_once()
     relay.settle_once()
+
+
+def migrate_store(settings: Settings) -> None:
+    """Bring the store's schema up to date and close it (the primary does this before workers start)."""
+    store = open_store(settings.store.url, 1)
+    try:
+        migrate(store)
+    finally:
+        store.dispose()
 
 
 def serve(settings: Settings) -> int:

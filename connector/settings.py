@@ -22,6 +22,7 @@ import yaml
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connector.yaml"
 
 ATTRIBUTE_KINDS = ("power", "energy_register", "stats")
+MAX_WORKERS = 64
 
 
 class SettingsError(ValueError):
@@ -138,6 +139,12 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    # HTTP worker processes sharing the listening socket; 1 = one process (see connector/supervisor.py).
+    workers: int = 1
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     json: bool = True
@@ -148,6 +155,7 @@ class Settings:
     listen: str = "0.0.0.0:8668"
     threads: int = 16
     state_dir: str = "var"
+    server: ServerSettings = field(default_factory=ServerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     window: WindowSettings = field(default_factory=WindowSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -312,6 +320,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("window.length: must be a positive divisor or multiple of a day in seconds")
     if settings.window.grace < 0:
         raise SettingsError("window.grace: must not be negative")
+    if not 1 <= settings.server.workers <= MAX_WORKERS:
+        raise SettingsError(f"server.workers: must be a whole number from 1 to {MAX_WORKERS}")
     if settings.ledger.mode not in ("async", "sync", "commit"):
         raise SettingsError("ledger.mode: must be async, sync or commit")
     for name, et in settings.entity_types.items():

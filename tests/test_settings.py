@@ -12,6 +12,7 @@ def test_defaults_from_shipped_yaml():
     assert s.window.length == 900 and s.window.grace == 120
     assert s.store.url.startswith("sqlite:///var/")
     assert s.entity_types["SMX"].attributes["P"].kind == "power"
+    assert s.server.workers == 1
 
 
 def test_environment_overrides_every_leaf():
@@ -23,6 +24,7 @@ def test_environment_overrides_every_leaf():
             "CONNECTOR_LEDGER_URLS": "[http://a:9984, http://b:9984]",
             "CONNECTOR_LEDGER_EMBEDDED": "false",
             "CONNECTOR_KEYSTORE_PASSPHRASE": "s3cret",
+            "CONNECTOR_SERVER_WORKERS": "2",
             "UNRELATED": "x",
         }
     )
@@ -31,6 +33,7 @@ def test_environment_overrides_every_leaf():
     assert s.ledger.urls == ["http://a:9984", "http://b:9984"]
     assert s.ledger.embedded is False
     assert s.keystore.passphrase == "s3cret"
+    assert s.server.workers == 2
 
 
 @pytest.mark.parametrize(
@@ -39,6 +42,9 @@ def test_environment_overrides_every_leaf():
         ({"window.length": 7}, "window.length"),
         ({"window.length": "abc"}, "window.length"),
         ({"ledger.mode": "fast"}, "ledger.mode"),
+        ({"server.workers": 0}, "server.workers"),
+        ({"server.workers": 65}, "server.workers"),
+        ({"server.workers": "many"}, "server.workers"),
         ({"nonsense": 1}, "nonsense"),
         (
             {"entity_types": {"X": {"attributes": {"E": {"direction": "up"}}}}},

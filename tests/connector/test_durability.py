@@ -1,4 +1,8 @@
-"""Nothing acknowledged is lost: SIGKILL the running connector while a sender streams, restart, check."""
+"""Nothing acknowledged is lost: SIGKILL the running connector while a sender streams, restart, check.
+
+With two worker processes the SIGKILL hits the primary; its worker must go away with it (PR_SET_PDEATHSIG),
+so the restarted connector can take the port and nothing is left running.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 import requests
 from sqlalchemy import select
 
@@ -27,7 +33,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_connector(store_url: str, port: int, tmp_path) -> subprocess.Popen:
+def start_connector(store_url: str, port: int, tmp_path, workers: int = 1) -> subprocess.Popen:
     env = {
         **os.environ,
         "CONNECTOR_STORE_URL": store_url,
@@ -36,15 +42,17 @@ def start_connector(store_url: str, port: int, tmp_path) -> subprocess.Popen:
         "CONNECTOR_STATE_DIR": str(tmp_path / "var"),
         "CONNECTOR_LOGGING_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "connector", "run"], env=env, stdout=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "connector", "run", "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return proc
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or listening but not yet answering
             time.sleep(0.1)
     proc.kill()
+    proc.wait()
     raise AssertionError("connector did not become healthy")
 
 
@@ -64,12 +72,45 @@ def stream(url: str, start: int, stop: threading.Event, acked: list[tuple[str, s
         i += 1
 
 
-def test_sigkill_while_streaming_loses_no_acknowledged_reading(store_url, tmp_path):
-    """Every reading answered 200 before a SIGKILL is in the store after a restart."""
+def worker_pids(primary_pid: int) -> list[int]:
+    """The worker processes a primary started (found by the --primary-pid on their command line)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--primary-pid" in args and args[args.index(b"--primary-pid") + 1] == str(primary_pid).encode():
+            pids.append(int(entry))
+    return pids
+
+
+def wait_gone(pids: list[int], seconds: float = 20) -> list[int]:
+    """The pids still alive after waiting up to `seconds` for them to exit."""
+    deadline = time.monotonic() + seconds
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
+    return alive
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_while_streaming_loses_no_acknowledged_reading(store_url, tmp_path, workers):
+    """Every reading answered 200 before a SIGKILL is in the store after a restart (1 and 2 processes)."""
     acked: list[tuple[str, str]] = []
     port = free_port()
     for round_no in range(2):
-        proc = start_connector(store_url, port, tmp_path)
+        proc = start_connector(store_url, port, tmp_path, workers)
+        children = worker_pids(proc.pid)
+        assert len(children) == workers - 1
         stop = threading.Event()
         sender = threading.Thread(
             target=stream, args=(f"http://127.0.0.1:{port}/notify", round_no * 100_000, stop, acked)
@@ -78,6 +119,7 @@ def test_sigkill_while_streaming_loses_no_acknowledged_reading(store_url, tmp_pa
         time.sleep(1.5 + round_no)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        assert wait_gone(children) == []  # the workers die with the primary
         stop.set()
         sender.join()
     assert len(acked) > 50

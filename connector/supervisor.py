@@ -1,0 +1,173 @@
+"""Several HTTP worker processes on one listening socket (`server.workers` > 1).
+
+Python runs one thread at a time, so one process serves notifications on one core. With N workers the
+primary process binds the listening socket, then spawns N-1 worker processes (`python -m connector run
+--worker-fd FD ...`) that inherit it; every process accepts from the same socket and runs waitress and
+its own group-commit ingest writer on the same store. Only the primary migrates the store (before any
+worker starts), runs the scheduler's jobs (window closing, ledger dispatch, relay, Orion check) and the
+embedded dev ledger or anvil.
+
+Workers are spawned, not forked, so the primary's threads never leak into a child, and they are spawned
+from the main thread only: PR_SET_PDEATHSIG fires when the *thread* that created the child ends, and the
+main thread lives as long as the primary. A worker gets SIGTERM when the primary dies (even by SIGKILL),
+gets SIGTERM forwarded on a clean shutdown, and is restarted by the primary when it dies on its own.
+
+Metrics: prometheus_client's multiprocess mode. Its value class is chosen from PROMETHEUS_MULTIPROC_DIR
+when prometheus_client is first imported, so this module must not import it (nor anything that does)
+before `serve_workers` has set that variable; workers inherit it. The folder is emptied at each start.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from connector.settings import Settings
+
+log = structlog.get_logger("connector.supervisor")
+PR_SET_PDEATHSIG = 1
+RESTART_PAUSE = 1.0  # seconds between restarts of the same worker: a crash loop must not spin
+STOP_TIMEOUT = 15.0  # seconds a worker gets to finish its requests after SIGTERM
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The listening TCP socket every process accepts from (SO_REUSEADDR, a deep backlog)."""
+    sock = socket.create_server((host, port), backlog=1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def prepare_metrics_dir(state_dir: str) -> Path:
+    """An empty folder for this run's multiprocess metrics: counters start at 0 with every start."""
+    folder = Path(state_dir).resolve() / "prometheus-multiproc"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+class WorkerPool:
+    """The primary's worker processes: spawned, watched, restarted when they die, stopped with SIGTERM."""
+
+    def __init__(self, command: Sequence[str], sock: socket.socket, count: int) -> None:
+        self.command = list(command)
+        self.sock = sock
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
+        self.started_at = [0.0] * count
+        self.restarts = 0
+
+    def start(self) -> None:
+        for slot in range(len(self.procs)):
+            self._spawn(slot)
+
+    def _spawn(self, slot: int) -> None:
+        fd = self.sock.fileno()
+        cmd = [*self.command, "--worker-fd", str(fd), "--primary-pid", str(os.getpid())]
+        # Own process group: a terminal's Ctrl-C reaches the primary only, which stops the workers in order.
+        self.procs[slot] = subprocess.Popen(cmd, pass_fds=(fd,), process_group=0)
+        self.started_at[slot] = time.monotonic()
+        log.info("worker.started", slot=slot, pid=self.procs[slot].pid)  # type: ignore[union-attr]
+
+    def watch(self) -> None:
+        """Restart every worker that has exited (call from the main thread, see the module docstring)."""
+        for slot, proc in enumerate(self.procs):
+            if proc is None or proc.poll() is None:
+                continue
+            if time.monotonic() - self.started_at[slot] < RESTART_PAUSE:
+                continue
+            log.warning("worker.died", slot=slot, pid=proc.pid, status=proc.returncode)
+            self.restarts += 1
+            self._spawn(slot)
+
+    def stop(self) -> None:
+        """SIGTERM every worker, wait for them, SIGKILL those still running after STOP_TIMEOUT."""
+        alive = [p for p in self.procs if p is not None and p.poll() is None]
+        for proc in alive:
+            proc.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for proc in alive:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def worker_command(config: str | None) -> list[str]:
+    """How the primary starts a worker: the same program, settings file and environment."""
+    return [sys.executable, "-m", "connector", *(["--config", config] if config else []), "run"]
+
+
+def serve_workers(settings: Settings, config: str | None) -> int:
+    """Run the primary of a multi-process connector in the foreground until SIGTERM or SIGINT."""
+    sock = listen_socket(*settings.host_port)
+    metrics_dir = prepare_metrics_dir(settings.state_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # read by prometheus_client at import
+    from connector import service  # imports prometheus_client: only now
+
+    service.configure_logging(settings)
+    service.migrate_store(settings)  # once, before several processes could race to migrate
+    pool = WorkerPool(worker_command(config), sock, settings.server.workers - 1)
+    done = _stop_on_signals()
+    pool.start()
+    connector = None
+    try:
+        connector = service.Connector(settings, metrics_dir=metrics_dir).start(listen_socket=sock)
+        print(
+            f"smartmeter-connector listening on {connector.url} (notify: {connector.url}/notify), "
+            f"{settings.server.workers} processes",
+            flush=True,
+        )
+        while not done.wait(0.5):
+            pool.watch()
+    finally:
+        pool.stop()
+        if connector is not None:
+            connector.stop()
+        sock.close()
+    return 0
+
+
+def serve_worker(settings: Settings, fd: int, primary_pid: int) -> int:
+    """Run one worker process: HTTP and ingest on the inherited socket, until SIGTERM or the primary dies."""
+    _die_with_parent()
+    if os.getppid() != primary_pid:  # the primary died before the line above took effect
+        return 0
+    from connector import service
+
+    service.configure_logging(settings)
+    sock = socket.socket(fileno=fd)
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # set by the primary, see module docstring
+    done = _stop_on_signals()
+    connector = service.Connector(settings, metrics_dir=metrics_dir).start(listen_socket=sock, primary=False)
+    try:
+        done.wait()
+    finally:
+        connector.stop()
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    return done
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")

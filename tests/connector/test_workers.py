@@ -1,0 +1,113 @@
+"""`run --workers 2`: two processes share the port, both store notifications, /metrics counts them all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import requests
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
+
+from connector.store.db import open_store
+from connector.store.models import Reading
+from tests.connector import payloads as p
+from tests.connector.test_durability import free_port, start_connector, wait_gone, worker_pids
+
+
+def accepted_per_process(metrics_dir: Path) -> dict[int, float]:
+    """Notifications each process counted as accepted, read from its own multiprocess metrics file."""
+    counts: dict[int, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        values = MmapedDict(str(path), read_mode=True)
+        try:
+            keys = [(json.loads(key), value) for key, value, _ in values.read_all_values()]
+            counts[int(path.stem.split("_")[1])] = sum(
+                value
+                for (_, name, labels, _), value in keys
+                if name == "connector_notifications_total" and labels.get("outcome") == "accepted"
+            )
+        finally:
+            values.close()
+    return counts
+
+
+def send(url: str, first: int, count: int, acked: list[int]) -> None:
+    """POST `count` notifications, each on a new connection so both processes get to accept some."""
+    for i in range(first, first + count):
+        when = f"2026-01-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"
+        headers = {**p.ORION_HEADERS, "Connection": "close"}
+        resp = requests.post(url, data=p.normalized(f"urn:ngsi-ld:SMX:W{i % 5}", when, i), headers=headers)
+        assert resp.status_code == 200, resp.text
+        acked.append(i)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus text exposition."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise AssertionError(f"{name} {labels} not in /metrics")
+
+
+def test_two_workers_share_the_port_and_store_every_acknowledged_reading(store_url, tmp_path):
+    """Both processes answer notifications, every acknowledged reading is stored once, /metrics sums both."""
+    port = free_port()
+    proc = start_connector(store_url, port, tmp_path, workers=2)
+    children = worker_pids(proc.pid)
+    try:
+        acked: list[int] = []
+        senders = [
+            threading.Thread(target=send, args=(f"http://127.0.0.1:{port}/notify", k * 1000, 150, acked))
+            for k in range(4)
+        ]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        assert len(acked) == 600
+        per_process = accepted_per_process(tmp_path / "var" / "prometheus-multiproc")
+        assert sorted(per_process) == sorted([proc.pid, *children])
+        assert all(n > 0 for n in per_process.values()), per_process
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert metric(text, "connector_notifications_total", format="normalized", outcome="accepted") == 600
+        assert metric(text, "connector_readings_total", outcome="accepted") == 600
+        assert metric(text, "connector_ack_latency_seconds_count") == 600
+        assert requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["status"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert wait_gone(children) == []  # a clean stop stops the workers too
+    store = open_store(store_url)
+    with store.reading() as conn:
+        assert conn.execute(select(func.count()).select_from(Reading)).scalar() == 600
+    store.dispose()
+
+
+def test_a_dead_worker_is_restarted(store_url, tmp_path):
+    """A worker killed on its own is replaced by the primary, and the port keeps answering."""
+    port = free_port()
+    proc = start_connector(store_url, port, tmp_path, workers=2)
+    try:
+        (first,) = worker_pids(proc.pid)
+        os.kill(first, signal.SIGKILL)
+        assert wait_gone([first]) == []
+        replaced: list[int] = []
+        for _ in range(100):
+            replaced = worker_pids(proc.pid)
+            if replaced:
+                break
+            time.sleep(0.1)
+        assert replaced and replaced != [first]
+        acked: list[int] = []
+        send(f"http://127.0.0.1:{port}/notify", 5000, 20, acked)
+        assert len(acked) == 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
