@@ -63,10 +63,12 @@ def write_batch(conn: Connection, items: list[Incoming], settings: Settings) -> 
     sql = IngestSql(conn)
     try:
         meters = sql.meters(list(wanted))
-        for key, (entity_type, i) in wanted.items():
-            if key not in meters:
-                meters[key] = _register_meter(conn, sql, key, entity_type, items[i], settings)
-                results[i].new_meters.append(key[2])
+        # New meters, pending windows and late counts are written in key order: with several worker
+        # processes on PostgreSQL, two transactions locking the same rows in opposite orders would deadlock.
+        for key in sorted(k for k in wanted if k not in meters):
+            entity_type, i = wanted[key]
+            meters[key] = _register_meter(conn, sql, key, entity_type, items[i], settings)
+            results[i].new_meters.append(key[2])
         rows, owner, attempted = _reading_rows(items, meters, settings.window.length)
         _insert_readings(sql, rows, owner, attempted, results)
     finally:
@@ -171,9 +173,10 @@ def _insert_readings(
         else:
             stored_windows[(row[0], row[9])] += 1
     if attempted:
-        sql.mark_pending([(m, ws, n - stored_windows.get((m, ws), 0)) for (m, ws), n in attempted.items()])
+        pending = sorted(attempted.items())
+        sql.mark_pending([(m, ws, n - stored_windows.get((m, ws), 0)) for (m, ws), n in pending])
     if late_per_meter:
-        sql.add_late(late_per_meter)
+        sql.add_late(dict(sorted(late_per_meter.items())))
 
 
 def canonical_value(value: object) -> str:
