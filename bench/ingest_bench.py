@@ -1,10 +1,12 @@
-"""Ingest benchmark (issue 2): the connector in one process, the load generator in another.
+"""Ingest benchmark (issue 2): the connector in its own process(es), the load generator in another.
 
-Runs `smartmeter-connector run` (ledger off: this measures ingest alone) on a fresh store, then
+For each worker count (`--workers 1,2`: `smartmeter-connector run --workers N`, ledger off: this measures
+ingest alone) on a fresh store:
 1. single-entity normalized notifications as fast as it takes them,
 2. legacy notifications carrying 100 entities each,
 3. a fixed 1,000 notifications/s for the acknowledgement latency p50/p99,
 and writes docs/benchmarks/ingest.md. Usage: python -m bench.ingest_bench [--store URL] [--seconds S]
+[--workers 1,2]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from tests.connector.test_durability import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(store_url: str, port: int, state: str) -> subprocess.Popen:
+def start(store_url: str, port: int, state: str, workers: int = 1) -> subprocess.Popen:
     env = {
         **os.environ,
         "CONNECTOR_STORE_URL": store_url,
@@ -36,12 +38,13 @@ def start(store_url: str, port: int, state: str) -> subprocess.Popen:
         "CONNECTOR_STATE_DIR": state,
         "CONNECTOR_LOGGING_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "connector", "run"], env=env, stdout=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "connector", "run", "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     for _ in range(300):
         try:
             if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
                 return proc
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("connector did not start")
@@ -95,31 +98,67 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def connector_pids(primary: int) -> list[int]:
+    """The primary and its worker processes (children whose parent is the primary)."""
+    pids = [primary]
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == primary:
+            pids.append(int(entry))
+    return pids
+
+
 def measured(proc: subprocess.Popen, run) -> dict:  # type: ignore[no-untyped-def]
-    """`run()`'s result plus the 1-minute load average before it and the server's CPU per notification."""
+    """`run()`'s result plus the 1-minute load average before it, the connector's CPU per notification
+    (all its processes) and each process's share of that CPU (how evenly the connections spread)."""
     load_avg = os.getloadavg()[0]
-    before = cpu_seconds(proc.pid)
+    pids = connector_pids(proc.pid)
+    before = [cpu_seconds(pid) for pid in pids]
     result = run()
-    cpu = cpu_seconds(proc.pid) - before
+    used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+    cpu = sum(used)
     per = 1000 * cpu / result["ok"] if result["ok"] and cpu else 0.0
-    return {**result, "load_avg": round(load_avg, 2), "cpu_ms": round(per, 3)}
+    split = "/".join(f"{100 * u / cpu:.0f}" for u in used) if cpu and len(used) > 1 else "100"
+    return {**result, "load_avg": round(load_avg, 2), "cpu_ms": round(per, 3), "cpu_split": split}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="", help="store URL (default: a fresh SQLite file)")
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--workers", default="1,2", help="worker counts to measure, comma-separated")
     senders = ["auto", "wrk", "aiohttp"]
     ap.add_argument("--loadgen", choices=senders, default="auto", help="closed loop: wrk if installed")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "ingest.md"))
     args = ap.parse_args()
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk") is not None)
+    results = {}
+    for workers in [int(w) for w in args.workers.split(",")]:
+        print(f"--- {workers} worker process(es)", flush=True)
+        results[workers] = scenarios(args.store, args.seconds, use_wrk, workers)
+    backend = "PostgreSQL" if args.store.startswith("postgresql") else "SQLite (WAL, synchronous=FULL)"
+    write_report(Path(args.out), backend, results, args.workers)
+
+
+def scenarios(store_arg: str, secs: float, use_wrk: bool, workers: int) -> tuple[dict, dict, dict]:
+    """The three scenarios against a fresh connector with `workers` processes."""
     state = tempfile.mkdtemp(prefix="ingest-bench-")
-    store = args.store or f"sqlite:///{state}/store.sqlite3"
+    store = store_arg or f"sqlite:///{state}/store.sqlite3"
+    if store_arg.startswith("postgresql"):
+        from tests.pgschema import fresh_schema  # a fresh schema per run, dropped afterwards
+
+        with fresh_schema(store_arg, prefix="bench_") as url:
+            return _scenarios(url, state, secs, use_wrk, workers)
+    return _scenarios(store, state, secs, use_wrk, workers)
+
+
+def _scenarios(store: str, state: str, secs: float, use_wrk: bool, workers: int) -> tuple[dict, dict, dict]:
     port = free_port()
-    proc = start(store, port, state)
+    proc = start(store, port, state, workers)
     url = f"http://127.0.0.1:{port}/notify"
-    secs = args.seconds
     try:
         print("0/3 warm-up: registering 200 meters ...", flush=True)
         closed_loop(False, url, 3, 8, meters=200, offset=50_000_000)
@@ -137,13 +176,13 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=30)
         shutil.rmtree(state, ignore_errors=True)
-    backend = "PostgreSQL" if store.startswith("postgresql") else "SQLite (WAL, synchronous=FULL)"
-    write_report(Path(args.out), backend, single, batched, paced)
+    return tuple({**r, "workers": workers} for r in (single, batched, paced))  # type: ignore[return-value]
 
 
 def row(label: str, r: dict) -> str:
     """One Markdown table row of a load generator result."""
     cells = [
+        r["workers"],
         r["generator"],
         r["notifications_per_s"],
         r["readings_per_s"],
@@ -151,37 +190,43 @@ def row(label: str, r: dict) -> str:
         f"{r['p99_ms']} ms",
         r["failed"],
         f"{r['cpu_ms']} ms",
+        r["cpu_split"],
         r["load_avg"],
     ]
     return "| " + " | ".join([label, *map(str, cells)]) + " |"
 
 
-def write_report(out: Path, backend: str, single: dict, batched: dict, paced: dict) -> None:
+def write_report(out: Path, backend: str, results: dict[int, tuple[dict, dict, dict]], workers: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = "python -m bench.ingest_bench" + (
         " --store postgresql+psycopg://postgres@127.0.0.1:5432/test" if "Postgre" in backend else ""
     )
+    cmd += "" if workers == "1,2" else f" --workers {workers}"
+    labels = ("single-entity normalized, as fast as taken", "legacy, 100 entities each", "fixed 1,000/s")
+    rows = "\n".join(row(label, r) for rs in results.values() for label, r in zip(labels, rs, strict=True))
     text = f"""# Ingest benchmark
 
 Command: `{cmd}` (connector and load generator in separate processes on the same
 {os.cpu_count()}-core machine, Python {platform.python_version()}; store: {backend};
 ledger writer off so only ingest is measured; every 200 means the readings were committed).
+Each worker count runs `smartmeter-connector run --workers N` on a fresh store.
 Closed-loop scenarios use wrk (bench/wrk_notify.lua, installed by `make system-deps`) when present,
 else the aiohttp generator (bench/loadgen.py); the paced scenario always uses aiohttp, which can pace.
 
-| scenario | sender | notifications/s | readings/s | ack p50 | ack p99 | failed | CPU/notification | load |
-|---|---|---|---|---|---|---|---|---|
-{row("single-entity normalized, as fast as taken", single)}
-{row("legacy, 100 entities each", batched)}
-{row("fixed 1,000 notifications/s", paced)}
+| scenario | workers | sender | notifications/s | readings/s | ack p50 | ack p99 | failed | CPU/notification \
+| CPU split | load |
+|---|---|---|---|---|---|---|---|---|---|---|
+{rows}
 
 Aims (issue 2): >= 3,000 single-entity notifications/s, >= 50,000 readings/s batched, p99 < 20 ms at 1,000/s.
 For comparison: seed 004 reports 50,000 tx/s into its RabbitMQ queue tier (no durable commit per message);
 FIWARE's QuantumLeap about 100 notifications/s.
 
-"CPU/notification" is the connector process's user + system CPU time during the scenario divided
-by the notifications it acknowledged; it depends far less on other load than the rates do. "load" is
-the 1-minute load average just before the scenario: above the core count, the rates are a lower bound.
+"CPU/notification" is the user + system CPU time of all the connector's processes during the scenario
+divided by the notifications they acknowledged; it depends far less on other load than the rates do.
+"CPU split" is each process's share of that CPU, primary first (how evenly the connections spread).
+"load" is the 1-minute load average just before the scenario: above the core count, the rates are a
+lower bound.
 {READING}"""
     out.write_text(text)
     print(f"wrote {out}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ class Store:
     url: str
     write: Engine
     read: Engine
+    write_lock: WriteLock | None = field(default=None, compare=False)
 
     @property
     def dialect(self) -> str:
@@ -36,7 +40,7 @@ class Store:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction: committed when the block ends, rolled back on an exception."""
-        with self.write.begin() as conn:
+        with self.write_lock or nullcontext(), self.write.begin() as conn:
             yield conn
 
     @contextmanager
@@ -53,6 +57,54 @@ class Store:
     def dispose(self) -> None:
         self.write.dispose()
         self.read.dispose()
+        if self.write_lock is not None:
+            self.write_lock.close()
+
+
+class WriteLock:
+    """Write transactions on one SQLite file taken in turn by every thread of every process.
+
+    SQLite's own lock has no queue: a writer that finds it taken sleeps (1, 2, 5 ... 100 ms) and tries
+    again, so with several connector processes one of them could wait a second while the other took the
+    lock over and over (ack p99 above 1 s with 2 workers). A blocking flock() on a file beside the
+    database wakes the waiter as soon as the lock is released; a thread lock in front of it serializes
+    the threads of one process, which share the flock. Re-entrant, like SQLAlchemy's nested begin.
+    """
+
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._fd: int | None = None
+        self._threads = threading.RLock()
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        if not self._threads.acquire(timeout=self.timeout):
+            raise TimeoutError(f"no write turn on {self.path} within {self.timeout} s")
+        if self._depth == 0:
+            try:
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
+            except BaseException:
+                self._threads.release()
+                raise
+        self._depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        self._threads.release()
+
+    def _file(self) -> int:
+        if self._fd is None:  # opened on first use, so a Store built before a fork shares no descriptor
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
+
+    def close(self) -> None:
+        with self._threads:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def open_store(url: str, pool_size: int = 10, **engine_kw: Any) -> Store:
@@ -75,7 +127,7 @@ def _open_sqlite(url: str, database: str | None, engine_kw: dict[str, Any]) -> S
     read = create_engine(url, connect_args=connect_args, **engine_kw)
     for engine, immediate in ((write, True), (read, False)):
         _sqlite_events(engine, immediate)
-    return Store(url, write, read)
+    return Store(url, write, read, WriteLock(f"{database}-writelock"))
 
 
 def _sqlite_events(engine: Engine, immediate: bool) -> None:
