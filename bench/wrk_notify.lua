@@ -1,9 +1,12 @@
 -- wrk script for bench/ingest_bench.py: POSTs distinct Orion notifications to /notify.
--- Arguments (after --): METERS OFFSET BATCH T0
+-- Arguments (after --): METERS OFFSET BATCH T0 [DELAY_MS]
 --   BATCH 0: single-entity normalized notifications (meter i % METERS, one reading each)
 --   BATCH N: legacy NGSIv1 notifications carrying N entities each (seed 003 Figure 16 shape)
 -- T0 is the Unix time of the first observation; reading i is observed at T0 + i ms (normalized)
 -- or T0 + i s (legacy), as bench/loadgen.py does, so every reading is new.
+-- DELAY_MS > 0 paces the sender: each connection waits DELAY_MS on average (0.5-1.5 x, so connections
+-- do not march in step) between an answer and its next request; C connections offer about
+-- C * 1000 / DELAY_MS notifications/s while answers are fast compared with DELAY_MS.
 -- Prints one JSON line with the counts and the latency percentiles (microseconds).
 
 local threads = {}
@@ -23,6 +26,11 @@ function init(args)
   batch = tonumber(args[3]) or 0
   t0ms = (tonumber(args[4]) or os.time()) * 1000
   counter = (tonumber(args[2]) or 0) + tid * 10000000
+  local delay_ms = tonumber(args[5]) or 0
+  if delay_ms > 0 then
+    math.randomseed(tid + 1)
+    delay = function() return math.floor(delay_ms * (0.5 + math.random())) end
+  end
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json; charset=utf-8"
   wrk.headers["Fiware-Service"] = "bench"
