@@ -225,8 +225,9 @@ Each worker count runs `smartmeter-connector run --workers N` on a fresh store.
 The sender is wrk (bench/wrk_notify.lua, installed by `make system-deps`) when present, else the
 aiohttp generator (bench/loadgen.py). The paced scenario with wrk: 72 connections, each pausing 64 ms
 on average (32-96 ms) between an answer and its next request, which offers 1,000/s when answers take
-8 ms (1,125/s at 0 ms); its latency is from sending a request to its answer. (The aiohttp generator's open loop at
-1,000/s, which counts from the scheduled send time, could not itself send 1,000/s on this busy machine.)
+8 ms (1,125/s at 0 ms); its latency is from sending a request to its answer. (The aiohttp generator's
+open loop at 1,000/s, which counts from the scheduled send time, could not send 1,000/s on this busy
+machine.)
 
 | scenario | workers | sender | notifications/s | readings/s | ack p50 | ack p99 | failed | CPU/notification \
 | CPU split | load |
