@@ -58,3 +58,16 @@ def test_unknown_benchmark_is_refused(capsys):
         bench_all.main(["--only", "ingest,nosuch"])
     assert stopped.value.code == 2
     assert "unknown benchmark(s): nosuch" in capsys.readouterr().err
+
+
+def test_rows_per_worker_count_are_all_shown():
+    """An ingest report with a row per worker count shows each figure with its worker count."""
+    report = """| scenario | workers | notifications/s |
+|---|---|---|
+| single-entity normalized | 1 | 1385.7 |
+| single-entity normalized | 2 | 2083.6 |
+"""
+    shown = bench_all.per_workers(
+        report, ("single-entity",), lambda r: bench_all._unit(bench_all.column(r, "notifications/s"), "/s")
+    )
+    assert shown == "1,386/s (1 worker); 2,084/s (2 workers)"
