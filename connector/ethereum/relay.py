@@ -160,12 +160,16 @@ class RelayService:
                 outbox.mark(conn, ids, now, status="dead", last_error=error)
             else:
                 outbox.mark(conn, ids, now, last_error=error)
-                worn = [r.id for r in rows if r.attempts >= self.eth.max_attempts]
-                outbox.mark(conn, worn, now, status="dead")
         if action is Action.REVERT:
             self._count("dead", len(ids), reason=error)
         else:
             self._count("retried", len(ids), reason=error, fee_cap=isinstance(exc, FeeCapReached))
+            # Past max_attempts a failure that is not a revert (node away, fees, nonce) is reported, not given
+            # up: a meter's later intervals would be recorded without this one and break its on-chain chain.
+            worn = sum(1 for r in rows if r.attempts >= self.eth.max_attempts)
+            if worn:
+                self.counter.labels("stuck").inc(worn)
+                log.error("ethereum.relay.stuck", count=worn, attempts=self.eth.max_attempts, reason=error)
 
     def _record_sent(self, rows: list[Any], sent: Any, kind: str, now: datetime) -> None:
         with self.store.begin() as conn:

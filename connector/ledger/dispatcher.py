@@ -84,8 +84,17 @@ class LedgerMetrics:
         self.retried = PromCounter(
             "connector_ledger_retried", "Failed attempts that will be retried", op, registry=registry
         )
+        self.stuck = PromCounter(
+            "connector_ledger_stuck",
+            "Attempts at a transaction past ledger.max_attempts (still retried: a window is never skipped)",
+            op,
+            registry=registry,
+        )
         self.dead = PromCounter(
-            "connector_ledger_dead", "Transactions given up (rejected, out of tries)", op, registry=registry
+            "connector_ledger_dead",
+            "Transactions given up (rejected by the ledger, unbuildable)",
+            op,
+            registry=registry,
         )
         self.recovered = PromCounter(
             "connector_ledger_head_recovered", "Chain heads re-discovered from the ledger", registry=registry
@@ -177,8 +186,18 @@ class LedgerWriter:
             if row is None:
                 return "skipped"
             if row.attempts >= self.settings.ledger.max_attempts:
-                reason = f"gave up after {row.attempts} attempts: {row.last_error or 'no error recorded'}"
-                return self._dead(conn, row.id, row.meter_id, row.operation, reason, now)
+                # Out of tries on failures that were never a rejection (ledger away, timeouts, no key yet):
+                # giving up would leave a hole in the meter's history, because its later windows would
+                # still be anchored. So the row stays open at the backoff cap and is reported as stuck.
+                self.metrics.stuck.labels(row.operation).inc()
+                log.error(
+                    "ledger.stuck",
+                    meter_id=row.meter_id,
+                    row=row.id,
+                    operation=row.operation,
+                    attempts=row.attempts,
+                    reason=row.last_error or "no error recorded",
+                )
             retry_at = now + self.backoff(row.attempts + 1)
             try:
                 tx = json.loads(row.tx_json) if row.tx_json else self._sign(conn, row.meter_id, row)

@@ -10,7 +10,7 @@ The evidence for each verdict (bigchaindb v2.2.2 and bigchaindb-driver 0.6.2, se
   still be committed later. -> retry (and confirm by reading it back).
 - 502/503/504 (the driver's ServiceUnavailable, GatewayTimeout): a proxy or a node not ready. -> retry.
 - 401/403/404/405/408/429 on a POST: deployment problems (auth headers, routing, rate limits), not a problem
-  of this transaction. -> retry with backoff, bounded by max_attempts.
+  of this transaction. -> retry with backoff; past max_attempts reported stuck, never skipped.
 - 400 "DuplicateTransaction" / "DoubleSpend ... already spent" / "InputDoesNotExist": the server validated
   our tx against committed state and found it conflicts. Either this very tx is already committed (a resend
   after a crash, or a 202 we never saw) or our chain head is stale (store restored from an older copy).
@@ -49,7 +49,7 @@ TRANSIENT_4XX = frozenset({401, 403, 404, 405, 408, 429})
 
 
 def classify(exc: BaseException) -> Classified:
-    """Sort an exception from a BigchainDB call; unknown ones are transient (bounded by max_attempts)."""
+    """Sort an exception from a BigchainDB call; unknown ones are transient (retried, never given up)."""
     if isinstance(exc, bdb.TimeoutError):
         return Classified(Verdict.TRANSIENT, "timeout: no node answered")
     if isinstance(exc, bdb.TransportError) and isinstance(exc.status_code, int):

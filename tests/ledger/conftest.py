@@ -35,9 +35,9 @@ def make_writer(
 ) -> Callable[..., LedgerWriter]:
     """Build a LedgerWriter on the test store with its own metrics registry."""
 
-    def make(urls: list[str] | None = None, **kw: Any) -> LedgerWriter:
+    def make(urls: list[str] | None = None, settings: Settings | None = None, **kw: Any) -> LedgerWriter:
         kw.setdefault("registry", CollectorRegistry())
-        return LedgerWriter(ledger_settings, store, keystore, urls or [], clock, **kw)
+        return LedgerWriter(settings or ledger_settings, store, keystore, urls or [], clock, **kw)
 
     return make
 

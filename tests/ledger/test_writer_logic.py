@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -77,6 +78,28 @@ def test_ledger_down_then_back(store, clock, make_writer) -> None:
     clock.advance(2)
     assert writer.dispatch_once()["confirmed"] == 3
     assert [fake.committed[t]["operation"] for t in fake.order] == ["CREATE", "TRANSFER", "TRANSFER"]
+
+
+def test_out_of_tries_is_stuck_not_skipped(store, clock, make_writer, ledger_settings) -> None:
+    """A ledger away for longer than max_attempts allows: no row dies, no window is skipped, the rows are
+    reported stuck, and on the ledger's return the meter's whole chain goes out in order."""
+    fake = FakeLedger()
+    seed(store, clock, meters=1, windows=2)
+    ledger = dataclasses.replace(ledger_settings.ledger, max_attempts=3, backoff_cap=1.0)
+    writer = make_writer(settings=ledger_settings.replace(ledger=ledger), client_factory=lambda: fake)
+    fake.down = True
+    for _ in range(6):
+        counts = writer.dispatch_once()
+        assert counts.get("dead", 0) == 0
+        clock.advance(1)
+    (first, *_) = rows(store)
+    assert first.status == "pending" and first.attempts == 6
+    assert writer.metrics.stuck.labels("CREATE")._value.get() == 3
+    fake.down = False
+    assert writer.dispatch_once()["confirmed"] == 3
+    assert [r.status for r in rows(store)] == ["confirmed"] * 3
+    txs = [fake.committed[t] for t in fake.order]
+    assert spent_tx_id(txs[2]) == txs[1]["id"] and spent_tx_id(txs[1]) == txs[0]["id"]
 
 
 def test_permanent_rejection_is_dead_and_kept(store, clock, make_writer) -> None:
