@@ -46,7 +46,7 @@ typecheck: install
 	.venv/bin/mypy connector ngsi devledger
 
 bench: install
-	$(PY) -m bench.run_all
+	$(PY) -m bench.all
 
 contracts: install
 	node contracts/compile.js

@@ -1,11 +1,14 @@
 """Soak: seed 004's scale (2,000 meters every 5 s = 400 notifications/s) against a connector process
-writing to an external dev ledger, for N minutes; then let it drain and check every promise.
+writing to an external dev ledger and relaying to anvil (the settlement contract), for N minutes; then let
+it drain and check every promise.
 
 Reports: notifications acked, acknowledgement latency p50/p99 (from the scheduled send time, so queueing is
 not hidden), the connector's RSS over time, how long the drain took, readings lost, windows not anchored
-exactly once, and broken asset chains.
+exactly once, broken asset chains, and windows not recorded on chain exactly once (final relay, one
+IntervalRecorded each, on-chain chain head equal to the stored windows').
 
 Usage: python -m bench.soak [--minutes 10] [--meters 2000] [--interval 5] [--window 120] [--store URL | --pg]
+       [--workers N] [--no-ethereum]
 Prints one JSON line (exit 1 if any promise is broken).
 """
 
@@ -27,7 +30,14 @@ import aiohttp
 from connector.store.db import open_store
 from tests.pgschema import PG_URL, fresh_schema
 from tests.reliability import checks
-from tests.reliability.harness import HEADERS, ConnectorProcess, LedgerProcess, notification, wait_until
+from tests.reliability.harness import (
+    HEADERS,
+    ConnectorProcess,
+    EthereumNode,
+    LedgerProcess,
+    notification,
+    wait_until,
+)
 
 
 def rss_mb(pid: int) -> float:
@@ -117,19 +127,24 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """The whole run: ledger, connector, load, drain, checks. Returns the figures."""
     store_url = args.store or f"sqlite:///{workdir}/soak.sqlite3"
     ledger = LedgerProcess(workdir / "devledger").start()
+    node = None if args.no_ethereum else EthereumNode(workdir, interval_length=args.window).start()
+    extra = {"CONNECTOR_SERVER_WORKERS": str(args.workers), **(node.env() if node else {})}
     connector = ConnectorProcess(
-        store_url, workdir, ledger.url, window_length=args.window, window_grace=args.grace
+        store_url, workdir, ledger.url, window_length=args.window, window_grace=args.grace, extra_env=extra
     ).start()
     store = open_store(store_url)
     try:
         sender, samples = asyncio.run(drive(connector, args))
         drain_started = time.monotonic()
-        wait_until(lambda: checks.drained(store), args.drain_timeout, "the soak to drain", every=2)
+        done = lambda: checks.drained(store) and (node is None or checks.relayed(store))  # noqa: E731
+        wait_until(done, args.drain_timeout, "the soak to drain (ledger and relay)", every=2)
         drain_s = time.monotonic() - drain_started
         rss_after_drain = rss_mb(connector.proc.pid) if connector.proc else 0.0
         problems = checks.outbox_problems(store)
         if not args.skip_chain_check:
             problems += checks.chain_problems(ledger.client(), store)
+        if node is not None:
+            problems += checks.relay_problems(store, node.contract())
         windows = sum(len(checks.windows_of(store, m.id)) for m in checks.meter_rows(store))
         return {
             "meters": args.meters,
@@ -144,6 +159,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "ack_max_ms": percentile(sender.latencies, 1.0),
             "missing": len(checks.missing_readings(store, sender.acked)),
             "windows": windows,
+            "relayed": checks.final_relays(store) if node else None,
+            "workers": args.workers,
             "drain_s": round(drain_s, 1),
             "rss_mb": samples,
             "rss_after_drain_mb": rss_after_drain,
@@ -153,6 +170,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     finally:
         connector.stop()
         ledger.stop()
+        if node is not None:
+            node.stop()
         store.dispose()
 
 
@@ -171,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-every", type=float, default=10.0)
     parser.add_argument("--drain-timeout", type=float, default=900.0)
     parser.add_argument("--skip-chain-check", action="store_true")
+    parser.add_argument("--no-ethereum", action="store_true", help="no anvil: anchor on the ledger only")
+    parser.add_argument("--workers", type=int, default=1, help="HTTP worker processes (server.workers)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         if args.pg:
