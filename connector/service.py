@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
 import socket
 import sys
 import threading
@@ -25,6 +24,7 @@ from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
 from connector.settings import Settings
 from connector.store.db import migrate, open_store
+from connector.supervisor import StopSignals
 
 log = structlog.get_logger("connector.service")
 
@@ -252,10 +252,9 @@ def serve(settings: Settings) -> int:
     """Run the connector in the foreground until SIGTERM or SIGINT; return the exit status."""
     configure_logging(settings)
     connector = Connector(settings).start()
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    stop = StopSignals()
     print(f"smartmeter-connector listening on {connector.url} (notify: {connector.url}/notify)", flush=True)
-    done.wait()
+    while not stop.wait(0.5):
+        pass
     connector.stop()
     return 0

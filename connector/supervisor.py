@@ -26,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,7 +125,7 @@ def serve_workers(settings: Settings, config: str | None) -> int:
     service.configure_logging(settings)
     service.migrate_store(settings)  # once, before several processes could race to migrate
     pool = WorkerPool(worker_command(config), socks[1:])
-    done = _stop_on_signals()
+    stop = StopSignals()
     pool.start()
     connector = None
     try:
@@ -136,7 +135,7 @@ def serve_workers(settings: Settings, config: str | None) -> int:
             f"{settings.server.workers} processes",
             flush=True,
         )
-        while not done.wait(0.5):
+        while not stop.wait(0.5):
             pool.watch()
     finally:
         pool.stop()
@@ -157,20 +156,47 @@ def serve_worker(settings: Settings, fd: int, primary_pid: int) -> int:
     service.configure_logging(settings)
     sock = socket.socket(fileno=fd)
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # set by the primary, see module docstring
-    done = _stop_on_signals()
+    stop = StopSignals()
     connector = service.Connector(settings, metrics_dir=metrics_dir).start(listen_socket=sock, primary=False)
     try:
-        done.wait()
+        wait_for(stop, primary_pid)
     finally:
         connector.stop()
     return 0
 
 
-def _stop_on_signals() -> threading.Event:
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    return done
+def wait_for(stop: StopSignals, primary_pid: int) -> None:
+    """Block the main thread until SIGTERM/SIGINT or until the primary is gone.
+
+    The parent check backs up PR_SET_PDEATHSIG should its signal ever be missed.
+    """
+    while not stop.wait(0.5):
+        if os.getppid() != primary_pid:
+            log.warning("worker.orphaned", primary_pid=primary_pid)
+            return
+
+
+class StopSignals:
+    """SIGTERM and SIGINT turned into a flag the main thread polls.
+
+    The handler takes no lock: Python runs signal handlers in the main thread between two bytecodes,
+    possibly while that thread holds a lock itself. `threading.Event.set()` as the handler deadlocked a
+    worker whose main thread was inside `Event.wait()` (seen as a worker surviving its primary's SIGKILL).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, _signum: int, _frame: object) -> None:
+        self.requested = True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep `seconds` unless a stop was requested already; True once one was."""
+        if not self.requested:
+            time.sleep(seconds)
+        return self.requested
 
 
 def _die_with_parent() -> None:
