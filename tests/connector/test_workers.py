@@ -111,3 +111,11 @@ def test_a_dead_worker_is_restarted(store_url, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_run_refuses_a_bad_worker_count(capsys):
+    """`run --workers 0` names the setting and exits 2 without starting anything."""
+    from connector.cli import main
+
+    assert main(["run", "--workers", "0"]) == 2
+    assert "server.workers" in capsys.readouterr().err
