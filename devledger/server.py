@@ -94,7 +94,10 @@ def _stop_http(http: object, thread: threading.Thread) -> None:
         for dispatcher in list(socket_map.values()):
             dispatcher.close()
 
-    http.trigger.pull_trigger(close_all)  # type: ignore[attr-defined]
+    try:
+        http.trigger.pull_trigger(close_all)  # type: ignore[attr-defined]
+    except OSError:  # the serving loop has already closed its wake-up pipe: close what is left directly
+        close_all()
     thread.join(timeout=5)
     http.task_dispatcher.shutdown()  # type: ignore[attr-defined]
 
