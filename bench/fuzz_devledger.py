@@ -35,12 +35,11 @@ import requests
 from bigchaindb_driver.common.utils import serialize
 from bigchaindb_driver.crypto import generate_keypair
 from bigchaindb_driver.offchain import fulfill_transaction, prepare_transaction
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
+from hypothesis import given
 from hypothesis import strategies as st
 from sha3 import sha3_256
 
-from bench.fuzz_notify import JSONISH, STRINGS
+from bench.fuzz_notify import JSONISH, STRINGS, fuzz_settings
 from tests.reliability.harness import LedgerProcess
 
 DELETE = object()  # a "replacement" that removes the field
@@ -233,14 +232,7 @@ def run(fuzzer: LedgerFuzzer, cases: int, valid_every: int = 50, seed: int = 0) 
     """Run `cases` hypothesis cases (a valid transaction every `valid_every`) and return the figures."""
     started = time.perf_counter()
 
-    @hsettings(
-        max_examples=cases,
-        deadline=None,
-        database=None,
-        derandomize=seed == 0,
-        suppress_health_check=list(HealthCheck),
-        print_blob=True,
-    )
+    @fuzz_settings(cases, seed)
     @given(body=case_strategy(fuzzer.templates, fuzzer.key), mode=MODES)
     def case(body: Any, mode: str) -> None:
         # No assertion here: every case runs and every 5xx is counted (hypothesis would stop at the first).

@@ -176,11 +176,9 @@ class NotifyFuzzer:
         return [v for v in self.valid if v not in stored]
 
 
-def run(fuzzer: NotifyFuzzer, cases: int, seed: int = 0) -> dict[str, Any]:
-    """Run `cases` hypothesis cases against the fuzzer and return the figures."""
-    started = time.perf_counter()
-
-    @hsettings(
+def fuzz_settings(cases: int, seed: int) -> Any:
+    """Hypothesis settings of both fuzzers: `cases` examples, reproducible unless a seed is given."""
+    return hsettings(
         max_examples=cases,
         deadline=None,
         database=None,
@@ -188,6 +186,13 @@ def run(fuzzer: NotifyFuzzer, cases: int, seed: int = 0) -> dict[str, Any]:
         suppress_health_check=list(HealthCheck),
         print_blob=True,
     )
+
+
+def run(fuzzer: NotifyFuzzer, cases: int, seed: int = 0) -> dict[str, Any]:
+    """Run `cases` hypothesis cases against the fuzzer and return the figures."""
+    started = time.perf_counter()
+
+    @fuzz_settings(cases, seed)
     @given(body=body_strategy() | st.binary(max_size=200), headers=HEADERS)
     def case(body: Any, headers: dict[str, str]) -> None:
         assert fuzzer.post(body, headers) < 500
