@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import time
@@ -19,6 +20,7 @@ from connector.ingest import Incoming, IngestResult, IngestWriter
 from connector.metrics import Metrics
 from ngsi.errors import NotificationError
 from ngsi.headers import resolve_headers
+from ngsi.model import ParsedNotification
 from ngsi.parse import parse_notification
 
 log = structlog.get_logger("connector.notify")
@@ -87,28 +89,57 @@ def notify_answer(
     """The status and JSON answer to one notification (`headers` keyed by lower-case name), metrics and
     logs included. Raises ApiError (counted as rejected) for anything that cannot be stored."""
     started = time.perf_counter()
-    metrics: Metrics = svc.extras["metrics"]
     fmt = "unknown"
     try:
-        status, body, fmt = _handle_notify(svc, metrics, headers, mimetype, read_body)
+        pending = prepare_notify(svc, headers, mimetype, read_body)
+        fmt = pending.parsed.format
+        result = _store(svc, pending.item)
+        return finish_notify(svc, pending, result, started)
     except ApiError as exc:
-        metrics.notifications.labels(fmt, "rejected").inc()
-        log.info("notify.rejected", status=exc.status, reason=exc.description)
+        notify_rejected(svc, exc, fmt)
         raise
     finally:
         structlog.contextvars.clear_contextvars()
-    metrics.notifications.labels(fmt, "accepted").inc()
-    metrics.ack_latency.observe(time.perf_counter() - started)
-    return status, body
 
 
-def _handle_notify(
-    svc: Services,
-    metrics: Metrics,
-    raw_headers: Mapping[str, str],
-    mimetype: str,
-    read_body: Callable[[], bytes],
-) -> tuple[int, dict[str, Any], str]:
+async def notify_answer_async(
+    svc: Services, headers: Mapping[str, str], mimetype: str, body: bytes
+) -> tuple[int, dict[str, Any]]:
+    """`notify_answer` for the event loop (connector/asgi.py): the same checks, answer, metrics and logs;
+    the request waits for its group commit without holding a thread."""
+    started = time.perf_counter()
+    fmt = "unknown"
+    try:
+        pending = prepare_notify(svc, headers, mimetype, lambda: body)
+        fmt = pending.parsed.format
+        try:
+            result = await svc.extras["ingest"].submit_async(pending.item)
+        except Exception as exc:  # noqa: BLE001 - as _store: the store is unavailable, answered 503
+            raise _store_failed(exc) from None
+        return finish_notify(svc, pending, result, started)
+    except ApiError as exc:
+        notify_rejected(svc, exc, fmt)
+        raise
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingNotify:
+    """A notification checked and parsed, waiting for its readings to be committed."""
+
+    item: Incoming
+    rejected: list[dict[str, Any]]
+
+    @property
+    def parsed(self) -> ParsedNotification:
+        return self.item.parsed
+
+
+def prepare_notify(
+    svc: Services, raw_headers: Mapping[str, str], mimetype: str, read_body: Callable[[], bytes]
+) -> PendingNotify:
+    """Everything before the store: secret, media type, JSON, headers, tenant, parsing. Raises ApiError."""
     settings = svc.settings
     _check_secret(raw_headers, settings.ingest.notify_secret, settings.ingest.notify_secret_header)
     if mimetype not in JSON_TYPES:
@@ -131,26 +162,41 @@ def _handle_notify(
         raise ApiError(400, "BadRequest", str(exc)) from None
     rejected = [{"where": r.where, "id": r.entity_id, "reason": r.reason} for r in parsed.rejected]
     if rejected:
-        metrics.readings.labels("rejected").inc(len(rejected))
+        svc.extras["metrics"].readings.labels("rejected").inc(len(rejected))
     if not parsed.readings:
         raise ApiError(400, "BadRequest", "the notification carries no valid reading", rejected=rejected)
-    result = _store(svc, Incoming(parsed, headers, received_at))
+    return PendingNotify(Incoming(parsed, headers, received_at), rejected)
+
+
+def finish_notify(
+    svc: Services, pending: PendingNotify, result: IngestResult, started: float
+) -> tuple[int, dict[str, Any]]:
+    """Count, log and answer a committed notification."""
+    metrics: Metrics = svc.extras["metrics"]
     _count_stored(metrics, result)
     log.info(
         "notify.stored",
-        format=parsed.format,
+        format=pending.parsed.format,
         accepted=result.accepted,
         duplicates=result.duplicates,
         late=result.late,
-        rejected=len(rejected),
+        rejected=len(pending.rejected),
     )
     answer = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
         "late": result.late,
-        "rejected": rejected,
+        "rejected": pending.rejected,
     }
-    return 200, answer, parsed.format
+    metrics.notifications.labels(pending.parsed.format, "accepted").inc()
+    metrics.ack_latency.observe(time.perf_counter() - started)
+    return 200, answer
+
+
+def notify_rejected(svc: Services, exc: ApiError, fmt: str) -> None:
+    """Count and log a notification answered with an error."""
+    svc.extras["metrics"].notifications.labels(fmt, "rejected").inc()
+    log.info("notify.rejected", status=exc.status, reason=exc.description)
 
 
 def _count_stored(metrics: Metrics, result: IngestResult) -> None:
@@ -167,13 +213,13 @@ def _store(svc: Services, item: Incoming) -> IngestResult:
     try:
         return svc.extras["ingest"].submit(item)  # type: ignore[no-any-return]
     except Exception as exc:  # noqa: BLE001 - the store is unavailable: not the sender's fault, not a crash
-        log.error("notify.store_failed", error=type(exc).__name__, detail=str(exc)[:300])
-        raise ApiError(
-            503,
-            "ServiceUnavailable",
-            "the store could not commit the readings; nothing was stored",
-            retry_after=5,
-        ) from None
+        raise _store_failed(exc) from None
+
+
+def _store_failed(exc: Exception) -> ApiError:
+    log.error("notify.store_failed", error=type(exc).__name__, detail=str(exc)[:300])
+    message = "the store could not commit the readings; nothing was stored"
+    return ApiError(503, "ServiceUnavailable", message, retry_after=5)
 
 
 def _check_secret(headers: Mapping[str, str], secret: str, header: str) -> None:

@@ -7,14 +7,17 @@ A request is answered only after the transaction holding its readings has commit
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import queue
 import threading
 from collections import Counter as Tally
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
@@ -216,7 +219,7 @@ class IngestWriter:
         self.settings = settings
         self.on_batch = on_batch
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # C-implemented, no Condition
+        self._queue: queue.SimpleQueue[_Job | _AsyncJob | None] = queue.SimpleQueue()  # C, no Condition
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -243,6 +246,20 @@ class IngestWriter:
         assert job.result is not None
         return job.result
 
+    def submit_async(self, item: Incoming, timeout: float = 30.0) -> Awaitable[IngestResult]:
+        """`submit` for a coroutine on a running event loop: await the result (same errors)."""
+        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            future: asyncio.Future[IngestResult] = loop.create_future()
+            try:
+                future.set_result(self.submit(item))
+            except Exception as exc:  # noqa: BLE001 - handed to the awaiting request, as submit raises it
+                future.set_exception(exc)
+            return future
+        job = _AsyncJob(item, loop)
+        self._queue.put(job)
+        return asyncio.wait_for(job.future, timeout)
+
     def _loop(self) -> None:
         while True:
             first = self._queue.get()
@@ -260,23 +277,28 @@ class IngestWriter:
                 jobs.append(nxt)
             self._commit(jobs)
 
-    def _commit(self, jobs: list[_Job]) -> None:
+    def _commit(self, jobs: list[_Job | _AsyncJob]) -> None:
+        answers: dict[asyncio.AbstractEventLoop, list[tuple[_AsyncJob, Any, BaseException | None]]] = {}
+        self._commit_group(jobs, answers)
+        for loop, done in answers.items():  # one wake-up per event loop for the whole group
+            with contextlib.suppress(RuntimeError):  # a closed loop: its requests are gone with it
+                loop.call_soon_threadsafe(_AsyncJob.resolve_all, done)
+
+    def _commit_group(self, jobs: list[_Job | _AsyncJob], answers: dict[Any, list[Any]]) -> None:
         try:
             with self.store.begin() as conn:
                 results = write_batch(conn, [j.item for j in jobs], self.settings)
         except Exception as exc:  # noqa: BLE001 - isolate the failing notification, hand its error back
             if len(jobs) == 1:
-                jobs[0].error = exc
-                jobs[0].done.release()
+                jobs[0].finish(None, exc, answers)
                 return
             for job in jobs:
-                self._commit([job])
+                self._commit_group([job], answers)
             return
         if self.on_batch:
             self.on_batch(len(jobs))
         for job, res in zip(jobs, results, strict=True):
-            job.result = res
-            job.done.release()
+            job.finish(res, None, answers)
 
 
 class _Job:
@@ -293,3 +315,31 @@ class _Job:
         self.done.acquire()
         self.result: IngestResult | None = None
         self.error: BaseException | None = None
+
+    def finish(self, result: IngestResult | None, error: BaseException | None, answers: Any) -> None:
+        self.result, self.error = result, error
+        self.done.release()
+
+
+class _AsyncJob:
+    """One notification submitted from an event loop; answered on that loop once its group is done."""
+
+    __slots__ = ("item", "loop", "future")
+
+    def __init__(self, item: Incoming, loop: asyncio.AbstractEventLoop) -> None:
+        self.item = item
+        self.loop = loop
+        self.future: asyncio.Future[IngestResult] = loop.create_future()
+
+    def finish(self, result: IngestResult | None, error: BaseException | None, answers: Any) -> None:
+        answers.setdefault(self.loop, []).append((self, result, error))
+
+    @staticmethod
+    def resolve_all(done: list[tuple[_AsyncJob, Any, BaseException | None]]) -> None:
+        for job, result, error in done:
+            if job.future.done():  # the request timed out or its client went away
+                continue
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)

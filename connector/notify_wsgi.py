@@ -40,7 +40,7 @@ class NotifyFastPath:
         if length is None:
             return self.app(environ, start_response)
         headers = {key[5:].replace("_", "-").lower(): v for key, v in environ.items() if key[:5] == "HTTP_"}
-        mimetype = _mimetype(environ.get("CONTENT_TYPE", ""))
+        mimetype = media_type(environ.get("CONTENT_TYPE", ""))
         try:
             status, body = notify_answer(self.svc, headers, mimetype, lambda: _read(environ, length))
             extra: list[tuple[str, str]] = []
@@ -63,7 +63,7 @@ class NotifyFastPath:
 
 
 @functools.lru_cache(maxsize=64)  # a sender uses one or two Content-Type values
-def _mimetype(content_type: str) -> str:
+def media_type(content_type: str) -> str:
     """The media type, lower-cased, exactly as werkzeug's `Request.mimetype` reads it."""
     return parse_options_header(content_type)[0].lower()
 

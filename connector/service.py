@@ -1,4 +1,4 @@
-"""One connector process: store, embedded dev ledger, HTTP server (waitress) and the scheduler's jobs.
+"""One connector process: store, embedded dev ledger, HTTP server (uvicorn) and the scheduler's jobs.
 
 `Connector(settings).start()` builds and starts everything; `stop()` stops it in reverse order. `serve`
 runs it in the foreground until SIGTERM/SIGINT. Nothing starts at import.
@@ -10,16 +10,15 @@ import dataclasses
 import logging
 import socket
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
-from waitress.server import create_server
 
 from connector.app import create_app
+from connector.asgi import ConnectorAsgi, HttpServer, bind
 from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
 from connector.settings import Settings
@@ -49,7 +48,6 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" is noise under load
 
 
 class Connector:
@@ -200,22 +198,11 @@ class Connector:
 
     def _start_http(self, listen_socket: socket.socket | None = None) -> None:
         host, port = self.settings.host_port
-        where: dict[str, Any] = {"host": host, "port": port}
-        if listen_socket is not None:  # bound by the primary, shared by every process
-            where = {"sockets": [listen_socket]}
-        self.server = create_server(
-            self.app, threads=self.settings.threads, ident="smartmeter-connector", channel_timeout=30, **where
-        )
-        actual_port = self.server.effective_port
-        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{actual_port}"
-        thread = threading.Thread(target=self.server.run, name="http", daemon=True)
-        thread.start()
-
-        def stop_http() -> None:
-            self.server.close()
-            thread.join(timeout=5)
-
-        self._stoppers.append(stop_http)
+        sock = listen_socket if listen_socket is not None else bind(host, port)  # shared by every process
+        self.server = HttpServer(ConnectorAsgi(self.app, self.services, self.settings.threads), sock)
+        self.server.start()
+        self._stoppers.append(self.server.stop)
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.server.port}"
         log.info("http.listening", url=self.url)
 
 
