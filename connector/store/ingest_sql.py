@@ -62,7 +62,7 @@ class IngestSql:
     def insert_readings(self, rows: Sequence[ReadingRow]) -> list[bool]:
         """Insert `rows` (a duplicate of a stored reading is skipped); True for each row stored."""
         if not self.pg:
-            return self._insert_one_by_one(rows)
+            return self._insert_sqlite(rows)
         stored_keys: set[tuple[int, str, datetime]] = set()
         row = "(" + ",".join(["%s"] * 12) + ")"
         for start in range(0, len(rows), _CHUNK):
@@ -75,14 +75,24 @@ class IngestSql:
             stored_keys.update((m, a, self.time_out(t)) for m, a, t in self.cursor.fetchall())
         return [(r[0], r[1], r[3]) in stored_keys for r in rows]
 
-    def _insert_one_by_one(self, rows: Sequence[ReadingRow]) -> list[bool]:
-        # SQLite: one prepared statement executed per row (sqlite3 caches it); rowcount tells stored (1)
-        # from duplicate (0) without RETURNING. The time columns are bound as the store's text.
+    def _insert_sqlite(self, rows: Sequence[ReadingRow]) -> list[bool]:
+        # SQLite: all rows in one executemany (the row loop runs in C) inside a savepoint; when every row
+        # was stored (the usual case) that is all. Otherwise the savepoint is rolled back and the rows are
+        # inserted one by one, where rowcount tells stored (1) from duplicate (0) without RETURNING.
+        # The time columns are bound as the store's text.
         sql = f"INSERT INTO readings ({READING_COLUMNS}) VALUES ({','.join('?' * 12)}) ON CONFLICT DO NOTHING"
-        execute, cursor, tin = self.cursor.execute, self.cursor, self.time_in
+        tin, cursor = self.time_in, self.cursor
+        params = [(*r[:3], tin(r[3]), tin(r[4]), *r[5:9], tin(r[9]), *r[10:]) for r in rows]
+        cursor.execute("SAVEPOINT ingest_rows")
+        cursor.executemany(sql, params)
+        if cursor.rowcount == len(params):
+            cursor.execute("RELEASE ingest_rows")
+            return [True] * len(params)
+        cursor.execute("ROLLBACK TO ingest_rows")
+        cursor.execute("RELEASE ingest_rows")
         stored = []
-        for r in rows:
-            execute(sql, (*r[:3], tin(r[3]), tin(r[4]), *r[5:9], tin(r[9]), *r[10:]))
+        for p in params:
+            cursor.execute(sql, p)
             stored.append(cursor.rowcount == 1)
         return stored
 

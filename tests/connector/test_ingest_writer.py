@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import func, select
 
 from connector.ingest import Incoming, IngestWriter, write_batch
@@ -59,3 +61,60 @@ def test_writer_thread_commits_concurrent_submissions(store, settings, clock):
         writer.stop()
     assert all(r.accepted == 1 and r.duplicates == 0 for r in results)
     assert count(store, Reading) == 40 and count(store, Meter) == 5
+
+
+def test_group_mixing_stored_and_new_readings_stores_only_the_new(store, settings, clock):
+    """A group whose rows partly repeat stored readings: the new ones stored, the rest counted duplicate
+    (on SQLite the all-rows insert is rolled back to its savepoint and redone row by row)."""
+    first = [p.normalized("urn:ngsi-ld:SMX:M", f"2026-01-01T00:00:0{i}Z", i) for i in (1, 3)]
+    with store.begin() as conn:
+        write_batch(conn, [incoming(b, clock) for b in first], settings)
+    again = [p.normalized("urn:ngsi-ld:SMX:M", f"2026-01-01T00:00:0{i}Z", i) for i in (1, 2, 3, 4)]
+    with store.begin() as conn:
+        results = write_batch(conn, [incoming(b, clock) for b in again], settings)
+    assert [(r.accepted, r.duplicates) for r in results] == [(0, 1), (1, 0), (0, 1), (1, 0)]
+    assert count(store, Reading) == 4
+    with store.reading() as conn:
+        dups = conn.execute(select(func.sum(PendingWindow.duplicates))).scalar_one()
+    assert dups == 2
+
+
+def test_async_submissions_are_answered_on_their_loop(store, settings, clock):
+    """Coroutines awaiting submit_async: each told its own result once the group has committed."""
+    writer = IngestWriter(store, settings)
+    writer.start()
+
+    async def send_all() -> list:
+        bodies = [
+            p.normalized(f"urn:ngsi-ld:SMX:Y{i % 3}", f"2026-01-01T00:01:{i:02d}Z", i) for i in range(30)
+        ]
+        return await asyncio.gather(*(writer.submit_async(incoming(b, clock)) for b in bodies + bodies[:5]))
+
+    try:
+        results = asyncio.run(send_all())
+    finally:
+        writer.stop()
+    assert sum(r.accepted for r in results) == 30 and sum(r.duplicates for r in results) == 5
+    assert count(store, Reading) == 30
+
+
+def test_async_submission_gets_the_store_error(store, settings, clock, monkeypatch):
+    """A group that cannot be committed hands each awaiting request its error (answered 503 upstream)."""
+    writer = IngestWriter(store, settings)
+
+    def broken(*_a, **_k):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr("connector.ingest.write_batch", broken)
+    writer.start()
+    body = p.normalized("urn:ngsi-ld:SMX:Z", "2026-01-01T00:02:00Z", 1)
+
+    async def send() -> None:
+        await writer.submit_async(incoming(body, clock))
+
+    try:
+        with pytest.raises(RuntimeError, match="disk gone"):
+            asyncio.run(send())
+    finally:
+        writer.stop()
+    assert count(store, Reading) == 0
