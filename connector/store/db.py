@@ -17,6 +17,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # address space only: the OS maps what is read
+SQLITE_CACHE_KIB = 64 * 1024  # per connection, at most
 
 
 @dataclass
@@ -142,6 +144,11 @@ def _sqlite_events(engine: Engine, immediate: bool) -> None:
         )  # an acknowledged reading survives power loss, not just a crash
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # Pages read through a memory map and a larger page cache: with several processes writing in
+        # turn, each transaction finds its cache invalidated by the other's commit, and mapped pages are
+        # cheap to look at again (ingest with 2 workers: 36,300 -> 42,700 readings/s, docs/benchmarks).
+        cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+        cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cur.close()
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
