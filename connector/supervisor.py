@@ -130,6 +130,7 @@ def serve_workers(settings: Settings, config: str | None) -> int:
     connector = None
     try:
         connector = service.Connector(settings, metrics_dir=metrics_dir).start(listen_socket=socks[0])
+        service.tune_gc()
         print(
             f"smartmeter-connector listening on {connector.url} (notify: {connector.url}/notify), "
             f"{settings.server.workers} processes",
@@ -158,6 +159,7 @@ def serve_worker(settings: Settings, fd: int, primary_pid: int) -> int:
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # set by the primary, see module docstring
     stop = StopSignals()
     connector = service.Connector(settings, metrics_dir=metrics_dir).start(listen_socket=sock, primary=False)
+    service.tune_gc()
     try:
         wait_for(stop, primary_pid)
     finally:
