@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.fingerprint import chain_seed
 from connector.ledger.outbox import enqueue_create
 from connector.settings import Settings
 from connector.store.db import Store
-from connector.store.ingest_sql import IngestSql, MeterKey, ReadingRow
+from connector.store.ingest_sql import IngestSql, MeterKey, ReadingRow, time_binder
 from connector.store.models import Meter
 from connector.windows import window_start
 from ngsi.model import Headers, ParsedNotification
@@ -51,18 +51,25 @@ class IngestResult:
     new_meters: list[str] = field(default_factory=list)
 
 
-def write_batch(conn: Connection, items: list[Incoming], settings: Settings) -> list[IngestResult]:
+def write_batch(
+    conn: Connection, items: list[Incoming], settings: Settings, prepared: list[Prepared] | None = None
+) -> list[IngestResult]:
     """Store every item's readings inside `conn`'s transaction; return one result per item, in order.
 
     The whole group costs one meter lookup, one readings insert and one pending-window upsert, whatever
     the number of notifications in it (plus a registration per meter seen for the first time).
+    `prepared` (one per item, from `RowBuilder`) is what needs no database, built before the write turn;
+    built here when not given.
     """
+    if prepared is None:
+        builder = RowBuilder(conn.dialect, settings.window.length)
+        prepared = [builder.build(item) for item in items]
     results = [IngestResult() for _ in items]
     wanted: dict[MeterKey, tuple[str, int]] = {}  # meter -> (entity type, first item carrying it)
-    for i, item in enumerate(items):
-        tenant, path = item.headers.tenant, item.headers.service_path
-        for r in item.parsed.readings:
-            wanted.setdefault((tenant, path, r.entity_id), (r.entity_type, i))
+    for i, prep in enumerate(prepared):
+        for key, entity_type in prep.meters.items():
+            if key not in wanted:
+                wanted[key] = (entity_type, i)
     sql = IngestSql(conn)
     try:
         meters = sql.meters(list(wanted))
@@ -72,13 +79,61 @@ def write_batch(conn: Connection, items: list[Incoming], settings: Settings) -> 
             entity_type, i = wanted[key]
             meters[key] = _register_meter(conn, sql, key, entity_type, items[i], settings)
             results[i].new_meters.append(key[2])
-        rows, owner, attempted = _reading_rows(items, meters, settings.window.length)
-        _insert_readings(sql, rows, owner, attempted, results)
+        rows, windows, owner, attempted = _reading_rows(items, prepared, meters)
+        _insert_readings(sql, rows, windows, owner, attempted, results)
     finally:
         sql.close()
     for item, result in zip(items, results, strict=True):
         result.duplicates = len(item.parsed.readings) - result.accepted
     return results
+
+
+# What a reading's row needs that no database does: meter key, attribute, attribute type, observation
+# time, the same as the store binds it, time source, value (canonical JSON), number text, unit, window
+# start, the same as bound.
+PreRow = tuple[MeterKey, str, Any, datetime, Any, str, str, Any, Any, datetime, Any]
+
+
+@dataclass
+class Prepared:
+    """A notification's rows as far as they can be built before the write turn."""
+
+    rows: list[PreRow]
+    received: Any  # the receipt time as the store binds it
+    meters: dict[MeterKey, str]  # meter -> entity type, in order of first appearance
+
+
+class RowBuilder:
+    """Builds `Prepared` rows for one store dialect; used on the request's thread, outside the lock."""
+
+    def __init__(self, dialect: Dialect, length: int) -> None:
+        self.bind = time_binder(dialect)
+        self.length = length
+
+    def build(self, item: Incoming) -> Prepared:
+        bind, length = self.bind, self.length
+        bound: dict[datetime, Any] = {}  # a notification repeats its times (often one for all entities)
+        starts: dict[datetime, datetime] = {}
+        tenant, path = item.headers.tenant, item.headers.service_path
+        rows: list[PreRow] = []
+        meters: dict[MeterKey, str] = {}
+        for r in item.parsed.readings:
+            at = r.observed_at
+            ws = starts.get(at)
+            if ws is None:
+                ws = starts[at] = window_start(at, length)
+                bound[at] = bind(at)
+                if ws not in bound:
+                    bound[ws] = bind(ws)
+            key = (tenant, path, r.entity_id)
+            if key not in meters:
+                meters[key] = r.entity_type
+            number = None if r.number is None else str(r.number)
+            rows.append(
+                (key, r.attr, r.attr_type, at, bound[at], r.time_source, canonical_value(r.value), number,
+                 r.unit, ws, bound[ws])
+            )  # fmt: skip
+        return Prepared(rows, bind(item.received_at), meters)
 
 
 def _register_meter(
@@ -117,46 +172,39 @@ ReadingKey = tuple[int, str, datetime]  # meter id, attribute, observation time
 
 
 def _reading_rows(
-    items: list[Incoming], meters: dict[MeterKey, tuple[int, datetime | None]], length: int
-) -> tuple[list[ReadingRow], list[int], Tally[tuple[int, datetime]]]:
-    """One row per distinct reading of the group, which item brought it first, and how many readings
-    (duplicates included) each open (meter, window) received."""
+    items: list[Incoming], prepared: list[Prepared], meters: dict[MeterKey, tuple[int, datetime | None]]
+) -> tuple[list[ReadingRow], list[datetime], list[int], Tally[tuple[int, datetime]]]:
+    """One row per distinct reading of the group (bound for the store), its window start, which item
+    brought it first, and how many readings (duplicates included) each open (meter, window) received."""
     rows: list[ReadingRow] = []
+    windows: list[datetime] = []
     owner: list[int] = []
     seen: set[ReadingKey] = set()
     attempted: Tally[tuple[int, datetime]] = Tally()
-    starts: dict[datetime, datetime] = {}  # observation time -> window start: times repeat in a batch
-    for i, item in enumerate(items):
-        tenant, path, received, correlator = (
-            item.headers.tenant,
-            item.headers.service_path,
-            item.received_at,
-            item.headers.correlator,
-        )
-        for r in item.parsed.readings:
-            meter_id, frontier = meters[(tenant, path, r.entity_id)]
-            ws = starts.get(r.observed_at)
-            if ws is None:
-                ws = starts[r.observed_at] = window_start(r.observed_at, length)
+    for i, (item, prep) in enumerate(zip(items, prepared, strict=True)):
+        received, correlator = prep.received, item.headers.correlator
+        for mkey, attr, attr_type, at, at_bound, source, value, number, unit, ws, ws_bound in prep.rows:
+            meter_id, frontier = meters[mkey]
             late = frontier is not None and ws <= frontier
             if not late:
                 attempted[(meter_id, ws)] += 1
-            key = (meter_id, r.attr, r.observed_at)
+            key = (meter_id, attr, at)
             if key in seen:  # the same reading twice in this group: a duplicate of the first
                 continue
             seen.add(key)
             owner.append(i)
-            number = None if r.number is None else str(r.number)
+            windows.append(ws)
             rows.append(
-                (meter_id, r.attr, r.attr_type, r.observed_at, received, r.time_source,
-                 canonical_value(r.value), number, r.unit, ws, late, correlator)
+                (meter_id, attr, attr_type, at_bound, received, source, value, number, unit, ws_bound, late,
+                 correlator)
             )  # fmt: skip
-    return rows, owner, attempted
+    return rows, windows, owner, attempted
 
 
 def _insert_readings(
     sql: IngestSql,
     rows: list[ReadingRow],
+    windows: list[datetime],
     owner: list[int],
     attempted: Tally[tuple[int, datetime]],
     results: list[IngestResult],
@@ -165,7 +213,7 @@ def _insert_readings(
     stored = sql.insert_readings(rows) if rows else []
     late_per_meter: Tally[int] = Tally()
     stored_windows: Tally[tuple[int, datetime]] = Tally()
-    for row, i, ok in zip(rows, owner, stored, strict=True):
+    for row, ws, i, ok in zip(rows, windows, owner, stored, strict=True):
         if not ok:
             continue
         result = results[i]
@@ -174,7 +222,7 @@ def _insert_readings(
             result.late += 1
             late_per_meter[row[0]] += 1
         else:
-            stored_windows[(row[0], row[9])] += 1
+            stored_windows[(row[0], ws)] += 1
     if attempted:
         pending = sorted(attempted.items())
         sql.mark_pending([(m, ws, n - stored_windows.get((m, ws), 0)) for (m, ws), n in pending])
@@ -220,6 +268,7 @@ class IngestWriter:
         self.on_batch = on_batch
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | _AsyncJob | None] = queue.SimpleQueue()  # C, no Condition
+        self.rows = RowBuilder(store.write.dialect, settings.window.length)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -237,7 +286,7 @@ class IngestWriter:
         if self._thread is None:  # not started (tests, one-off use): write synchronously
             with self.store.begin() as conn:
                 return write_batch(conn, [item], self.settings)[0]
-        job = _Job(item)
+        job = _Job(item, self.rows.build(item))
         self._queue.put(job)
         if not job.done.acquire(timeout=timeout):
             raise TimeoutError("the store did not commit in time")
@@ -256,7 +305,7 @@ class IngestWriter:
             except Exception as exc:  # noqa: BLE001 - handed to the awaiting request, as submit raises it
                 future.set_exception(exc)
             return future
-        job = _AsyncJob(item, loop)
+        job = _AsyncJob(item, self.rows.build(item), loop)
         self._queue.put(job)
         return asyncio.wait_for(job.future, timeout)
 
@@ -287,7 +336,7 @@ class IngestWriter:
     def _commit_group(self, jobs: list[_Job | _AsyncJob], answers: dict[Any, list[Any]]) -> None:
         try:
             with self.store.begin() as conn:
-                results = write_batch(conn, [j.item for j in jobs], self.settings)
+                results = write_batch(conn, [j.item for j in jobs], self.settings, [j.rows for j in jobs])
         except Exception as exc:  # noqa: BLE001 - isolate the failing notification, hand its error back
             if len(jobs) == 1:
                 jobs[0].finish(None, exc, answers)
@@ -307,10 +356,11 @@ class _Job:
     A plain lock released by the writer: cheaper than threading.Event, which builds a Condition.
     """
 
-    __slots__ = ("item", "done", "result", "error")
+    __slots__ = ("item", "rows", "done", "result", "error")
 
-    def __init__(self, item: Incoming) -> None:
+    def __init__(self, item: Incoming, rows: Prepared) -> None:
         self.item = item
+        self.rows = rows
         self.done = threading.Lock()
         self.done.acquire()
         self.result: IngestResult | None = None
@@ -324,10 +374,11 @@ class _Job:
 class _AsyncJob:
     """One notification submitted from an event loop; answered on that loop once its group is done."""
 
-    __slots__ = ("item", "loop", "future")
+    __slots__ = ("item", "rows", "loop", "future")
 
-    def __init__(self, item: Incoming, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, item: Incoming, rows: Prepared, loop: asyncio.AbstractEventLoop) -> None:
         self.item = item
+        self.rows = rows
         self.loop = loop
         self.future: asyncio.Future[IngestResult] = loop.create_future()
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect
 
 from connector.store.models import UTCDateTime
 
@@ -21,7 +21,9 @@ READING_COLUMNS = (
     "window_start, late, correlator"
 )
 MeterKey = tuple[str, str, str]  # tenant, service path, entity id
-ReadingRow = tuple[int, str, Any, datetime, datetime, str, str, Any, Any, datetime, bool, Any]
+# meter id, attr, attr type, observed at, received at, time source, value, number, unit, window start, late,
+# correlator; the three times as the dialect binds them (time_binder)
+ReadingRow = tuple[int, str, Any, Any, Any, str, str, Any, Any, Any, bool, Any]
 _CHUNK = 300  # rows per statement: far below both databases' parameter limits
 
 
@@ -33,8 +35,8 @@ class IngestSql:
         self.pg = dialect.name == "postgresql"
         self.ph = "%s" if self.pg else "?"
         self.cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        time_type = UTCDateTime().dialect_impl(dialect)  # the dialect's own time text (SQLite)
-        self.time_in = _memoized(time_type.bind_processor(dialect) or (lambda v: v))
+        time_type = UTCDateTime().dialect_impl(dialect)
+        self.time_in = _memoized(time_binder(dialect))
         self.time_out: Callable[[Any], Any] = time_type.result_processor(dialect, None) or (lambda v: v)
 
     def meters(self, keys: Sequence[MeterKey]) -> dict[MeterKey, tuple[int, datetime | None]]:
@@ -49,18 +51,26 @@ class IngestSql:
         for start in range(0, len(keys), _CHUNK):
             part = keys[start : start + _CHUNK]
             values = ",".join([row] * len(part))
-            values = values if self.pg else f"VALUES {values}"
-            sql = (
-                "SELECT tenant, service_path, entity_id, id, last_window_start FROM meters "
-                f"WHERE (tenant, service_path, entity_id) IN ({values})" + (" FOR SHARE" if self.pg else "")
-            )
+            if self.pg:
+                sql = (
+                    "SELECT tenant, service_path, entity_id, id, last_window_start FROM meters "
+                    f"WHERE (tenant, service_path, entity_id) IN ({values}) FOR SHARE"
+                )
+            else:  # SQLite scans the whole meters index for a row-value IN list; a join searches it per key
+                sql = (
+                    f"WITH k(t, p, e) AS (VALUES {values}) "
+                    "SELECT m.tenant, m.service_path, m.entity_id, m.id, m.last_window_start "
+                    "FROM k CROSS JOIN meters AS m "
+                    "ON m.tenant = k.t AND m.service_path = k.p AND m.entity_id = k.e"
+                )
             self.cursor.execute(sql, [v for key in part for v in key])
             for t, sp, e, mid, frontier in self.cursor.fetchall():
                 found[(t, sp, e)] = (mid, None if frontier is None else self.time_out(frontier))
         return found
 
     def insert_readings(self, rows: Sequence[ReadingRow]) -> list[bool]:
-        """Insert `rows` (a duplicate of a stored reading is skipped); True for each row stored."""
+        """Insert `rows`, their times already bound (`time_binder`); a duplicate of a stored reading is
+        skipped. True for each row stored."""
         if not self.pg:
             return self._insert_sqlite(rows)
         stored_keys: set[tuple[int, str, datetime]] = set()
@@ -79,10 +89,8 @@ class IngestSql:
         # SQLite: all rows in one executemany (the row loop runs in C) inside a savepoint; when every row
         # was stored (the usual case) that is all. Otherwise the savepoint is rolled back and the rows are
         # inserted one by one, where rowcount tells stored (1) from duplicate (0) without RETURNING.
-        # The time columns are bound as the store's text.
         sql = f"INSERT INTO readings ({READING_COLUMNS}) VALUES ({','.join('?' * 12)}) ON CONFLICT DO NOTHING"
-        tin, cursor = self.time_in, self.cursor
-        params = [(*r[:3], tin(r[3]), tin(r[4]), *r[5:9], tin(r[9]), *r[10:]) for r in rows]
+        cursor, params = self.cursor, rows
         cursor.execute("SAVEPOINT ingest_rows")
         cursor.executemany(sql, params)
         if cursor.rowcount == len(params):
@@ -116,6 +124,12 @@ class IngestSql:
 
     def close(self) -> None:
         self.cursor.close()
+
+
+def time_binder(dialect: Dialect) -> Callable[[datetime], Any]:
+    """A time as the store's dialect binds it (SQLite: its text; PostgreSQL: the aware datetime)."""
+    bind = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    return bind or (lambda v: v)
 
 
 def _memoized(bind: Callable[[datetime], Any]) -> Callable[[datetime], Any]:

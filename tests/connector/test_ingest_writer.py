@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from connector.ingest import Incoming, IngestWriter, write_batch
+from connector.store.ingest_sql import IngestSql
 from connector.store.models import LedgerOutbox, Meter, PendingWindow, Reading
 from ngsi.headers import resolve_headers
 from ngsi.parse import parse_notification
@@ -118,3 +119,31 @@ def test_async_submission_gets_the_store_error(store, settings, clock, monkeypat
     finally:
         writer.stop()
     assert count(store, Reading) == 0
+
+
+def test_sqlite_meter_lookup_searches_the_index(store, settings, clock):
+    """The group's meter lookup must not scan the meters table (a row-value IN list did: 4 ms per group
+    at 20,000 meters); it searches the unique index once per key."""
+    if store.dialect != "sqlite":
+        pytest.skip("SQLite's query plan")
+    seen: list[tuple[str, list]] = []
+
+    class Recorder:
+        def __init__(self, cursor):
+            self.cursor = cursor
+
+        def execute(self, sql, params):
+            seen.append((sql, params))
+            return self.cursor.execute(sql, params)
+
+        def fetchall(self):
+            return self.cursor.fetchall()
+
+    keys = [("", "/", f"urn:ngsi-ld:SMX:K{i}") for i in range(5)]
+    with store.begin() as conn:
+        sql = IngestSql(conn)
+        sql.cursor = Recorder(sql.cursor)
+        assert sql.meters(keys) == {}
+        statement, params = seen[0]
+        plan = " | ".join(r[3] for r in sql.cursor.cursor.execute("EXPLAIN QUERY PLAN " + statement, params))
+    assert "SEARCH m USING" in plan and "SCAN m" not in plan and "SCAN meters" not in plan, plan
