@@ -7,7 +7,7 @@ NGSI-LD Notification. `values` carries no entity id and is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ from ngsi.model import Headers, ParsedNotification, Reading, Rejected
 from ngsi.schemas import (
     LD_NOTIFICATION,
     LEGACY_NOTIFICATION,
+    MAX_ID,
     MAX_UNIT,
     V2_NOTIFICATION,
     json_kind,
@@ -70,10 +71,22 @@ class _Collector:
         self.time_names = frozenset(TIME_NAMES) | ({time_attr} if time_attr else set())
         self.entities = 0
         self.bad_entities: list[Rejected] = []
+        # Names, types and units already found valid in this notification: 100 entities repeat the same
+        # few, and the checks ran five times per reading.
+        self.good_text: set[str] = set()
+
+    def text_problem(self, value: Any, what: str, max_len: int = MAX_ID) -> str | None:
+        """`text_problem`, remembering texts found valid (only short ones, so valid for every limit)."""
+        if value.__class__ is str and value in self.good_text:
+            return None
+        problem = text_problem(value, what, max_len)
+        if problem is None and len(value) <= MAX_UNIT:
+            self.good_text.add(value)
+        return problem
 
     def entity(self, where: str, obj: Any, times: Mapping[str, Any] | None = None) -> _Entity | None:
         """The checked entity `obj`, or None after rejecting it (id and type: non-empty strings)."""
-        problem = _entity_problem(obj)
+        problem = _entity_problem(obj, self.text_problem)
         if problem:
             self.reject_entity(where, problem)
             return None
@@ -95,7 +108,7 @@ class _Collector:
 
     def name_ok(self, entity: _Entity, name: Any, where: str) -> bool:
         """True when `name` is a usable attribute name; otherwise the attribute is rejected."""
-        problem = text_problem(name, "attribute name")
+        problem = self.text_problem(name, "attribute name")
         if problem:
             self.reject(f"{where}.{short(name) if isinstance(name, str) else '?'}", entity, problem)
         return problem is None
@@ -104,7 +117,7 @@ class _Collector:
             meta: Mapping[str, Any]) -> None:  # fmt: skip
         """One attribute value -> a Reading, or a Rejected saying why it cannot be stored."""
         number = to_number(value)
-        problem = _type_unit_problem(attr_type, unit) or value_problem(value)
+        problem = self.type_unit_problem(attr_type, unit) or value_problem(value)
         observed = problem or self._observed(entity, meta)
         if isinstance(observed, str) or isinstance(number, str):
             self.reject(where, entity, observed if isinstance(observed, str) else str(number))
@@ -131,6 +144,11 @@ class _Collector:
                 return _time(times[name], name, f"attribute {name}")
         return self.received_at, "receipt"
 
+    def type_unit_problem(self, attr_type: Any, unit: Any) -> str | None:
+        if attr_type is not None and (problem := self.text_problem(attr_type, "'type'")):
+            return problem
+        return None if unit is None else self.text_problem(unit, "unitCode", MAX_UNIT)
+
     def finish(self, container: str) -> ParsedNotification:
         """The result; NotificationError when the body held no entity or only rejected ones."""
         if not self.entities:
@@ -148,22 +166,16 @@ def _time(raw: Any, source: str, label: str) -> tuple[datetime, str] | str:
     return f"{label}: {parsed}" if isinstance(parsed, str) else (parsed, source)
 
 
-def _type_unit_problem(attr_type: Any, unit: Any) -> str | None:
-    if attr_type is not None and (problem := text_problem(attr_type, "'type'")):
-        return problem
-    return None if unit is None else text_problem(unit, "unitCode", MAX_UNIT)
-
-
-def _entity_problem(obj: Any) -> str | None:
+def _entity_problem(obj: Any, check: Callable[[Any, str], str | None]) -> str | None:
     if not isinstance(obj, dict):
         return f"must be an object (an entity), got {kind(obj)}"
-    for key in ("id", "type"):
-        if key not in obj:
-            return f"missing '{key}'"
-        problem = text_problem(obj[key], f"'{key}'")
-        if problem:
-            return problem
-    return None
+    if "id" not in obj:
+        return "missing 'id'"
+    if problem := text_problem(obj["id"], "'id'"):  # ids differ entity to entity: not remembered
+        return problem
+    if "type" not in obj:
+        return "missing 'type'"
+    return check(obj["type"], "'type'")
 
 
 def _plain(attr: Any) -> Any:
@@ -287,7 +299,7 @@ def _legacy_element(col: _Collector, where: str, element: Any) -> None:
     entity = col.entity(where, element, times)
     if entity:
         for j, attr in enumerate(attributes):
-            _legacy_attribute(col, entity, f"{where}.attributes[{j}]", attr)
+            _legacy_attribute(col, entity, j, attr)
 
 
 def _is_true(flag: Any) -> bool:
@@ -295,13 +307,13 @@ def _is_true(flag: Any) -> bool:
     return flag is True or (isinstance(flag, str) and flag.lower() == "true")
 
 
-def _legacy_attribute(col: _Collector, entity: _Entity, where: str, attr: Any) -> None:
+def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> None:
     if not isinstance(attr, dict):
-        col.reject(where, entity, f"must be an object, got {kind(attr)}")
+        col.reject(f"{entity.where}.attributes[{j}]", entity, f"must be an object, got {kind(attr)}")
         return
     name = attr.get("name")
     if "name" not in attr:
-        col.reject(where, entity, "missing 'name'")
+        col.reject(f"{entity.where}.attributes[{j}]", entity, "missing 'name'")
         return
     if not col.name_ok(entity, name, entity.where) or name in col.time_names:
         return
