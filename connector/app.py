@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 import structlog
 from flask import Blueprint, Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -233,6 +234,25 @@ def _check_secret(headers: Mapping[str, str], secret: str, header: str) -> None:
 def _json_body(raw: bytes) -> Any:
     if not raw:
         raise ApiError(400, "BadRequest", "empty body: expected a JSON notification")
+    return decode_json(raw)
+
+
+_DIGITS = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # every digit -> "9", the rest -> " "
+_LONG_NUMBER = b"9" * 19
+
+
+def decode_json(raw: bytes) -> Any:
+    """The JSON body decoded exactly as `json.loads` decodes it, through orjson where that is the same.
+
+    orjson decodes twice as fast, but it turns integers beyond 64 bits into floats, so a body with a run
+    of 19 or more digits goes to json.loads; so does everything orjson refuses (NaN, lone surrogates,
+    UTF-16, a byte-order mark, deep nesting), which json.loads accepts or answers with its own message.
+    """
+    if raw.translate(_DIGITS).find(_LONG_NUMBER) < 0:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
