@@ -178,8 +178,10 @@ def _scenarios(store: str, state: str, secs: float, use_wrk: bool, workers: int)
         print("1/3 single-entity normalized, closed loop, 32 connections ...", flush=True)
         single = measured(proc, lambda: closed_loop(use_wrk, url, secs, 32, meters=200))
         print(f"    {single}", flush=True)
-        print("2/3 legacy, 100 entities per notification ...", flush=True)
-        batched = measured(proc, lambda: closed_loop(use_wrk, url, secs, 8, batch=100, offset=10_000_000))
+        print(f"2/3 legacy, 100 entities per notification, {LEGACY_CONNECTIONS} connections ...", flush=True)
+        batched = measured(
+            proc, lambda: closed_loop(use_wrk, url, secs, LEGACY_CONNECTIONS, batch=100, offset=10_000_000)
+        )
         print(f"    {batched}", flush=True)
         print("3/3 paced, about 1,000 notifications/s ...", flush=True)
         paced = measured(proc, lambda: paced_load(use_wrk, url, secs))
@@ -189,6 +191,11 @@ def _scenarios(store: str, state: str, secs: float, use_wrk: bool, workers: int)
         proc.wait(timeout=30)
         shutil.rmtree(state, ignore_errors=True)
     return tuple({**r, "workers": workers} for r in (single, batched, paced))  # type: ignore[return-value]
+
+
+# Concurrent legacy senders: enough notifications in flight for the writer to commit large groups while
+# the HTTP side parses the next ones (with 8 the two alternated: 30,000 instead of 45,000 readings/s).
+LEGACY_CONNECTIONS = 64
 
 
 def row(label: str, r: dict) -> str:
@@ -251,55 +258,49 @@ lower bound.
 READING = """
 ## Reading these figures
 
-Python runs one thread at a time (the GIL), so one connector process serves notifications on one core:
-single-entity throughput is at most about 1 / (CPU per notification) per process. `run --workers N`
-(`server.workers`, connector/supervisor.py) runs N processes, each with waitress and its own group-commit
-writer on the same store; only the first runs the scheduled jobs. The CPU per notification stays about
-the same with 2 processes (the work is the same, spread over two cores), so the rate can double where
-two cores are free. On this machine they are not: the sender (wrk) and the other work on the machine
-share the same 2 cores, so the 2-worker rate is well under twice the 1-worker rate and the aims are
-short. On an otherwise idle 2-core machine the bound is about 2 cores / (CPU per notification of the
-connector + of the sender).
+The HTTP server is uvicorn with its C parser (httptools) on uvloop (connector/asgi.py). POST /notify is
+answered on the event loop: the body is checked and parsed there, its rows prepared, and the request then
+awaits its group commit without holding a thread; one writer thread per process commits the queued
+notifications in groups (one transaction and one fsync per group). Every other route goes to the Flask
+app through a2wsgi's thread pool. With the threaded pure-Python server used before (waitress), HTTP was
+about half of the CPU per notification: 0.55 ms per single-entity notification then, 0.17 ms now.
 
-How the processes share the work: each has its own listening socket on the port (SO_REUSEPORT), so the
-kernel spreads connections evenly ("CPU split"). With one shared socket the idle process took nearly
-all connections of a small sender pool (96/4 with wrk's 8 connections for the legacy payloads). On
-SQLite the write transactions of all processes take turns through a flock beside the database: with
-SQLite's own busy wait (sleeps of up to 100 ms between attempts) one process starved the other and ack
-p99 went above 1 s with 2 workers (1.2 s measured; 38-77 ms with the flock, same machine, load ~5).
-On PostgreSQL the group commit writes new meters, pending windows and late counts in key order, so two
-processes' transactions never lock the same rows in opposite orders (no deadlock).
+Python runs one thread at a time (the GIL), so one process serves on about one core. `run --workers N`
+(`server.workers`, connector/supervisor.py) runs N processes, each with its own listening socket
+(SO_REUSEPORT), event loop and group-commit writer on the same store; only the first runs the scheduled
+jobs. On SQLite the write transactions of all processes take turns through a flock beside the database,
+and each process finds its page cache invalidated by the other's commits (the store maps the database
+into memory, which makes that cheaper). A second process therefore helps the legacy payloads, whose
+parsing runs in parallel while the inserts take turns, and not the single-entity ones, which one process
+already answers faster than the aim while the sender (wrk) shares the same 2 cores.
 
-PostgreSQL (`--store postgresql+psycopg://postgres@127.0.0.1:5432/test`, a fresh schema per worker
-count; one run, load 0.7-2.4): single-entity 1,262/s with 1 worker, 1,610/s with 2 (CPU 0.73 and
-0.76 ms per notification, split 50/50); legacy 8,764 and 12,510 readings/s (9.2 and 9.8 ms per
-notification); paced 762/s (p99 92 ms) and 929/s (p50 9.9 ms, p99 48 ms).
+The single-entity rate is reached with 32 connections, the legacy one with 64 (LEGACY_CONNECTIONS): the
+writer commits one group while the event loop parses the next notifications, so the rate needs enough of
+them in flight. The paced scenario's latency is what an Orion sending ~1,000/s sees.
 
-Legacy notifications gain little from a second process on SQLite (16,041 -> 17,298 readings/s, load
-about 2.6): a good part of their CPU is building and inserting rows inside the write transaction, which
-the processes take in turn, plus one fsync per transaction. PostgreSQL, whose transactions run side by
-side, gained more (8,764 -> 12,510 readings/s) from a lower start (more client CPU per reading).
+What each step gave (legacy, 64 connections, 10 s runs; single runs vary by about +-8% on this machine):
+uvicorn instead of waitress (single-entity 1,919 -> 5,291/s, legacy 16,866 -> 24,517 readings/s with 8
+connections); the cyclic garbage collector frozen after start-up with a first threshold of 50,000
+(connector/service.py `tune_gc`: a legacy notification allocates ~600 containers, so it ran on nearly
+every request; legacy 344 -> 441/s); rows built on the request's thread before the write turn and the
+SQLite meter lookup searching its index per key (it scanned the meters index: 4.4 ms per group at 20,000
+meters); the SQLite memory map (2 workers: 36,294 -> 42,693 readings/s); orjson for bodies where it decodes
+exactly as json.loads (142 -> 82 us per legacy body); the parser's Reading as a named tuple and its checks
+remembered per notification (5.5 -> 4.5 us per reading).
 
-Where the CPU goes in one process (py-spy `--gil` profile under the single-entity load): the waitress
-HTTP server about 45% (its select loop, request parsing, response writing, thread handoff), the handling
-of the notification about 30% (headers, JSON, parsing and checks), the group-commit writer about 25%
-(mostly SQLite's own insert and commit work). For the legacy notifications about half of the CPU is
-parsing and checking the 100 entities, a third building and inserting the rows. PostgreSQL costs more
-client CPU per reading than SQLite (psycopg's parameter handling). To profile: `py-spy record --gil
---pid PID` (requirements-dev.txt).
+Where the legacy CPU goes now (py-spy `--gil`, 1 process): the event loop about 65% of the GIL-holding
+samples (JSON decoding ~12%, parsing and checking the 100 entities ~33%, preparing rows ~3%, uvicorn ~8%),
+the writer about 35% (SQLite's inserts and commit, SQLAlchemy's transaction handling ~9%). SQLite itself
+needs 4-6 us of CPU to insert one reading into the readings table and its two indexes, plus 2-5 us per
+reading to commit groups of 1,000-5,000 rows (WAL, synchronous=FULL), outside the GIL. Tried and dropped:
+multi-row INSERT statements (one GIL release per chunk instead of per row: slower, statement preparation),
+a json_each INSERT (one step for the whole group: 8.6 us instead of 5.7 us per row), a shorter GIL switch
+interval (slower).
 
-Earlier steps, each profiled before and after: Flask's request dispatch for POST /notify
-(`connector/notify_wsgi.py` answers through the same function as the Flask route, so statuses and
-messages are identical), SQLAlchemy statement building in the group commit (fixed SQL on the DBAPI
-cursor in `connector/store/ingest_sql.py`), marshmallow on well-formed envelopes, threading.Event and
-queue.Queue in the writer handoff, and repeated work on the times a batch repeats: CPU per single-entity
-notification 1.3-1.6 ms before, 0.71-0.74 ms after; per legacy 100-entity notification 10.6 ms before,
-5.7 ms after.
+PostgreSQL (`--store postgresql+psycopg://postgres@127.0.0.1:5432/test`): see the figures in
+docs/benchmarks.md; its transactions run side by side, so more processes help it more than SQLite.
 
-What remains: the rates are bounded by the 2 cores shared with the sender and the rest of the machine,
-not by the connector's design; more processes than cores do not help. Further gains need less CPU per
-notification: waitress's pure-Python HTTP handling is the largest part (an HTTP server whose request
-handling is not Python), then per-reading Python work.
+To profile: `py-spy record --gil --pid PID` (requirements-dev.txt).
 """
 
 
