@@ -3,8 +3,8 @@
 Python runs one thread at a time, so one process serves notifications on one core. With N workers the
 primary process binds N listening sockets to the port (SO_REUSEPORT, see `listen_sockets`), then spawns
 N-1 worker processes (`python -m connector run --worker-fd FD ...`), each inheriting one of them; every
-process runs its HTTP server (uvicorn) and its own group-commit ingest writer on the same store. Only the primary
-migrates the store (before any worker starts), runs the scheduler's jobs (window closing, ledger
+process runs its HTTP server (uvicorn) and its own group-commit ingest writer on the same store. Only
+the primary migrates the store (before any worker starts), runs the scheduler's jobs (window closing, ledger
 dispatch, relay, Orion check) and the embedded dev ledger or anvil.
 
 Workers are spawned, not forked, so the primary's threads never leak into a child, and they are spawned
