@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hmac
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -90,17 +91,9 @@ def notify_answer(
     """The status and JSON answer to one notification (`headers` keyed by lower-case name), metrics and
     logs included. Raises ApiError (counted as rejected) for anything that cannot be stored."""
     started = time.perf_counter()
-    fmt = "unknown"
-    try:
-        pending = prepare_notify(svc, headers, mimetype, read_body)
-        fmt = pending.parsed.format
-        result = _store(svc, pending.item)
-        return finish_notify(svc, pending, result, started)
-    except ApiError as exc:
-        notify_rejected(svc, exc, fmt)
-        raise
-    finally:
-        structlog.contextvars.clear_contextvars()
+    with _counted(svc) as seen:
+        pending = seen.pending = prepare_notify(svc, headers, mimetype, read_body)
+        return finish_notify(svc, pending, _store(svc, pending.item), started)
 
 
 async def notify_answer_async(
@@ -109,17 +102,28 @@ async def notify_answer_async(
     """`notify_answer` for the event loop (connector/asgi.py): the same checks, answer, metrics and logs;
     the request waits for its group commit without holding a thread."""
     started = time.perf_counter()
-    fmt = "unknown"
-    try:
-        pending = prepare_notify(svc, headers, mimetype, lambda: body)
-        fmt = pending.parsed.format
+    with _counted(svc) as seen:
+        pending = seen.pending = prepare_notify(svc, headers, mimetype, lambda: body)
         try:
             result = await svc.extras["ingest"].submit_async(pending.item)
         except Exception as exc:  # noqa: BLE001 - as _store: the store is unavailable, answered 503
             raise _store_failed(exc) from None
         return finish_notify(svc, pending, result, started)
+
+
+class _Seen:
+    pending: PendingNotify | None = None
+
+
+@contextlib.contextmanager
+def _counted(svc: Services) -> Iterator[_Seen]:
+    """Count and log an ApiError as a rejected notification (of its format once parsed); clear the
+    request's log context in every case."""
+    seen = _Seen()
+    try:
+        yield seen
     except ApiError as exc:
-        notify_rejected(svc, exc, fmt)
+        notify_rejected(svc, exc, seen.pending.parsed.format if seen.pending else "unknown")
         raise
     finally:
         structlog.contextvars.clear_contextvars()
