@@ -297,8 +297,10 @@ multi-row INSERT statements (one GIL release per chunk instead of per row: slowe
 a json_each INSERT (one step for the whole group: 8.6 us instead of 5.7 us per row), a shorter GIL switch
 interval (slower).
 
-PostgreSQL (`--store postgresql+psycopg://postgres@127.0.0.1:5432/test`): see the figures in
-docs/benchmarks.md; its transactions run side by side, so more processes help it more than SQLite.
+PostgreSQL (`--store postgresql+psycopg://postgres@127.0.0.1:5432/test`) was last measured before the
+uvicorn front end (waitress, one run, load 0.7-2.4): single-entity 1,262/s with 1 worker, 1,610/s with 2;
+legacy 8,764 and 12,510 readings/s (8 connections); paced p99 92 and 48 ms. Not re-measured since; its
+transactions run side by side, so more processes help it more than they help SQLite.
 
 To profile: `py-spy record --gil --pid PID` (requirements-dev.txt).
 """
