@@ -13,9 +13,9 @@ a2wsgi. `HttpServer` runs uvicorn in a thread of the connector process on a sock
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,7 +25,7 @@ from a2wsgi import WSGIMiddleware
 
 from connector.app import ApiError, error_answer, notify_answer_async
 from connector.context import Services
-from connector.notify_wsgi import NOTIFY_PATHS, media_type
+from connector.notify_wsgi import NOTIFY_PATHS, answer_bytes, media_type, plain_body_length
 
 log = structlog.get_logger("connector.http")
 Scope = dict[str, Any]
@@ -46,7 +46,10 @@ class ConnectorAsgi:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in NOTIFY_PATHS:
             return await self.wsgi(scope, receive, send)  # type: ignore[no-any-return]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if not self._plain_body(headers):
+        length = plain_body_length(
+            headers.get("transfer-encoding"), headers.get("content-length", ""), self.max_body
+        )
+        if length is None:
             return await self.wsgi(scope, receive, send)  # type: ignore[no-any-return]
         body = await _read_body(receive)
         if body is None:  # the client went away before sending its whole body: nobody to answer
@@ -57,19 +60,12 @@ class ConnectorAsgi:
             status, answer = await notify_answer_async(self.svc, headers, mimetype, body)
         except ApiError as exc:
             status, answer, extra = error_answer(exc)
-        data = (json.dumps(answer, separators=(",", ":")) + "\n").encode()  # as Flask's jsonify writes it
+        data = answer_bytes(answer)
         response_headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
         response_headers += [(k.lower().encode(), v.encode()) for k, v in extra]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": data})
         return None
-
-    def _plain_body(self, headers: dict[str, str]) -> bool:
-        """True for a body with a Content-Length within the limit (anything else: werkzeug decides)."""
-        if "transfer-encoding" in headers:
-            return False
-        text = headers.get("content-length", "")
-        return text.isdigit() and text.isascii() and int(text) <= self.max_body
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -116,7 +112,7 @@ class HttpServer:
         for _ in range(int(timeout / 0.01)):
             if self.server.started or not self.thread.is_alive():
                 break
-            threading.Event().wait(0.01)
+            time.sleep(0.01)
         if not self.server.started:
             raise RuntimeError(f"the HTTP server did not start: {self.error!r}")
 

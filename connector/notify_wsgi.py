@@ -36,7 +36,9 @@ class NotifyFastPath:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") not in NOTIFY_PATHS:
             return self.app(environ, start_response)
-        length = self._body_length(environ)
+        length = plain_body_length(
+            environ.get("HTTP_TRANSFER_ENCODING"), environ.get("CONTENT_LENGTH", ""), self.max_body
+        )
         if length is None:
             return self.app(environ, start_response)
         headers = {key[5:].replace("_", "-").lower(): v for key, v in environ.items() if key[:5] == "HTTP_"}
@@ -46,20 +48,26 @@ class NotifyFastPath:
             extra: list[tuple[str, str]] = []
         except ApiError as exc:
             status, body, extra = error_answer(exc)
-        data = (json.dumps(body, separators=(",", ":")) + "\n").encode()  # as Flask's jsonify writes it
+        data = answer_bytes(body)
         response_headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
         start_response(_STATUS[status], response_headers + extra)
         return [data]
 
-    def _body_length(self, environ: dict[str, Any]) -> int | None:
-        """The body's length when it is a plain body within the limit, else None (werkzeug decides)."""
-        if environ.get("HTTP_TRANSFER_ENCODING"):
-            return None
-        text = environ.get("CONTENT_LENGTH", "")
-        if not text.isdigit() or not text.isascii():
-            return None
-        length = int(text)
-        return length if length <= self.max_body else None
+
+def plain_body_length(transfer_encoding: str | None, content_length: str, max_body: int) -> int | None:
+    """The body's length when it is a plain body within the limit, else None (werkzeug decides: chunked,
+    no usable Content-Length, over the limit)."""
+    if transfer_encoding:
+        return None
+    if not content_length.isdigit() or not content_length.isascii():
+        return None
+    length = int(content_length)
+    return length if length <= max_body else None
+
+
+def answer_bytes(body: dict[str, Any]) -> bytes:
+    """A notification's JSON answer, byte for byte as Flask's jsonify writes it."""
+    return (json.dumps(body, separators=(",", ":")) + "\n").encode()
 
 
 @functools.lru_cache(maxsize=64)  # a sender uses one or two Content-Type values

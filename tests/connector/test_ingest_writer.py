@@ -27,6 +27,12 @@ def count(store, model) -> int:
         return conn.execute(select(func.count()).select_from(model)).scalar_one()
 
 
+def pending_duplicates(store) -> int:
+    """Duplicates counted on the closer's work list, over all windows."""
+    with store.reading() as conn:
+        return conn.execute(select(func.sum(PendingWindow.duplicates))).scalar_one()
+
+
 def test_one_group_gives_each_notification_its_own_outcome(store, settings, clock):
     """Duplicates inside a group are counted against the later notification; meters register once."""
     a = p.normalized("urn:ngsi-ld:SMX:A", "2026-01-01T00:00:01Z", 1)
@@ -43,9 +49,7 @@ def test_one_group_gives_each_notification_its_own_outcome(store, settings, cloc
     ]
     assert count(store, Meter) == 3 and count(store, Reading) == 3
     assert count(store, LedgerOutbox) == 3  # one CREATE per meter
-    with store.reading() as conn:
-        dups = conn.execute(select(func.sum(PendingWindow.duplicates))).scalar_one()
-    assert dups == 1
+    assert pending_duplicates(store) == 1
 
 
 def test_writer_thread_commits_concurrent_submissions(store, settings, clock):
@@ -75,9 +79,7 @@ def test_group_mixing_stored_and_new_readings_stores_only_the_new(store, setting
         results = write_batch(conn, [incoming(b, clock) for b in again], settings)
     assert [(r.accepted, r.duplicates) for r in results] == [(0, 1), (1, 0), (0, 1), (1, 0)]
     assert count(store, Reading) == 4
-    with store.reading() as conn:
-        dups = conn.execute(select(func.sum(PendingWindow.duplicates))).scalar_one()
-    assert dups == 2
+    assert pending_duplicates(store) == 2
 
 
 def test_async_submissions_are_answered_on_their_loop(store, settings, clock):
