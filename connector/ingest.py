@@ -20,14 +20,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
-from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.fingerprint import chain_seed
-from connector.ledger.outbox import enqueue_create
+from connector.ledger.outbox import enqueue_creates
 from connector.settings import Settings
 from connector.store.db import Store
-from connector.store.ingest_sql import IngestSql, MeterKey, ReadingRow, time_binder
-from connector.store.models import Meter
+from connector.store.ingest_sql import IngestSql, MeterKey, MeterRow, ReadingRow, time_binder
 from connector.windows import window_start
 from ngsi.model import Headers, ParsedNotification
 
@@ -75,10 +73,12 @@ def write_batch(
         meters = sql.meters(list(wanted))
         # New meters, pending windows and late counts are written in key order: with several worker
         # processes on PostgreSQL, two transactions locking the same rows in opposite orders would deadlock.
-        for key in sorted(k for k in wanted if k not in meters):
-            entity_type, i = wanted[key]
-            meters[key] = _register_meter(conn, sql, key, entity_type, items[i], settings)
-            results[i].new_meters.append(key[2])
+        new = sorted(k for k in wanted if k not in meters)
+        if new:
+            registered = _register_meters(conn, sql, new, wanted, items, settings)
+            meters.update(registered)
+            for key in new:
+                results[wanted[key][1]].new_meters.append(key[2])
         rows, windows, owner, attempted = _reading_rows(items, prepared, meters)
         _insert_readings(sql, rows, windows, owner, attempted, results)
     finally:
@@ -136,31 +136,39 @@ class RowBuilder:
         return Prepared(rows, bind(item.received_at), meters)
 
 
-def _register_meter(
-    conn: Connection, sql: IngestSql, key: MeterKey, entity_type: str, item: Incoming, settings: Settings
-) -> tuple[int, datetime | None]:
-    """Register a meter seen for the first time, and queue its CREATE in the same transaction."""
-    attrs = item.parsed.entity_attrs.get(key[2], {})
-    et = settings.entity_types.get(entity_type)
-    seed = chain_seed(*key)
-    values = {
-        "tenant": key[0],
-        "service_path": key[1],
-        "entity_id": key[2],
-        "entity_type": entity_type,
-        "serial_number": _text_attr(attrs, et.serial_number_attr if et else "serialNumber"),
-        "manufacturer": _text_attr(attrs, et.manufacturer_attr if et else "manufacturer"),
-        "first_seen": item.received_at,
-        "chain_seed": seed,
-        "chain_head": seed,
-        "late_since_close": 0,
+def _register_meters(
+    conn: Connection,
+    sql: IngestSql,
+    keys: list[MeterKey],
+    wanted: dict[MeterKey, tuple[str, int]],
+    items: list[Incoming],
+    settings: Settings,
+) -> dict[MeterKey, tuple[int, datetime | None]]:
+    """Register meters seen for the first time (`keys`, in key order) with one INSERT, and queue their
+    CREATEs in the same transaction. A meter another process registered first is looked up instead.
+
+    One statement for the group: registered one by one, a new meter cost 0.8 ms of the writer's time, so
+    the first notifications of 2,000 new meters held every other notification's commit back.
+    """
+    rows: list[MeterRow] = []
+    for key in keys:
+        entity_type, i = wanted[key]
+        item = items[i]
+        attrs = item.parsed.entity_attrs.get(key[2], {})
+        et = settings.entity_types.get(entity_type)
+        serial = _text_attr(attrs, et.serial_number_attr if et else "serialNumber")
+        maker = _text_attr(attrs, et.manufacturer_attr if et else "manufacturer")
+        seed = chain_seed(*key)
+        rows.append((*key, entity_type, serial, maker, item.received_at, seed, seed, 0))
+    found: dict[MeterKey, tuple[int, datetime | None]] = {
+        key: (mid, None) for key, mid in sql.register_meters(rows).items()
     }
-    ins = _insert(conn, Meter).values(**values).on_conflict_do_nothing().returning(Meter.id)
-    new_id = conn.execute(ins).scalar()
-    if new_id is None:  # another process registered it first
-        return sql.meters([key])[key]
-    enqueue_create(conn, new_id, item.received_at)
-    return new_id, None
+    creates = [(found[key][0], items[wanted[key][1]].received_at) for key in keys if key in found]
+    enqueue_creates(conn, creates)
+    taken = [key for key in keys if key not in found]  # another process registered them first
+    if taken:
+        found.update(sql.meters(taken))
+    return found
 
 
 def _text_attr(attrs: dict[str, object], name: str) -> str | None:
@@ -241,11 +249,6 @@ def canonical_value(value: object) -> str:
 
 
 _encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
-
-
-def _insert(conn: Connection, model: type) -> sqlite.Insert | postgresql.Insert:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(model)
 
 
 class IngestWriter:

@@ -31,42 +31,44 @@ def window_key(window_id: int) -> str:
 
 def enqueue_create(conn: Connection, meter_id: int, now: datetime) -> None:
     """Queue the CREATE of `meter_id`'s asset (seq 0); a no-op if it is already queued."""
-    _insert_if_absent(conn, create_key(meter_id), meter_id, None, CREATE, 0, now)
+    enqueue_creates(conn, [(meter_id, now)])
+
+
+def enqueue_creates(conn: Connection, meters: list[tuple[int, datetime]]) -> None:
+    """`enqueue_create` for several (meter id, now) in one statement."""
+    if meters:
+        _insert_if_absent(conn, [(create_key(m), m, None, CREATE, 0, now) for m, now in meters])
 
 
 def enqueue_transfer(conn: Connection, meter_id: int, window_id: int, seq: int, now: datetime) -> None:
     """Queue the TRANSFER of a closed window; `seq` is the window start in Unix seconds (order within the
     meter). A no-op if the window is already queued."""
-    _insert_if_absent(conn, window_key(window_id), meter_id, window_id, TRANSFER, seq, now)
+    _insert_if_absent(conn, [(window_key(window_id), meter_id, window_id, TRANSFER, seq, now)])
 
 
-def _insert_if_absent(
-    conn: Connection,
-    key: str,
-    meter_id: int,
-    window_id: int | None,
-    operation: str,
-    seq: int,
-    now: datetime,
-) -> None:
-    values = {
-        "idempotency_key": key,
-        "meter_id": meter_id,
-        "window_id": window_id,
-        "operation": operation,
-        "seq": seq,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
+def _insert_if_absent(conn: Connection, rows: list[tuple[str, int, int | None, str, int, datetime]]) -> None:
+    """Insert outbox rows (idempotency key, meter, window, operation, seq, now) not queued yet."""
+    values = [
+        {
+            "idempotency_key": key,
+            "meter_id": meter_id,
+            "window_id": window_id,
+            "operation": operation,
+            "seq": seq,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, meter_id, window_id, operation, seq, now in rows
+    ]
     dialect = conn.dialect.name
     # Both dialects spell insert-if-absent as INSERT ... ON CONFLICT DO NOTHING.
     if dialect == "postgresql":
-        conn.execute(postgresql.insert(LedgerOutbox).values(**values).on_conflict_do_nothing())
+        conn.execute(postgresql.insert(LedgerOutbox).on_conflict_do_nothing(), values)
     elif dialect == "sqlite":
-        conn.execute(sqlite.insert(LedgerOutbox).values(**values).on_conflict_do_nothing())
+        conn.execute(sqlite.insert(LedgerOutbox).on_conflict_do_nothing(), values)
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported stores
         raise ValueError(f"unsupported store dialect {dialect!r}")
 

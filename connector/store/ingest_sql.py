@@ -21,6 +21,11 @@ READING_COLUMNS = (
     "window_start, late, correlator"
 )
 MeterKey = tuple[str, str, str]  # tenant, service path, entity id
+METER_COLUMNS = (
+    "tenant", "service_path", "entity_id", "entity_type", "serial_number", "manufacturer", "first_seen",
+    "chain_seed", "chain_head", "late_since_close",
+)  # fmt: skip
+MeterRow = tuple[str, str, str, str, str | None, str | None, datetime, str, str, int]
 # meter id, attr, attr type, observed at, received at, time source, value, number, unit, window start, late,
 # correlator; the three times as the dialect binds them (time_binder)
 ReadingRow = tuple[int, str, Any, Any, Any, str, str, Any, Any, Any, bool, Any]
@@ -66,6 +71,21 @@ class IngestSql:
             self.cursor.execute(sql, [v for key in part for v in key])
             for t, sp, e, mid, frontier in self.cursor.fetchall():
                 found[(t, sp, e)] = (mid, None if frontier is None else self.time_out(frontier))
+        return found
+
+    def register_meters(self, rows: Sequence[MeterRow]) -> dict[MeterKey, int]:
+        """Insert new meters (METER_COLUMNS, first seen as a datetime); the id of each one inserted. A meter
+        already registered (by another process) is skipped and absent from the answer."""
+        found: dict[MeterKey, int] = {}
+        row = "(" + ",".join([self.ph] * len(METER_COLUMNS)) + ")"
+        for start in range(0, len(rows), _CHUNK // 10):
+            part = rows[start : start + _CHUNK // 10]
+            sql = (
+                f"INSERT INTO meters ({', '.join(METER_COLUMNS)}) VALUES {','.join([row] * len(part))} "
+                "ON CONFLICT DO NOTHING RETURNING tenant, service_path, entity_id, id"
+            )
+            self.cursor.execute(sql, [v for r in part for v in (*r[:6], self.time_in(r[6]), *r[7:])])
+            found.update(((t, p, e), mid) for t, p, e, mid in self.cursor.fetchall())
         return found
 
     def insert_readings(self, rows: Sequence[ReadingRow]) -> list[bool]:

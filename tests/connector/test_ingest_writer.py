@@ -149,3 +149,70 @@ def test_sqlite_meter_lookup_searches_the_index(store, settings, clock):
         statement, params = seen[0]
         plan = " | ".join(r[3] for r in sql.cursor.cursor.execute("EXPLAIN QUERY PLAN " + statement, params))
     assert "SEARCH m USING" in plan and "SCAN m" not in plan and "SCAN meters" not in plan, plan
+
+
+def with_identity(entity_id: str, serial: str, maker: str) -> str:
+    """A keyValues-style normalized notification whose entity carries its serial number and maker."""
+    entity = json.loads(p.normalized(entity_id, "2026-01-01T00:00:01Z", 1))["data"][0]
+    entity["serialNumber"] = {"type": "Text", "value": serial}
+    entity["manufacturer"] = {"type": "Text", "value": maker}
+    return json.dumps({"subscriptionId": "s", "data": [entity]})
+
+
+def test_new_meters_of_a_group_are_registered_in_one_statement(store, settings, clock, monkeypatch):
+    """Five new meters in one group: one INSERT registers them all, each with its identity, first-seen
+    time and chain seed as the model reads them back, and one CREATE queued per meter."""
+    from connector.fingerprint import chain_seed
+
+    statements: list[str] = []
+    original = IngestSql.register_meters
+
+    def counted(self, rows):
+        statements.append("register")
+        return original(self, rows)
+
+    monkeypatch.setattr(IngestSql, "register_meters", counted)
+    items = [incoming(with_identity(f"urn:ngsi-ld:SMX:R{i}", f"SN-{i}", "ACME"), clock) for i in range(5)]
+    with store.begin() as conn:
+        results = write_batch(conn, items, settings)
+    assert statements == ["register"]
+    assert [r.new_meters for r in results] == [[f"urn:ngsi-ld:SMX:R{i}"] for i in range(5)]
+    with store.reading() as conn:
+        meters = conn.execute(select(Meter).order_by(Meter.entity_id)).all()
+        creates = conn.execute(select(LedgerOutbox.meter_id, LedgerOutbox.operation, LedgerOutbox.seq)).all()
+    assert [(m.serial_number, m.manufacturer) for m in meters] == [(f"SN-{i}", "ACME") for i in range(5)]
+    for m in meters:
+        row = m
+        assert row.first_seen == clock.now() and row.first_seen.tzinfo is not None
+        assert row.chain_seed == row.chain_head == chain_seed(row.tenant, row.service_path, row.entity_id)
+        assert row.late_since_close == 0 and row.last_window_start is None
+    assert sorted(creates) == sorted((m.id, "CREATE", 0) for m in meters)
+
+
+def test_meter_registered_meanwhile_by_another_process_is_looked_up(store, settings, clock, monkeypatch):
+    """The lookup missed a meter that another process registers before our INSERT: the INSERT skips it,
+    its readings go to the existing meter, and no second CREATE is queued for it."""
+    with store.begin() as conn:
+        write_batch(
+            conn, [incoming(p.normalized("urn:ngsi-ld:SMX:X", "2026-01-01T00:00:01Z", 1), clock)], settings
+        )
+    original = IngestSql.meters
+    calls = []
+
+    def stale_first(self, keys):
+        calls.append(list(keys))
+        return {} if len(calls) == 1 else original(self, keys)  # as if X were not committed yet
+
+    monkeypatch.setattr(IngestSql, "meters", stale_first)
+    items = [
+        incoming(p.normalized("urn:ngsi-ld:SMX:X", "2026-01-01T00:00:02Z", 2), clock),
+        incoming(p.normalized("urn:ngsi-ld:SMX:Y", "2026-01-01T00:00:02Z", 3), clock),
+    ]
+    with store.begin() as conn:
+        results = write_batch(conn, items, settings)
+    assert [r.accepted for r in results] == [1, 1]
+    assert calls[1] == [(items[0].headers.tenant, items[0].headers.service_path, "urn:ngsi-ld:SMX:X")]
+    assert count(store, Meter) == 2 and count(store, LedgerOutbox) == 2
+    with store.reading() as conn:
+        per_meter = conn.execute(select(Reading.meter_id, func.count()).group_by(Reading.meter_id)).all()
+    assert sorted(n for _, n in per_meter) == [1, 2]
