@@ -276,7 +276,12 @@ already answers faster than the aim while the sender (wrk) shares the same 2 cor
 
 The single-entity rate is reached with 32 connections, the legacy one with 64 (LEGACY_CONNECTIONS): the
 writer commits one group while the event loop parses the next notifications, so the rate needs enough of
-them in flight. The paced scenario's latency is what an Orion sending ~1,000/s sees.
+them in flight. The paced scenario's latency is what an Orion sending ~1,000/s sees. It sends to 2,000
+meters of which the warm-up registered 200, so its first seconds register 1,800 new meters: one by one
+(two SQLAlchemy statements each) that cost 0.8 ms of the writer's time per meter, and the groups that
+carried them took 10-45 ms, which set the p99 (17-40 ms in runs of this scenario). A group's new meters
+now go in with one INSERT ... RETURNING and their CREATEs with one executemany (0.15 ms per meter in groups
+of 10): p99 4.3-9.1 ms in three runs of the same scenario with 1 process, 10.2-10.9 ms with 2.
 
 What each step gave (legacy, 64 connections, 10 s runs; single runs vary by about +-8% on this machine):
 uvicorn instead of waitress (single-entity 1,919 -> 5,291/s, legacy 16,866 -> 24,517 readings/s with 8
@@ -301,6 +306,20 @@ PostgreSQL (`--store postgresql+psycopg://postgres@127.0.0.1:5432/test`) was las
 uvicorn front end (waitress, one run, load 0.7-2.4): single-entity 1,262/s with 1 worker, 1,610/s with 2;
 legacy 8,764 and 12,510 readings/s (8 connections); paced p99 92 and 48 ms. Not re-measured since; its
 transactions run side by side, so more processes help it more than they help SQLite.
+
+What bounds the legacy rate on SQLite: the writer thread, not the event loop. py-spy by thread (1
+process, 64 senders) finds the writer busy in every sample (the executemany about half, the commit and the
+meter lookup most of the rest) while the event loop is idle half the time; the writer commits groups of 32
+notifications (the 64 senders split in two halves) at about 17 us of CPU per reading, against 11 us when
+the same groups are written with no HTTP traffic in the process, and its wall time is twice its CPU time:
+each of its calls into SQLite gives the GIL up, and taking it back waits for the event loop's switch
+interval while it parses. Tried and dropped in this session: a shorter switch interval (0.2 and 1 ms: no
+gain), one INSERT from json_each (no gain), moving WAL checkpoints to a background connection (no gain),
+and a prototype writer process fed by pickled notifications (no gain: pickling a parsed notification costs
+5.6 us per reading and the writer process still spent 16-23 us per reading). What should help next: a
+writer process fed with the prepared rows only (no parsed objects), or dropping the readings table's
+second index by keying it (meter, observation time, attribute) so one index serves both the duplicate
+check and the window scan.
 
 To profile: `py-spy record --gil --pid PID` (requirements-dev.txt).
 """
