@@ -302,10 +302,12 @@ multi-row INSERT statements (one GIL release per chunk instead of per row: slowe
 a json_each INSERT (one step for the whole group: 8.6 us instead of 5.7 us per row), a shorter GIL switch
 interval (slower).
 
-PostgreSQL (`--store postgresql+psycopg://postgres@127.0.0.1:5432/test`) was last measured before the
-uvicorn front end (waitress, one run, load 0.7-2.4): single-entity 1,262/s with 1 worker, 1,610/s with 2;
-legacy 8,764 and 12,510 readings/s (8 connections); paced p99 92 and 48 ms. Not re-measured since; its
-transactions run side by side, so more processes help it more than they help SQLite.
+PostgreSQL (`--store postgresql+psycopg://postgres@127.0.0.1:5432/test`, report in
+docs/benchmarks/ingest_postgresql.md; the server shares the same 2 cores): single-entity 2,050/s with 1
+worker, 3,260/s with 2; legacy 13,639 and 27,870 readings/s; paced p50 8.2 / 5.1 ms, p99 99 / 94 ms.
+Its transactions run side by side, so a second process helps it more than it helps SQLite; its paced p99
+is far above SQLite's (the server's own CPU and WAL flushes on the same 2 cores), so SQLite stays the
+store for a single 2-core host.
 
 What bounds the legacy rate on SQLite: the writer thread, not the event loop. py-spy by thread (1
 process, 64 senders) finds the writer busy in every sample (the executemany about half, the commit and the
