@@ -78,8 +78,9 @@ class IngestSql:
         already registered (by another process) is skipped and absent from the answer."""
         found: dict[MeterKey, int] = {}
         row = "(" + ",".join([self.ph] * len(METER_COLUMNS)) + ")"
-        for start in range(0, len(rows), _CHUNK // 10):
-            part = rows[start : start + _CHUNK // 10]
+        step = _CHUNK // len(METER_COLUMNS)  # 30 rows, 300 parameters per statement
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
             sql = (
                 f"INSERT INTO meters ({', '.join(METER_COLUMNS)}) VALUES {','.join([row] * len(part))} "
                 "ON CONFLICT DO NOTHING RETURNING tenant, service_path, entity_id, id"

@@ -109,6 +109,13 @@ def chain_problems(client: Any, store: Store) -> list[str]:
     return problems
 
 
+def kept_problems(store: Store, acked: Iterable[tuple[str, datetime]], client: Any) -> list[str]:
+    """The promises every fault test checks at its end: each acknowledged reading is in the store, the
+    ledger outbox holds each window once (`outbox_problems`), the chains are unbroken (`chain_problems`)."""
+    missing = [f"acknowledged reading not stored: {r}" for r in missing_readings(store, acked)]
+    return missing + outbox_problems(store) + chain_problems(client, store)
+
+
 def _linear(txs: list[dict[str, Any]]) -> list[str]:
     if not txs or txs[0]["operation"] != "CREATE" or not signatures_valid(txs[0]):
         return ["history does not start with a valid CREATE"]
