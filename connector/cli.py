@@ -52,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"smartmeter-connector: bad configuration: {exc}", file=sys.stderr)
         return 2
-    return int(args.func(args, settings) or 0)
+    try:
+        return int(args.func(args, settings) or 0)
+    except SettingsError as exc:  # found once the store is open (e.g. its window length)
+        print(f"smartmeter-connector: bad configuration: {exc}", file=sys.stderr)
+        return 2
 
 
 def _environ() -> dict[str, str]:

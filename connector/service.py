@@ -12,18 +12,22 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from connector.app import create_app
 from connector.asgi import ConnectorAsgi, HttpServer, bind
 from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
-from connector.settings import Settings
-from connector.store.db import migrate, open_store
+from connector.settings import Settings, SettingsError
+from connector.store.db import Store, migrate, open_store
+from connector.store.models import State
 from connector.supervisor import StopSignals
 
 log = structlog.get_logger("connector.service")
@@ -76,6 +80,7 @@ class Connector:
         """
         if primary:
             migrate(self.store)
+            pin_window_length(self.store, self.settings.window.length)
             self._start_ledger()
         else:
             self._use_primary_ledger()
@@ -228,12 +233,43 @@ def relay_round(relay: Any, max_batches: int = 50) -> None:
 
 
 def migrate_store(settings: Settings) -> None:
-    """Bring the store's schema up to date and close it (the primary does this before workers start)."""
+    """Bring the store's schema up to date, check its window length, and close it (the primary does this
+    before workers start)."""
     store = open_store(settings.store.url, 1)
     try:
         migrate(store)
+        pin_window_length(store, settings.window.length)
     finally:
         store.dispose()
+
+
+WINDOW_LENGTH_KEY = "window.length"
+
+
+def pin_window_length(store: Store, length: int) -> None:
+    """Record the window length of a store's first start; refuse to run it with another one.
+
+    Everything stored follows from that length: each reading's window start, the closed windows and their
+    fingerprint chains, and the readings' unique key (meter, window start, observation time, attribute;
+    migration 0004). With another length, new windows would overlap closed ones and a reading sent again
+    would fall in another window and be stored twice. Raises SettingsError naming both lengths.
+    """
+    for _ in range(2):  # a second connector may record it between our read and our insert
+        try:
+            with store.begin() as conn:
+                stored = conn.execute(select(State.value).where(State.key == WINDOW_LENGTH_KEY)).scalar()
+                if stored is None:
+                    row = {"key": WINDOW_LENGTH_KEY, "value": str(length), "updated_at": datetime.now(UTC)}
+                    conn.execute(insert(State).values(**row))
+                    return
+        except IntegrityError:
+            continue
+        if int(stored) != length:
+            raise SettingsError(
+                f"window.length: {length} s, but this store's readings and windows were built with "
+                f"{stored} s; another window length needs another store (store.url)"
+            )
+        return
 
 
 GC_THRESHOLDS = (50_000, 20, 100)
@@ -257,6 +293,7 @@ def tune_gc() -> None:
 def serve(settings: Settings) -> int:
     """Run the connector in the foreground until SIGTERM or SIGINT; return the exit status."""
     configure_logging(settings)
+    migrate_store(settings)  # a store it cannot run on (SettingsError) is refused before anything starts
     connector = Connector(settings).start()
     tune_gc()
     stop = StopSignals()

@@ -93,8 +93,9 @@ class Reading(Base):
 
     __tablename__ = "readings"
     __table_args__ = (
-        UniqueConstraint("meter_id", "attr", "observed_at", name="uq_readings_key"),
-        Index("ix_readings_meter_window", "meter_id", "window_start"),
+        # One index for both duplicates and window scans (migration 0004): the window start follows from
+        # the observation time at the store's pinned window length.
+        UniqueConstraint("meter_id", "window_start", "observed_at", "attr", name="uq_readings_key"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
