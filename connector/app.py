@@ -91,6 +91,7 @@ def notify_answer(
     """The status and JSON answer to one notification (`headers` keyed by lower-case name), metrics and
     logs included. Raises ApiError (counted as rejected) for anything that cannot be stored."""
     started = time.perf_counter()
+    svc.extras["ingest"].yield_to_writer()
     with _counted(svc) as seen:
         pending = seen.pending = prepare_notify(svc, headers, mimetype, read_body)
         return finish_notify(svc, pending, _store(svc, pending.item), started)
@@ -102,6 +103,7 @@ async def notify_answer_async(
     """`notify_answer` for the event loop (connector/asgi.py): the same checks, answer, metrics and logs;
     the request waits for its group commit without holding a thread."""
     started = time.perf_counter()
+    svc.extras["ingest"].yield_to_writer()
     with _counted(svc) as seen:
         pending = seen.pending = prepare_notify(svc, headers, mimetype, lambda: body)
         try:

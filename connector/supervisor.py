@@ -110,9 +110,10 @@ class WorkerPool:
                 proc.wait()
 
 
-def worker_command(config: str | None) -> list[str]:
-    """How the primary starts a worker: the same program, settings file and environment."""
-    return [sys.executable, "-m", "connector", *(["--config", config] if config else []), "run"]
+def worker_command(config: str | None, workers: int) -> list[str]:
+    """How the primary starts a worker: the same program, settings file, environment and worker count."""
+    cmd = [sys.executable, "-m", "connector", *(["--config", config] if config else []), "run"]
+    return [*cmd, "--workers", str(workers)]
 
 
 def serve_workers(settings: Settings, config: str | None) -> int:
@@ -124,7 +125,7 @@ def serve_workers(settings: Settings, config: str | None) -> int:
 
     service.configure_logging(settings)
     service.migrate_store(settings)  # once, before several processes could race to migrate
-    pool = WorkerPool(worker_command(config), socks[1:])
+    pool = WorkerPool(worker_command(config, settings.server.workers), socks[1:])
     stop = StopSignals()
     pool.start()
     connector = None

@@ -26,10 +26,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.worker_fd is not None:
-        from connector.supervisor import serve_worker
-
-        return serve_worker(settings, args.worker_fd, args.primary_pid)
     if args.listen:
         settings = settings.replace(listen=args.listen)
     if args.workers is not None:
@@ -39,6 +35,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         except SettingsError as exc:
             print(f"smartmeter-connector: --workers: {exc}", file=sys.stderr)
             return 2
+    if args.worker_fd is not None:  # started by the primary, with its --workers
+        from connector.supervisor import serve_worker
+
+        return serve_worker(settings, args.worker_fd, args.primary_pid)
     if settings.server.workers > 1:
         from connector.supervisor import serve_workers  # before anything imports prometheus_client
 

@@ -216,3 +216,45 @@ def test_meter_registered_meanwhile_by_another_process_is_looked_up(store, setti
     with store.reading() as conn:
         per_meter = conn.execute(select(Reading.meter_id, func.count()).group_by(Reading.meter_id)).all()
     assert sorted(n for _, n in per_meter) == [1, 2]
+
+
+def test_with_workers_parsing_waits_for_the_writers_statements_not_its_commit(
+    store, settings, clock, monkeypatch
+):
+    """With 2 workers a group's statements run while `yield_to_writer` makes the parser wait, and the lock
+    is free again before the commit; with 1 process the parser never waits."""
+    import dataclasses
+    import threading
+
+    from sqlalchemy import event
+
+    import connector.ingest as ingest
+
+    two = settings.replace(server=dataclasses.replace(settings.server, workers=2))
+    writer = IngestWriter(store, two)
+    held: dict[str, bool] = {}
+    original = ingest.write_batch
+
+    def spying(conn, items, s, prepared=None):
+        waiter = threading.Thread(target=writer.yield_to_writer)
+        waiter.start()
+        waiter.join(0.2)
+        held["parser waited"] = waiter.is_alive()
+        results = original(conn, items, s, prepared)
+        return results
+
+    def on_commit(_conn):
+        held["locked at commit"] = writer._inserting.locked()
+
+    monkeypatch.setattr(ingest, "write_batch", spying)
+    event.listen(store.write, "commit", on_commit)
+    writer.start()
+    try:
+        writer.submit(incoming(p.normalized("urn:ngsi-ld:SMX:Y", "2026-01-01T00:00:01Z", 1), clock))
+    finally:
+        writer.stop()
+        event.remove(store.write, "commit", on_commit)
+    assert held == {"parser waited": True, "locked at commit": False}
+    one = IngestWriter(store, settings)
+    with one._inserting:
+        one.yield_to_writer()  # returns at once: one process has nobody waiting for its write turn
