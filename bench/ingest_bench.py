@@ -293,35 +293,46 @@ meters); the SQLite memory map (2 workers: 36,294 -> 42,693 readings/s); orjson 
 exactly as json.loads (142 -> 82 us per legacy body); the parser's Reading as a named tuple and its checks
 remembered per notification (5.5 -> 4.5 us per reading).
 
-Where the legacy CPU goes now (py-spy `--gil`, 1 process): the event loop about 65% of the GIL-holding
-samples (JSON decoding ~12%, parsing and checking the 100 entities ~33%, preparing rows ~3%, uvicorn ~8%),
-the writer about 35% (SQLite's inserts and commit, SQLAlchemy's transaction handling ~9%). SQLite itself
-needs 4-6 us of CPU to insert one reading into the readings table and its two indexes, plus 2-5 us per
-reading to commit groups of 1,000-5,000 rows (WAL, synchronous=FULL), outside the GIL. Tried and dropped:
-multi-row INSERT statements (one GIL release per chunk instead of per row: slower, statement preparation),
-a json_each INSERT (one step for the whole group: 8.6 us instead of 5.7 us per row), a shorter GIL switch
-interval (slower).
+Where the legacy CPU went before the changes below (py-spy `--gil`, 1 process): the event loop about 65%
+of the GIL-holding samples (JSON decoding ~12%, parsing and checking the 100 entities ~33%, preparing
+rows ~3%, uvicorn ~8%), the writer about 35% (SQLite's inserts and commit, SQLAlchemy's transaction
+handling ~9%). SQLite itself needed 4-6 us of CPU to insert one reading into the readings table and its
+two indexes, plus 2-5 us per reading to commit groups of 1,000-5,000 rows (WAL, synchronous=FULL),
+outside the GIL. Tried and dropped: multi-row INSERT statements (one GIL release per chunk instead of per
+row: slower, statement preparation), a json_each INSERT (one step for the whole group: 8.6 us instead of
+5.7 us per row), a shorter GIL switch interval (slower).
 
 PostgreSQL (`--store postgresql+psycopg://postgres@127.0.0.1:5432/test`, report in
-docs/benchmarks/ingest_postgresql.md; the server shares the same 2 cores): single-entity 2,050/s with 1
-worker, 3,260/s with 2; legacy 13,639 and 27,870 readings/s; paced p50 8.2 / 5.1 ms, p99 99 / 94 ms.
-Its transactions run side by side, so a second process helps it more than it helps SQLite; its paced p99
-is far above SQLite's (the server's own CPU and WAL flushes on the same 2 cores), so SQLite stays the
-store for a single 2-core host.
+docs/benchmarks/ingest_postgresql.md; the server shares the same 2 cores), after the readings table
+lost its second index: single-entity 3,253/s with 1 worker, 3,926/s with 2; legacy 20,445 and 30,542
+readings/s; paced p50 5.5 / 5.5 ms, p99 14.9 / 19.1 ms (before: 2,050 and 3,260/s; 13,639 and 27,870
+readings/s; p99 99 / 94 ms). Its transactions run side by side, so a second process helps it more than
+it helps SQLite; the server's own CPU and WAL flushes share the same 2 cores, so SQLite stays the store
+for a single 2-core host.
 
-What bounds the legacy rate on SQLite: the writer thread, not the event loop. py-spy by thread (1
-process, 64 senders) finds the writer busy in every sample (the executemany about half, the commit and the
-meter lookup most of the rest) while the event loop is idle half the time; the writer commits groups of 32
-notifications (the 64 senders split in two halves) at about 17 us of CPU per reading, against 11 us when
-the same groups are written with no HTTP traffic in the process, and its wall time is twice its CPU time:
-each of its calls into SQLite gives the GIL up, and taking it back waits for the event loop's switch
-interval while it parses. Tried and dropped in this session: a shorter switch interval (0.2 and 1 ms: no
-gain), one INSERT from json_each (no gain), moving WAL checkpoints to a background connection (no gain),
-and a prototype writer process fed by pickled notifications (no gain: pickling a parsed notification costs
-5.6 us per reading and the writer process still spent 16-23 us per reading). What should help next: a
-writer process fed with the prepared rows only (no parsed objects), or dropping the readings table's
-second index by keying it (meter, observation time, attribute) so one index serves both the duplicate
-check and the window scan.
+What bounded the legacy rate on SQLite, and the three changes that lifted it past 50,000 readings/s.
+Before them, one process was bound by its writer thread: it gave the GIL up at every SQLite call and took
+it back only when the event loop let go, so its wall time was twice its CPU time (py-spy by thread: the
+writer busy in every sample, the loop idle half the time; tried and dropped then: a shorter switch
+interval, one INSERT from json_each, WAL checkpoints on a background connection, a writer process fed with
+pickled notifications). With 2 workers, timing each group inside the writers showed the processes' write
+turns back to back: per group of about 15 notifications a writer waited 28 ms for the turn, ran its
+statements for 18.5 ms (16.5 ms of CPU) and committed in 9.5 ms, while the event loops were idle 63% of
+the time (py-spy `--idle`) and the disk took 220 MB/s for 47,000 readings/s (vmstat): every commit
+rewrote the leaf pages of both readings indexes for each of the 100 meters, and every 1,000 WAL pages a
+checkpoint copied them back.
+1. One index on readings instead of two (migration 0004): the unique key is (meter, window start,
+   observation time, attribute), which finds duplicates and hands the closer and the verifier a window's
+   readings in order. The store pins its window length, so the same readings are still duplicates.
+   SQLite alone, groups of 1,500 readings with the table's columns (executemany + commit, synchronous
+   FULL): 10.2 -> 7.4 us per reading.
+2. A WAL checkpoint every 10,000 pages instead of 1,000 (SQLITE_CHECKPOINT_PAGES): 7.4 -> 6.4 us.
+3. With several workers, parsing waits while its process's writer runs a group's statements
+   (`IngestWriter.yield_to_writer`), not during its commit, so the shared write turn is held for the
+   statements' CPU time only. With one process it only made the slowest answers slower, so it is off.
+Runs of the legacy scenario by hand (connector and wrk, 64 senders, 10 s each, same machine):
+2 workers 46,000-48,000 readings/s before; 60,000-66,000 with all three; 55,000-59,000 without (3),
+60,000 without (2). One process: 42,000-44,000 before, 50,000 after.
 
 To profile: `py-spy record --gil --pid PID` (requirements-dev.txt).
 """

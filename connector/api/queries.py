@@ -165,8 +165,9 @@ def readings_page(
 def readings_where(
     meter_id: int, from_: datetime | None, to: datetime | None, window_length: int
 ) -> list[Any]:
-    """Conditions for readings observed in [from_, to); the window_start bounds let the (meter_id,
-    window_start) index narrow the scan, since a reading's window starts at most one window before it."""
+    """Conditions for readings observed in [from_, to); the window_start bounds let the readings' key
+    (meter_id, window_start, ...) narrow the scan, since a reading's window starts at most one window
+    before it."""
     where: list[Any] = [Reading.meter_id == meter_id]
     margin = timedelta(seconds=window_length)
     if from_:
