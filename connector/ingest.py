@@ -275,7 +275,9 @@ class IngestWriter:
         self._thread: threading.Thread | None = None
         # Held while the writer runs a group's statements (not its commit): see `yield_to_writer`.
         self._inserting = threading.Lock()
-        self._shared_turn = settings.server.workers > 1
+        # Only SQLite's write turn is shared by the processes; PostgreSQL runs their transactions side by
+        # side, and a statement waiting there for a row lock must not hold the event loop up.
+        self._shared_turn = settings.server.workers > 1 and store.write_lock is not None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
@@ -316,8 +318,8 @@ class IngestWriter:
         return asyncio.wait_for(job.future, timeout)
 
     def yield_to_writer(self) -> None:
-        """With several worker processes, wait while this process's writer is running a group's statements;
-        called before a notification is parsed.
+        """With several worker processes on SQLite, wait while this process's writer is running a group's
+        statements; called before a notification is parsed.
 
         The writer gives up the GIL at every SQLite call and gets it back only when the parsing thread
         lets go, so its statements took about twice their CPU time while it held the store's write turn,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -112,21 +115,24 @@ def test_store_is_pinned_to_its_first_window_length(store):
         pin_window_length(store, 1800)
 
 
-def test_run_with_another_window_length_exits_2(store_url, tmp_path, monkeypatch, capsys):
+def test_run_with_another_window_length_exits_2(store_url, tmp_path):
     """`smartmeter-connector run` on a store pinned to 900 s with window.length 1800: exit 2, the reason on
     stderr, before it serves anything."""
-    from connector.cli import main
-
     store = open_store(store_url)
     migrate(store)
     pin_window_length(store, 900)
     store.dispose()
-    monkeypatch.setenv("CONNECTOR_STORE_URL", store_url)
-    monkeypatch.setenv("CONNECTOR_WINDOW_LENGTH", "1800")
-    monkeypatch.setenv("CONNECTOR_STATE_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("CONNECTOR_LEDGER_ENABLED", "false")
-    monkeypatch.setenv("CONNECTOR_LISTEN", "127.0.0.1:0")
-    assert main(["run"]) == 2
-    assert "window.length: 1800 s, but this store's readings and windows were built with 900 s" in (
-        capsys.readouterr().err
+    env = {
+        **os.environ,
+        "CONNECTOR_STORE_URL": store_url,
+        "CONNECTOR_WINDOW_LENGTH": "1800",
+        "CONNECTOR_STATE_DIR": str(tmp_path / "var"),
+        "CONNECTOR_LEDGER_ENABLED": "false",
+        "CONNECTOR_LISTEN": "127.0.0.1:0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "connector", "run"], env=env, capture_output=True, text=True, timeout=120
     )
+    assert done.returncode == 2, done.stderr
+    assert "window.length: 1800 s, but this store's readings and windows were built with 900 s" in done.stderr
+    assert "listening" not in done.stdout
