@@ -27,7 +27,7 @@ from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
 from connector.settings import Settings, SettingsError
 from connector.store.db import Store, migrate, open_store
-from connector.store.models import State
+from connector.store.models import State, Window
 from connector.supervisor import StopSignals
 
 log = structlog.get_logger("connector.service")
@@ -247,7 +247,8 @@ WINDOW_LENGTH_KEY = "window.length"
 
 
 def pin_window_length(store: Store, length: int) -> None:
-    """Record the window length of a store's first start; refuse to run it with another one.
+    """Record the window length of a store's first start (of a store from before this check: the length
+    of its closed windows); refuse to run it with another one.
 
     Everything stored follows from that length: each reading's window start, the closed windows and their
     fingerprint chains, and the readings' unique key (meter, window start, observation time, attribute;
@@ -259,9 +260,12 @@ def pin_window_length(store: Store, length: int) -> None:
             with store.begin() as conn:
                 stored = conn.execute(select(State.value).where(State.key == WINDOW_LENGTH_KEY)).scalar()
                 if stored is None:
-                    row = {"key": WINDOW_LENGTH_KEY, "value": str(length), "updated_at": datetime.now(UTC)}
+                    # A store from before the pin: its closed windows tell the length they were built with.
+                    closed = conn.execute(select(Window.start, Window.end).limit(1)).first()
+                    first = length if closed is None else int((closed.end - closed.start).total_seconds())
+                    row = {"key": WINDOW_LENGTH_KEY, "value": str(first), "updated_at": datetime.now(UTC)}
                     conn.execute(insert(State).values(**row))
-                    return
+                    stored = str(first)
         except IntegrityError:
             continue
         if int(stored) != length:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -16,7 +16,7 @@ from connector.ingest import write_batch
 from connector.service import pin_window_length
 from connector.settings import SettingsError
 from connector.store.db import alembic_config, migrate, open_store
-from connector.store.models import Meter, Reading
+from connector.store.models import Meter, Reading, Window
 from tests.connector import payloads as p
 from tests.connector.test_ingest_writer import incoming
 
@@ -113,6 +113,26 @@ def test_store_is_pinned_to_its_first_window_length(store):
     pin_window_length(store, 900)
     with pytest.raises(SettingsError, match=r"window.length: 1800 s, but .* built with 900 s"):
         pin_window_length(store, 1800)
+
+
+def test_store_from_before_the_pin_keeps_its_windows_length(store, settings, clock):
+    """A store with closed windows of 900 s and no recorded length (upgraded from before the check) is
+    pinned to 900 s, not to the length it is started with next."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with store.begin() as conn:
+        write_batch(
+            conn, [incoming(p.normalized("urn:ngsi-ld:SMX:U", "2026-01-01T00:00:01Z", 1), clock)], settings
+        )
+        conn.execute(
+            Window.__table__.insert().values(
+                meter_id=conn.execute(select(Meter.id)).scalar_one(), start=start,
+                end=start + timedelta(seconds=900), closed_at=start, reading_count=1, duplicate_count=0,
+                late_count=0, summary_json="{}", fingerprint="f", prev_chain_hash="p", chain_hash="c",
+            )
+        )  # fmt: skip
+    with pytest.raises(SettingsError, match=r"window.length: 60 s, but .* built with 900 s"):
+        pin_window_length(store, 60)
+    pin_window_length(store, 900)
 
 
 def test_run_with_another_window_length_exits_2(store_url, tmp_path):
