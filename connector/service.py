@@ -297,8 +297,12 @@ def tune_gc() -> None:
 def serve(settings: Settings) -> int:
     """Run the connector in the foreground until SIGTERM or SIGINT; return the exit status."""
     configure_logging(settings)
-    migrate_store(settings)  # a store it cannot run on (SettingsError) is refused before anything starts
-    connector = Connector(settings).start()
+    connector = Connector(settings)
+    try:
+        connector.start()
+    except BaseException:  # e.g. a store it cannot run on (SettingsError): close what was opened
+        connector.stop()
+        raise
     tune_gc()
     stop = StopSignals()
     print(f"smartmeter-connector listening on {connector.url} (notify: {connector.url}/notify)", flush=True)
