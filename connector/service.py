@@ -79,8 +79,7 @@ class Connector:
         writer: the primary has migrated the store and runs the ledger and every scheduled job.
         """
         if primary:
-            migrate(self.store)
-            pin_window_length(self.store, self.settings.window.length)
+            prepare_store(self.store, self.settings)
             self._start_ledger()
         else:
             self._use_primary_ledger()
@@ -233,14 +232,18 @@ def relay_round(relay: Any, max_batches: int = 50) -> None:
 
 
 def migrate_store(settings: Settings) -> None:
-    """Bring the store's schema up to date, check its window length, and close it (the primary does this
-    before workers start)."""
+    """`prepare_store` on a store opened for it, then closed (the primary does this before workers start)."""
     store = open_store(settings.store.url, 1)
     try:
-        migrate(store)
-        pin_window_length(store, settings.window.length)
+        prepare_store(store, settings)
     finally:
         store.dispose()
+
+
+def prepare_store(store: Store, settings: Settings) -> None:
+    """Bring the store's schema up to date and check it was built with this window length."""
+    migrate(store)
+    pin_window_length(store, settings.window.length)
 
 
 WINDOW_LENGTH_KEY = "window.length"
@@ -255,25 +258,30 @@ def pin_window_length(store: Store, length: int) -> None:
     migration 0004). With another length, new windows would overlap closed ones and a reading sent again
     would fall in another window and be stored twice. Raises SettingsError naming both lengths.
     """
-    for _ in range(2):  # a second connector may record it between our read and our insert
-        try:
-            with store.begin() as conn:
-                stored = conn.execute(select(State.value).where(State.key == WINDOW_LENGTH_KEY)).scalar()
-                if stored is None:
-                    # A store from before the pin: its closed windows tell the length they were built with.
-                    closed = conn.execute(select(Window.start, Window.end).limit(1)).first()
-                    first = length if closed is None else int((closed.end - closed.start).total_seconds())
-                    row = {"key": WINDOW_LENGTH_KEY, "value": str(first), "updated_at": datetime.now(UTC)}
-                    conn.execute(insert(State).values(**row))
-                    stored = str(first)
-        except IntegrityError:
-            continue
-        if int(stored) != length:
-            raise SettingsError(
-                f"window.length: {length} s, but this store's readings and windows were built with "
-                f"{stored} s; another window length needs another store (store.url)"
-            )
-        return
+    try:
+        stored = _pinned_length(store, length)
+    except IntegrityError:  # another connector recorded it between our read and our insert (PostgreSQL)
+        stored = _pinned_length(store, length)
+    if stored != length:
+        raise SettingsError(
+            f"window.length: {length} s, but this store's readings and windows were built with "
+            f"{stored} s; another window length needs another store (store.url)"
+        )
+
+
+def _pinned_length(store: Store, length: int) -> int:
+    """The store's recorded window length, recorded now if it has none."""
+    with store.begin() as conn:
+        stored = conn.execute(select(State.value).where(State.key == WINDOW_LENGTH_KEY)).scalar()
+        if stored is not None:
+            return int(stored)
+        # A store from before the pin: its closed windows tell the length they were built with.
+        closed = conn.execute(select(Window.start, Window.end).limit(1)).first()
+        first = length if closed is None else int((closed.end - closed.start).total_seconds())
+        conn.execute(
+            insert(State).values(key=WINDOW_LENGTH_KEY, value=str(first), updated_at=datetime.now(UTC))
+        )
+        return first
 
 
 GC_THRESHOLDS = (50_000, 20, 100)

@@ -218,11 +218,9 @@ def test_meter_registered_meanwhile_by_another_process_is_looked_up(store, setti
     assert sorted(n for _, n in per_meter) == [1, 2]
 
 
-def test_with_workers_parsing_waits_for_the_writers_statements_not_its_commit(
-    store, settings, clock, monkeypatch
-):
-    """With 2 workers on SQLite a group's statements run while `yield_to_writer` makes the parser wait, and
-    the lock is free again before the commit; with 1 process, or on PostgreSQL, the parser never waits."""
+def parser_waits(store, settings, clock, monkeypatch, workers: int) -> dict[str, bool]:
+    """Whether a parser calling `yield_to_writer` waits (0.2 s) while the writer runs a group's statements,
+    and while it commits."""
     import dataclasses
     import threading
 
@@ -230,26 +228,25 @@ def test_with_workers_parsing_waits_for_the_writers_statements_not_its_commit(
 
     import connector.ingest as ingest
 
-    two = settings.replace(server=dataclasses.replace(settings.server, workers=2))
-    if store.dialect != "sqlite":
-        pg = IngestWriter(store, two)
-        with pg._inserting:
-            pg.yield_to_writer()  # returns at once: PostgreSQL's transactions do not take turns
-        return
-    writer = IngestWriter(store, two)
-    held: dict[str, bool] = {}
+    writer = IngestWriter(
+        store, settings.replace(server=dataclasses.replace(settings.server, workers=workers))
+    )
+    waited: dict[str, bool] = {}
+
+    def waits() -> bool:
+        parser = threading.Thread(target=writer.yield_to_writer)
+        parser.start()
+        parser.join(0.2)
+        return parser.is_alive()
+
     original = ingest.write_batch
 
     def spying(conn, items, s, prepared=None):
-        waiter = threading.Thread(target=writer.yield_to_writer)
-        waiter.start()
-        waiter.join(0.2)
-        held["parser waited"] = waiter.is_alive()
-        results = original(conn, items, s, prepared)
-        return results
+        waited["statements"] = waits()
+        return original(conn, items, s, prepared)
 
     def on_commit(_conn):
-        held["locked at commit"] = writer._inserting.locked()
+        waited["commit"] = waits()
 
     monkeypatch.setattr(ingest, "write_batch", spying)
     event.listen(store.write, "commit", on_commit)
@@ -259,7 +256,21 @@ def test_with_workers_parsing_waits_for_the_writers_statements_not_its_commit(
     finally:
         writer.stop()
         event.remove(store.write, "commit", on_commit)
-    assert held == {"parser waited": True, "locked at commit": False}
-    one = IngestWriter(store, settings)
-    with one._inserting:
-        one.yield_to_writer()  # returns at once: one process has nobody waiting for its write turn
+    return waited
+
+
+def test_with_workers_parsing_waits_for_the_writers_statements_not_its_commit(
+    store, settings, clock, monkeypatch
+):
+    """With 2 workers on SQLite, parsing waits while the writer runs a group's statements and not while it
+    commits; on PostgreSQL (transactions side by side) it never waits."""
+    expected = {"statements": store.dialect == "sqlite", "commit": False}
+    assert parser_waits(store, settings, clock, monkeypatch, workers=2) == expected
+
+
+def test_one_process_never_makes_parsing_wait(store, settings, clock, monkeypatch):
+    """One process has nobody waiting for its write turn: parsing never waits for its writer."""
+    assert parser_waits(store, settings, clock, monkeypatch, workers=1) == {
+        "statements": False,
+        "commit": False,
+    }
