@@ -10,7 +10,8 @@ The exact specification and test vectors are in docs/trees.md. Pure: no I/O, no 
 keccak256, not SHA-256: the same proof is checked on Ethereum by `PortfolioSettlement.proveMeter`, where
 keccak256 is an opcode (30 gas + 6 per word) and SHA-256 a precompile call (about three times dearer per
 level); the leaf's meter key is the contract's meter id, already a keccak256. Note that Python's
-`hashlib.sha3_256` is *not* keccak256 (different padding); eth-hash (a web3 dependency) provides it.
+`hashlib.sha3_256` is *not* keccak256 (different padding); safe-pysha3's `keccak_256` (already pinned for
+the BigchainDB driver) provides it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 from connector.merkle import (
@@ -27,9 +29,11 @@ from connector.merkle import (
     Step,
     keccak256,
     leaf_hash,
+    levels,
     merkle_path,
     merkle_root,
     node_hash,
+    path_in_levels,
     root_from_path,
 )
 
@@ -143,7 +147,7 @@ class WindowLeaf:
             bytes.fromhex(chain_hash_hex),
         )
 
-    @property
+    @cached_property
     def meter_key(self) -> bytes:
         """keccak256("<tenant>|<service_path>|<entity_id>")."""
         return meter_key(self.tenant, self.service_path, self.entity_id)
@@ -160,7 +164,7 @@ class WindowLeaf:
             )
         )
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
         """The leaf hash: keccak256(0x00 || encode())."""
         return leaf_hash(self.encode())
@@ -241,8 +245,14 @@ def prefix_text(prefix: Prefix) -> str:
 @dataclass
 class _Directory:
     meters: dict[tuple[str, str], list[WindowLeaf]] = field(default_factory=dict)
-    children: list[tuple[str, ...]] = field(default_factory=list)  # ("m", entity|sp) or ("d", segment)
+    # Position of each child: ("m", entity id, service path) or ("d", segment).
+    children: dict[tuple[str, ...], int] = field(default_factory=dict)
     hashes: list[bytes] = field(default_factory=list)
+    levels: list[list[bytes]] = field(default_factory=list)  # of `hashes`, computed once
+
+    @property
+    def root(self) -> bytes:
+        return self.levels[-1][0]
 
 
 class PeriodTree:
@@ -268,7 +278,8 @@ class PeriodTree:
                 raise ValueError(f"two windows of one start for meter {key}")
             prefix = path_segments(key[1])
             for depth in range(len(prefix) + 1):
-                self._dirs.setdefault(prefix[:depth], _Directory())
+                if prefix[:depth] not in self._dirs:
+                    self._dirs[prefix[:depth]] = _Directory()
             self._dirs[prefix].meters[key] = windows
         self._hash_directories()
 
@@ -282,17 +293,18 @@ class PeriodTree:
         for prefix in sorted(self._dirs, key=len, reverse=True):
             directory = self._dirs[prefix]
             for key in sorted(directory.meters):
-                directory.children.append(("m", *key))
+                directory.children[("m", *key)] = len(directory.hashes)
                 directory.hashes.append(merkle_root([w.hash for w in directory.meters[key]]))
             subdirs = sorted(p[-1] for p in self._dirs if len(p) == len(prefix) + 1 and p[:-1] == prefix)
             for segment in subdirs:
-                directory.children.append(("d", segment))
-                directory.hashes.append(merkle_root(self._dirs[(*prefix, segment)].hashes))
+                directory.children[("d", segment)] = len(directory.hashes)
+                directory.hashes.append(self._dirs[(*prefix, segment)].root)
+            directory.levels = levels(directory.hashes)
 
     @property
     def root(self) -> bytes:
         """The tenant root of the period (seed 002's Hash_G)."""
-        return merkle_root(self._dirs[()].hashes)
+        return self._dirs[()].root
 
     def prefixes(self) -> list[Prefix]:
         """Every service-path prefix (directory) that holds a meter of this period, the root () first."""
@@ -300,7 +312,7 @@ class PeriodTree:
 
     def subtree_root(self, prefix: Prefix | str) -> bytes:
         """The root of a service-path prefix (a node of the tenant root); KeyError when it has no meter."""
-        return merkle_root(self._dirs[_as_prefix(prefix)].hashes)
+        return self._dirs[_as_prefix(prefix)].root
 
     def meter_root(self, service_path: str, entity_id: str) -> bytes:
         """A meter's root over its windows of the period (seed 002's Hash^j)."""
@@ -333,7 +345,7 @@ class PeriodTree:
 
     def _child_path(self, prefix: Prefix, child: tuple[str, ...]) -> list[Step]:
         directory = self._dirs[prefix]
-        return merkle_path(directory.hashes, directory.children.index(child))
+        return path_in_levels(directory.levels, directory.children[child])
 
     def _directory_steps(self, prefix: Prefix, top: Prefix) -> list[Step]:
         steps: list[Step] = []
