@@ -159,3 +159,22 @@ def test_node_cannot_pass_as_leaf(w3: Web3, portfolio: Any, owner: LocalAccount)
     with pytest.raises(ContractCustomError) as err:
         transact(w3, owner, call)
     assert str(err.value.data).startswith(selector(portfolio, "InvalidProof"))
+
+
+def test_proofs_in_a_2000_meter_tree(w3: Web3, portfolio: Any, owner: LocalAccount) -> None:
+    """In seed 004's 2,000 meters (4 regions x 5 groups), first, last (promoted odd nodes: a shorter path)
+    and middle meters prove on chain."""
+    leaves = [
+        WindowLeaf("t1", f"/r{m % 4}/g{m // 4 % 5}", f"m{m:04d}", T0, m, b"\x01" * 32, b"\x02" * 32)
+        for m in range(2000)
+    ]
+    t = PeriodTree("t1", Period("window", T0, LENGTH), leaves)
+    record(w3, owner, portfolio, T0, sum(range(2000)), t.root)
+    ordered, depths = t.leaves(), set()
+    for chosen in (ordered[0], ordered[-1], ordered[999], ordered[1500]):
+        proof = t.proof(chosen.service_path, chosen.entity_id, T0)
+        depths.add(len(proof.steps))
+        receipt = transact(w3, owner, portfolio.functions.proveMeter(*prove_args(P1, proof)))
+        assert receipt["status"] == 1
+        assert portfolio.functions.recordOf(chosen.meter_key, T0).call()[:2] == [True, chosen.energy_wh]
+    assert min(depths) < max(depths) == 12
