@@ -97,7 +97,7 @@ def portfolio(bench: Any, eth: Any, start: int) -> tuple[list[int], int, int, in
     for k in range(4):
         t = start + k * LENGTH
         tree = PeriodTree("t1", Period("window", t, LENGTH), leaves(rng, t))
-        energy = sum(w.energy_wh for w in tree.leaves())
+        energy = tree.energy_wh
         plan = bench.send(c.functions.submitPlans(PORTFOLIO, [t], [energy - 500]))
         rec = bench.send(
             c.functions.recordPortfolio(PORTFOLIO, t, energy, tree.root, METERS, rng.randbytes(32))

@@ -306,6 +306,16 @@ class PeriodTree:
         """The tenant root of the period (seed 002's Hash_G)."""
         return self._dirs[()].root
 
+    @property
+    def energy_wh(self) -> int:
+        """The sum of the leaves' whole Wh: the portfolio energy `recordPortfolio` records with the root."""
+        return sum(w.energy_wh for windows in self._meters.values() for w in windows)
+
+    @property
+    def meter_count(self) -> int:
+        """How many meters have a window in the period."""
+        return len(self._meters)
+
     def prefixes(self) -> list[Prefix]:
         """Every service-path prefix (directory) that holds a meter of this period, the root () first."""
         return sorted(self._dirs)
@@ -412,8 +422,8 @@ class Proof:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Proof:
         """The inverse of `to_dict`; raises ValueError (or KeyError) for a malformed proof."""
-        if data.get("version") != TREE_DOMAIN:
-            raise ValueError(f"unknown proof version {data.get('version')!r}")
+        if data.get("version") != TREE_DOMAIN or data.get("hash", "keccak256") != "keccak256":
+            raise ValueError(f"unknown proof version {data.get('version')!r} or hash {data.get('hash')!r}")
         sides = {"left": True, "right": False}
         period = data["period"]
         return cls(

@@ -150,6 +150,10 @@ def test_refusals() -> None:
     forged = {**a.to_dict(), "meter_key": "00" * 32}
     with pytest.raises(ValueError):
         WindowLeaf.from_dict(forged)
+    proof = PeriodTree("t1", period, [a]).proof("/a", "m", T0).to_dict()
+    for wrong in ({"hash": "sha256"}, {"version": "smartmeter-connector/trees/v0"}):
+        with pytest.raises(ValueError):
+            Proof.from_dict({**proof, **wrong})
 
 
 def test_from_window_converts_store_values() -> None:
@@ -158,6 +162,13 @@ def test_from_window_converts_store_values() -> None:
     leaf = WindowLeaf.from_window("t1", "/a", "m", start, "2.5", "11" * 32, "22" * 32)
     assert (leaf.window_start, leaf.energy_wh, leaf.fingerprint) == (T0, 2, b"\x11" * 32)
     assert WindowLeaf.from_window("t1", "/a", "m", start, None, "11" * 32, "22" * 32).energy_wh == 0
+
+
+def test_portfolio_energy_and_meter_count() -> None:
+    """A tree's energy is the sum of its leaves' Wh (the portfolio energy); meters are counted once."""
+    leaves = [WindowLeaf.from_dict(d) for d in VECTORS["leaves"]]
+    day = PeriodTree("t1", Period("day", T0 - 16 * 3600, 86_400), leaves)
+    assert day.energy_wh == sum(d["energy_wh"] for d in VECTORS["leaves"]) and day.meter_count == 5
 
 
 def test_periods_of_windows() -> None:
