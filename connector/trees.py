@@ -8,8 +8,8 @@ of the tenant root, and one audit path (sibling hashes with their side) proves a
 The exact specification and test vectors are in docs/trees.md. Pure: no I/O, no clock.
 
 keccak256, not SHA-256: the same proof is checked on Ethereum by `PortfolioSettlement.proveMeter`, where
-keccak256 is an opcode (30 gas + 6 per word) and SHA-256 a precompile call (about three times dearer per
-level); the leaf's meter key is the contract's meter id, already a keccak256. Note that Python's
+keccak256 is an opcode (48 gas per node) and SHA-256 a precompile call (about 200 gas per node, by the
+gas schedule); the leaf's meter key is the contract's meter id, already a keccak256. Note that Python's
 `hashlib.sha3_256` is *not* keccak256 (different padding); safe-pysha3's `keccak_256` (already pinned for
 the BigchainDB driver) provides it.
 """
