@@ -1,6 +1,7 @@
-"""Gas per meter-interval of recordIntervals when batching 1, 10, 50 and 100 meters (anvil, prague).
+"""Gas per meter-interval of recordIntervals when batching 1, 10, 50 and 100 meters (anvil, prague), and
+portfolio mode beside per-meter mode at 2,000 meters with the cost of one dispute (bench.gas_portfolio).
 
-    .venv/bin/python -m bench.gas_bench            # writes docs/benchmarks/gas.md (about 10 s)
+    .venv/bin/python -m bench.gas_bench            # writes docs/benchmarks/gas.md (about a minute)
     .venv/bin/python -m bench.gas_bench --out -    # prints it instead
 
 The contract keeps the records of two consecutive intervals of a meter in one storage word, so a meter's
@@ -25,6 +26,7 @@ from typing import Any
 
 from eth_account import Account
 
+from bench import gas_portfolio
 from connector.ethereum.anvil import AnvilProcess
 from connector.ethereum.client import connect, settlement_contract
 from connector.ethereum.contract import record_slots
@@ -96,8 +98,9 @@ class Bench:
         return Figures(odd, round(gas[0] / n), round(gas[2] / n), round(gas[3] / n), plans)
 
 
-def run() -> dict[str, dict[int, Figures]]:
-    """Figures per way of sending ("no plan", "plan ahead", "access list") and batch size."""
+def run() -> tuple[dict[str, dict[int, Figures]], gas_portfolio.SideBySide]:
+    """Figures per way of sending ("no plan", "plan ahead", "access list") and batch size; both modes at
+    2,000 meters."""
     with AnvilProcess() as node:
         w3 = connect(node.url)
         account = Account.create()
@@ -113,10 +116,10 @@ def run() -> dict[str, dict[int, Figures]]:
             ):
                 results[way][n] = bench.measure(n, start, plan, access)
                 start += 10 * LENGTH
-        return results
+        return results, gas_portfolio.run(bench, ETH, start)
 
 
-def render(results: dict[str, dict[int, Figures]]) -> str:
+def render(results: dict[str, dict[int, Figures]], side: gas_portfolio.SideBySide) -> str:
     """docs/benchmarks/gas.md from the measured figures."""
     none, plan, listed = results["no plan"], results["plan ahead"], results["access list"]
     rows = [
@@ -126,7 +129,7 @@ def render(results: dict[str, dict[int, Figures]]) -> str:
         for n in SIZES
     ]
     header = "| " + " | ".join(COLUMNS) + " |\n|" + "---:|" * len(COLUMNS)
-    return TEMPLATE.format(header=header, table="\n".join(rows))
+    return TEMPLATE.format(header=header, table="\n".join(rows)) + gas_portfolio.render(side)
 
 
 COLUMNS = (
@@ -144,9 +147,10 @@ COLUMNS = (
 
 TEMPLATE = """# Gas per meter-interval of the settlement contract
 
-Command (starts its own anvil 1.7.1 with `--hardfork prague`, deploys `contracts/Settlement.sol` compiled
-by solc-js 0.8.37 with the optimizer (10,000 runs, via-IR) with 900 s intervals, writes this file; about
-10 s; gas is deterministic, so machine load does not change the figures):
+Command (starts its own anvil 1.7.1 with `--hardfork prague`, deploys `contracts/Settlement.sol` and
+`contracts/PortfolioSettlement.sol` compiled by solc-js 0.8.37 with the optimizer (10,000 runs, via-IR)
+with 900 s intervals, writes this file; about a minute; gas is deterministic, so machine load does not
+change the figures):
 
     .venv/bin/python -m bench.gas_bench
 
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None, progress: Callable[[str], None] = print)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(OUT), help="report file, - for stdout (default: %(default)s)")
     args = parser.parse_args(argv)
-    text = render(run())
+    text = render(*run())
     if args.out == "-":
         sys.stdout.write(text)
     else:

@@ -1,4 +1,4 @@
-"""The committed contract artifact is fresh; migration 0002 creates exactly the bridge's models."""
+"""The committed contract artifacts are fresh; migration 0002 creates exactly the bridge's models."""
 
 from __future__ import annotations
 
@@ -11,26 +11,34 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from connector.ethereum import models
-from connector.ethereum.contract import ARTIFACT, SOURCE
+from connector.ethereum import contract, models, portfolio
 from connector.store.db import Store
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every contract compile.js builds: (name, committed artifact, Solidity source).
+CONTRACTS = [
+    ("Settlement", contract.ARTIFACT, contract.SOURCE),
+    ("PortfolioSettlement", portfolio.ARTIFACT, portfolio.SOURCE),
+]
 
 
-def test_artifact_matches_source() -> None:
+@pytest.mark.parametrize(("name", "artifact", "source"), CONTRACTS)
+def test_artifact_matches_source(name: str, artifact: Path, source: Path) -> None:
     """The artifact was compiled from the Solidity source as it is now (hash of the source)."""
-    assert json.loads(ARTIFACT.read_text())["sourceSha256"] == hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+    committed = json.loads(artifact.read_text())
+    assert committed["contractName"] == name
+    assert committed["sourceSha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
-def test_artifact_recompiles_identically(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "artifact", "source"), CONTRACTS)
+def test_artifact_recompiles_identically(tmp_path: Path, name: str, artifact: Path, source: Path) -> None:
     """Recompiling with the pinned solc-js gives the committed ABI and bytecode byte for byte."""
-    out = tmp_path / "Settlement.json"
-    subprocess.run(
-        ["node", str(ROOT / "contracts" / "compile.js"), "--out", str(out)], check=True, capture_output=True
-    )
-    fresh, committed = json.loads(out.read_text()), json.loads(ARTIFACT.read_text())
+    out = tmp_path / f"{name}.json"
+    compile_js = str(ROOT / "contracts" / "compile.js")
+    args = ["node", compile_js, "--contract", name, "--out", str(out)]
+    subprocess.run(args, check=True, capture_output=True)
+    fresh, committed = json.loads(out.read_text()), json.loads(artifact.read_text())
     for field in ("abi", "bytecode", "deployedBytecode", "compiler", "settings"):
         assert fresh[field] == committed[field], field
 
