@@ -23,7 +23,7 @@ from connector.verify import DriverLedger
 blp = ApiBlueprint("history", __name__, url_prefix="/v1/meters", description="Anchored history of a meter")
 
 
-@blp.route("/<entity_id>/history")
+@blp.route("/<path:entity_id>/history")
 @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
 @blp.response(200, HistoryPageSchema)
 @blp.errors(404, 409, 503)

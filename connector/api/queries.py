@@ -26,6 +26,12 @@ def find_meter(conn: Connection, scope: Scope, entity_id: str) -> Row[Any]:
     return rows[0]
 
 
+def meter_exists(conn: Connection, scope: Scope, entity_id: str) -> bool:
+    """Whether a meter `entity_id` is visible in `scope` (in one service path or several)."""
+    found = select(Meter.id).where(scope.clause(), Meter.entity_id == entity_id).limit(1)
+    return conn.execute(found).first() is not None
+
+
 def list_meters(
     conn: Connection, scope: Scope, entity_type: str | None, path_prefix: str | None, limit: int, offset: int
 ) -> tuple[int, list[Row[Any]]]:
