@@ -50,11 +50,11 @@ CORS_METHODS = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
 # inside a JSON-RPC body, and Tendermint refuses an RPC body above `max_body_bytes = 1000000` (1 MB, its
 # default: config/config.go DefaultRPCConfig, `[rpc] max_body_bytes` in config.toml). Base64 makes the
 # transaction 4/3 larger and the envelope ({"method": "broadcast_tx_commit", "jsonrpc": "2.0", "params":
-# [...], "id": "<uuid4>"}) adds about 110 bytes, so the largest transaction a deployment accepts is 749,916
+# [...], "id": "<uuid4>"}) adds 113 bytes, so the largest transaction a deployment accepts is about 749,913
 # bytes; a larger body is answered 413 (Request Entity Too Large) without being read, as the reverse proxy
 # BigchainDB recommends in front of a node does (docs: production-nodes/reverse-proxy-notes.md).
 TENDERMINT_MAX_BODY_BYTES = 1_000_000
-JSONRPC_ENVELOPE_BYTES = 110
+JSONRPC_ENVELOPE_BYTES = 113
 MAX_TX_BYTES = (TENDERMINT_MAX_BODY_BYTES - JSONRPC_ENVELOPE_BYTES) // 4 * 3
 # BigchainDB stores each transaction as a MongoDB document, and BSON nests at most 100 levels (MongoDB's
 # limits, "Nested Depth for BSON Documents"): a deeper transaction could never be stored, so it is a 400.
