@@ -14,6 +14,7 @@ a log line or an exception message.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import json
 import os
@@ -49,6 +50,10 @@ KEY_MISSING = "key missing"  # how KeyMissing's message starts (the outbox row's
 
 class KeyMissing(KeystoreError):
     """The keystore lacks the key a meter's asset is owned by (lost keystore): restore the backup."""
+
+
+# A restore's planned entries: (backup record, secret, public key of the entry here or None).
+_Plan = list[tuple[dict[str, Any], bytes, str | None]]
 
 
 @dataclass(frozen=True)
@@ -249,29 +254,43 @@ class Keystore:
             raise KeystoreError(f"{source} is not a keystore backup")
         backup_aead = self._aead_for(doc["header"])
         self._open()
-        plan, replace, conflicts = [], [], []
-        for file_name, record in sorted(doc["entries"].items()):
-            value = self._unseal(record, backup_aead)
-            current = self._read(record["kind"], record["name"])
-            if current is None:
-                plan.append((record, value))
-            elif self._unseal(current) != value or current.get("public_key") != record.get("public_key"):
-                if (
-                    record["kind"] == "meter"
-                    and replaceable
-                    and replaceable(record["name"], record["public_key"])
-                ):
-                    replace.append((record, value, current.get("public_key")))
-                else:
-                    conflicts.append(file_name)
-        if conflicts:
-            raise KeystoreError(f"restore conflict: entries {', '.join(conflicts)} differ from the ones here")
-        added = sum(self._create(r["kind"], r["name"], r.get("public_key"), v) for r, v in plan)
+        add, replace = self._restore_plan(doc["entries"], backup_aead, replaceable)
+        added = sum(self._create(r["kind"], r["name"], r.get("public_key"), v) for r, v, _old in add)
         for record, value, _old in replace:
             self._overwrite(record["kind"], record["name"], record["public_key"], value)
         with self._lock:
             self._cache.clear()
         return Restored(added, [(r["name"], old) for r, _v, old in replace])
+
+    def _restore_plan(
+        self,
+        entries: dict[str, Any],
+        backup_aead: AESGCM | None,
+        replaceable: Callable[[str, str], bool] | None,
+    ) -> tuple[_Plan, _Plan]:
+        """(entries to add, entries to replace), each (record, value, current public key); KeystoreError
+        naming every conflicting entry when any conflict may not be replaced."""
+        add: _Plan = []
+        replace: _Plan = []
+        conflicts: builtins.list[str] = []
+        for file_name, record in sorted(entries.items()):
+            value = self._unseal(record, backup_aead)
+            current = self._read(record["kind"], record["name"])
+            if current is None:
+                add.append((record, value, None))
+            elif self._unseal(current) == value and current.get("public_key") == record.get("public_key"):
+                continue
+            elif (
+                record["kind"] == "meter"
+                and replaceable
+                and replaceable(record["name"], record["public_key"])
+            ):
+                replace.append((record, value, current.get("public_key")))
+            else:
+                conflicts.append(file_name)
+        if conflicts:
+            raise KeystoreError(f"restore conflict: entries {', '.join(conflicts)} differ from the ones here")
+        return add, replace
 
     # -- files ----------------------------------------------------------------------------------------------
 
