@@ -13,6 +13,7 @@ from typing import Any
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
+from connector.ledger.client import LedgerReads
 from connector.settings import Settings
 from connector.store.db import Store
 
@@ -32,6 +33,8 @@ class Services:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     # BigchainDB node URLs the connector writes to (the embedded dev ledger's URL when embedded).
     ledger_urls: list[str] = field(default_factory=list)
+    # The query API's ledger reads: one bounded pool of connections, closed when the connector stops.
+    ledger_reads: LedgerReads = field(default_factory=LedgerReads)
     # Parts started by later capabilities (metrics, keystore, ledger writer, relay) hang here by name.
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -14,6 +14,7 @@ a log line or an exception message.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import json
 import os
@@ -42,6 +43,25 @@ class KeystoreError(Exception):
 
 class WrongPassphrase(KeystoreError):
     """The passphrase does not open this keystore."""
+
+
+KEY_MISSING = "key missing"  # how KeyMissing's message starts (the outbox row's last_error shows it)
+
+
+class KeyMissing(KeystoreError):
+    """The keystore lacks the key a meter's asset is owned by (lost keystore): restore the backup."""
+
+
+# A restore's planned entries: (backup record, secret, public key of the entry here or None).
+_Plan = list[tuple[dict[str, Any], bytes, str | None]]
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a restore did: entries added, and meters whose key it replaced (name, replaced public key)."""
+
+    added: int
+    replaced: list[tuple[str, str | None]]
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,22 @@ def _write_exclusive(directory: Path, name: str, data: bytes) -> bool:
         os.unlink(tmp)
 
 
+def _write_replacing(directory: Path, name: str, data: bytes) -> None:
+    """Put `data` at `directory/name` as a new file (mode 0600): written and fsynced beside it, then
+    renamed over whatever was there, so readers see the old or the new file, never a part."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, directory / name)
+        _fsync_dir(directory)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -137,6 +173,28 @@ class Keystore:
             self._cache[meter_ref] = pair
             return pair
 
+    def keypair_for(self, meter_ref: str, public_key: str) -> KeyPair:
+        """The key pair of `meter_ref` whose public key is `public_key` (the key its asset is owned by).
+
+        Never creates a key: a meter that already has an asset must not silently get a new one. Raises
+        KeyMissing when the keystore has no key for the meter or another one (a restore may since have
+        put the right one back: the file is read again whenever the cached pair does not match).
+        """
+        with self._lock:
+            cached = self._cache.get(meter_ref)
+            if cached is not None and cached.public_key == public_key:
+                return cached
+            record = self._read("meter", meter_ref)
+            if record is None or record.get("public_key") != public_key:
+                what = "no key" if record is None else "another key"
+                raise KeyMissing(
+                    f"{KEY_MISSING}: the keystore has {what} for this meter, whose asset is owned by "
+                    f"{public_key}; its ledger work is held until `keys restore BACKUP` puts it back"
+                )
+            pair = KeyPair(public_key=public_key, private_key=self._unseal(record).decode())
+            self._cache[meter_ref] = pair
+            return pair
+
     def public_key(self, meter_ref: str) -> str | None:
         """The public key of `meter_ref`, or None if the keystore has no key for it. Never creates one."""
         record = self._read("meter", meter_ref)
@@ -166,7 +224,9 @@ class Keystore:
     def backup(self, target: str | os.PathLike[str]) -> int:
         """Write every entry, still sealed as stored, to one file (mode 0600); returns the entry count.
 
-        The backup is only as confidential as the keystore: without a passphrase it holds plain keys.
+        The file is always a new one (written beside `target`, then renamed over it), so a backup onto an
+        existing file never keeps that file's wider mode. The backup is only as confidential as the
+        keystore: without a passphrase it holds plain keys.
         """
         self._open()
         files = {f.name: self._load_file(f) for f in sorted(self.path.glob("*-*.json"))}
@@ -174,34 +234,63 @@ class Keystore:
         doc = {"format": BACKUP_FORMAT, "header": header, "entries": files}
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(doc, out, sort_keys=True, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
+        data = json.dumps(doc, sort_keys=True, indent=1).encode()
+        _write_replacing(target.parent, target.name, data)
         return len(files)
 
-    def restore(self, source: str | os.PathLike[str]) -> int:
-        """Add the entries of a backup that this keystore lacks; returns how many were added.
+    def restore(
+        self, source: str | os.PathLike[str], replaceable: Callable[[str, str], bool] | None = None
+    ) -> Restored:
+        """Add the entries of a backup that this keystore lacks.
 
         The backup must have been made under the same passphrase. An entry that exists here with a
-        different public key or secret is a conflict and stops the restore before anything is written.
+        different public key or secret is a conflict, and stops the restore before anything is written,
+        unless it is a meter key and `replaceable(name, backup_public_key)` says the backup's key is the
+        one the meter's asset is owned by: then the backup's key replaces the one here (a key made after
+        the keystore was lost), and the result names it.
         """
         doc = json.loads(Path(source).read_text())
         if doc.get("format") != BACKUP_FORMAT:
             raise KeystoreError(f"{source} is not a keystore backup")
         backup_aead = self._aead_for(doc["header"])
         self._open()
-        plan = []
-        for file_name, record in sorted(doc["entries"].items()):
+        add, replace = self._restore_plan(doc["entries"], backup_aead, replaceable)
+        added = sum(self._create(r["kind"], r["name"], r.get("public_key"), v) for r, v, _old in add)
+        for record, value, _old in replace:
+            self._overwrite(record["kind"], record["name"], record["public_key"], value)
+        with self._lock:
+            self._cache.clear()
+        return Restored(added, [(r["name"], old) for r, _v, old in replace])
+
+    def _restore_plan(
+        self,
+        entries: dict[str, Any],
+        backup_aead: AESGCM | None,
+        replaceable: Callable[[str, str], bool] | None,
+    ) -> tuple[_Plan, _Plan]:
+        """(entries to add, entries to replace), each (record, value, current public key); KeystoreError
+        naming every conflicting entry when any conflict may not be replaced."""
+        add: _Plan = []
+        replace: _Plan = []
+        conflicts: builtins.list[str] = []
+        for file_name, record in sorted(entries.items()):
             value = self._unseal(record, backup_aead)
             current = self._read(record["kind"], record["name"])
             if current is None:
-                plan.append((record, value))
-            elif self._unseal(current) != value or current.get("public_key") != record.get("public_key"):
-                raise KeystoreError(f"restore conflict: entry {file_name} differs from the one here")
-        added = sum(self._create(r["kind"], r["name"], r.get("public_key"), v) for r, v in plan)
-        return added
+                add.append((record, value, None))
+            elif self._unseal(current) == value and current.get("public_key") == record.get("public_key"):
+                continue
+            elif (
+                record["kind"] == "meter"
+                and replaceable
+                and replaceable(record["name"], record["public_key"])
+            ):
+                replace.append((record, value, current.get("public_key")))
+            else:
+                conflicts.append(file_name)
+        if conflicts:
+            raise KeystoreError(f"restore conflict: entries {', '.join(conflicts)} differ from the ones here")
+        return add, replace
 
     # -- files ----------------------------------------------------------------------------------------------
 
@@ -283,6 +372,11 @@ class Keystore:
         record.update(self._seal(name, value))
         data = json.dumps(record, sort_keys=True).encode()
         return _write_exclusive(self.path, _file_name(kind, name), data)
+
+    def _overwrite(self, kind: str, name: str, public_key: str | None, value: bytes) -> None:
+        record: dict[str, Any] = {"kind": kind, "name": name, "public_key": public_key}
+        record.update(self._seal(name, value))
+        _write_replacing(self.path, _file_name(kind, name), json.dumps(record, sort_keys=True).encode())
 
     def _seal(self, name: str, value: bytes) -> dict[str, str]:
         if self._aead is None:

@@ -108,6 +108,7 @@ class Connector:
                 stopper()
             except Exception as exc:  # noqa: BLE001 - keep stopping the rest
                 log.warning("service.stop_failed", error=repr(exc))
+        self.services.ledger_reads.close()
         self.store.dispose()
 
     def close_windows(self) -> int:

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from ngsi.tenants import TenantError, normalise_tenant
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connector.yaml"
 
 ATTRIBUTE_KINDS = ("power", "energy_register", "stats")
@@ -335,7 +337,36 @@ def validate(settings: Settings) -> Settings:
                 raise SettingsError(
                     f"entity_types.{name}.attributes.{attr}.direction: must be net, import or export"
                 )
-    return settings
+    return check_tenants(settings)
+
+
+def check_tenants(settings: Settings) -> Settings:
+    """`settings` with every configured tenant name (ingest.tenants, orion.tenants, api.tokens) spelled as
+    the tenant rule spells it (lower-case, see ngsi.tenants); SettingsError for an invalid name, for two
+    names of one tenant in api.tokens, or for an empty token (which `Authorization: Bearer` would match)."""
+    tokens: dict[str, str] = {}
+    for name, token in settings.api.tokens.items():
+        tenant = _tenant_name("api.tokens", name)
+        if not str(token or "").strip():
+            raise SettingsError(f"api.tokens.{name}: the token is empty; give every tenant a secret")
+        if tenant in tokens:
+            raise SettingsError(f"api.tokens.{name}: tenant {tenant!r} is listed twice (names ignore case)")
+        tokens[tenant] = token
+    ingest = [_tenant_name("ingest.tenants", t) for t in settings.ingest.tenants]
+    orion = [_tenant_name("orion.tenants", t) for t in settings.orion.tenants]
+    return dataclasses.replace(
+        settings,
+        ingest=dataclasses.replace(settings.ingest, tenants=ingest),
+        orion=dataclasses.replace(settings.orion, tenants=orion),
+        api=dataclasses.replace(settings.api, tokens=tokens),
+    )
+
+
+def _tenant_name(where: str, name: str) -> str:
+    try:
+        return normalise_tenant(str(name), where)
+    except TenantError as exc:
+        raise SettingsError(exc.message) from None
 
 
 def _check_unit(entity_type: str, attr: str, spec: AttributeSpec) -> None:

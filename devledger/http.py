@@ -46,6 +46,20 @@ HTML_404 = (
 )
 CORS_METHODS = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
 
+# BigchainDB 2.2.2 checks a transaction, then forwards it to Tendermint's RPC (`broadcast_tx_*`) as base64
+# inside a JSON-RPC body, and Tendermint refuses an RPC body above `max_body_bytes = 1000000` (1 MB, its
+# default: config/config.go DefaultRPCConfig, `[rpc] max_body_bytes` in config.toml). Base64 makes the
+# transaction 4/3 larger and the envelope ({"method": "broadcast_tx_commit", "jsonrpc": "2.0", "params":
+# [...], "id": "<uuid4>"}) adds 113 bytes, so the largest transaction a deployment accepts is about 749,913
+# bytes; a larger body is answered 413 (Request Entity Too Large) without being read, as the reverse proxy
+# BigchainDB recommends in front of a node does (docs: production-nodes/reverse-proxy-notes.md).
+TENDERMINT_MAX_BODY_BYTES = 1_000_000
+JSONRPC_ENVELOPE_BYTES = 113
+MAX_TX_BYTES = (TENDERMINT_MAX_BODY_BYTES - JSONRPC_ENVELOPE_BYTES) // 4 * 3
+# BigchainDB stores each transaction as a MongoDB document, and BSON nests at most 100 levels (MongoDB's
+# limits, "Nested Depth for BSON Documents"): a deeper transaction could never be stored, so it is a 400.
+MAX_NESTING = 100
+
 
 @dataclass(frozen=True)
 class Response:
@@ -124,7 +138,11 @@ class LedgerApp:
             handler = handlers.get("GET" if method == "HEAD" else method)
             if handler is None:
                 return resource({"message": NOT_ALLOWED}, 405), allowed
-            return self._run(handler, _request(environ, method), match.groups()), allowed
+            try:
+                request = _request(environ, method)
+            except BodyTooLarge as exc:
+                return make_error(413, str(exc)), allowed
+            return self._run(handler, request, match.groups()), allowed
         return Response(404, HTML_404, "text/html; charset=utf-8"), []
 
     def _run(self, handler: Callable[..., Response], request: Request, args: tuple[str, ...]) -> Response:
@@ -166,6 +184,12 @@ class LedgerApp:
             tx = json.loads(request.body)
         except ValueError:
             return resource({"message": BAD_JSON}, 400)
+        except RecursionError:  # nested deeper than the JSON decoder goes: far past MAX_NESTING
+            tx = None
+        if tx is None or nesting_depth(tx) > MAX_NESTING:
+            return make_error(
+                400, f"Invalid transaction (ValidationError): nested deeper than {MAX_NESTING} levels"
+            )
         try:
             checked = self.ledger.submit(tx, wait_commit=mode == "commit")
         except InvalidTransaction as exc:
@@ -239,14 +263,42 @@ def _allowed(handlers: dict[str, Callable[..., Response]]) -> list[str]:
     return sorted({*handlers, "HEAD", "OPTIONS"} if "GET" in handlers else {*handlers, "OPTIONS"})
 
 
+class BodyTooLarge(Exception):
+    """A request body above MAX_TX_BYTES (answered 413)."""
+
+
 def _request(environ: dict[str, Any], method: str) -> Request:
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     body = b""
     if method == "POST":
         length = environ.get("CONTENT_LENGTH") or ""
+        if length.isdigit() and int(length) > MAX_TX_BYTES:
+            raise BodyTooLarge(_too_large(int(length)))
         stream = environ["wsgi.input"]
-        body = stream.read(int(length)) if length.isdigit() else stream.read()
+        body = stream.read(int(length)) if length.isdigit() else stream.read(MAX_TX_BYTES + 1)
+        if len(body) > MAX_TX_BYTES:
+            raise BodyTooLarge(_too_large(len(body)))
     return Request(method, query, body)
+
+
+def _too_large(size: int) -> str:
+    return f"Transaction too large: {size} bytes; the limit is {MAX_TX_BYTES} bytes (Tendermint's RPC limit)"
+
+
+def nesting_depth(value: Any) -> int:
+    """How many levels of objects and arrays `value` nests (0 for a scalar), counted without recursion."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
 
 
 def _cors(environ: dict[str, Any], allowed: list[str]) -> list[tuple[str, str]]:

@@ -85,6 +85,13 @@ def text(value: str) -> str:
     return value
 
 
+# MongoDB's limit() takes a 64-bit integer; a larger one never reaches a query.
+MAX_INT64 = 2**63 - 1
+
+
 def integer(value: str) -> int:
-    """Python's int(), with its error text (flask-restful's `type=int`)."""
-    return int(value)
+    """Python's int(), with its error text (flask-restful's `type=int`), within a 64-bit integer."""
+    number = int(value)
+    if abs(number) > MAX_INT64:
+        raise ValueError(f"{value[:40]} is out of range (a 64-bit integer)")
+    return number

@@ -8,10 +8,8 @@ from collections.abc import Mapping
 from ngsi.errors import NotificationError
 from ngsi.model import Headers
 from ngsi.schemas import short
+from ngsi.tenants import tenant_from_headers
 
-# Orion: a service (tenant) is alphanumeric plus underscore, at most 50 characters; it is
-# case-insensitive and Orion keeps it in lowercase, so "TK" and "tk" are one tenant.
-_TENANT = re.compile(r"[A-Za-z0-9_]{1,50}")
 # Orion (rest.cpp servicePathCheck): a service path is absolute, at most 10 levels of alphanumeric or
 # underscore components of 1 to 50 characters. A notification carries the entity's single path, so the
 # query-only forms ("/a/#", comma-separated lists) are refused here.
@@ -25,28 +23,16 @@ MAX_CORRELATOR = 256  # the store's column width; longer correlators are cut, th
 def resolve_headers(headers: Mapping[str, str]) -> Headers:
     """The tenant, service path, correlator and attrs format of a notification request.
 
-    Names are case-insensitive. The tenant is `NGSILD-Tenant` if present, else `Fiware-Service`, else ""
-    (Orion's default tenant), in lowercase; the service path defaults to "/". Raises NotificationError
+    Names are case-insensitive. The tenant follows `ngsi.tenants.tenant_from_headers` (NGSILD-Tenant wins;
+    both naming different tenants is refused); the service path defaults to "/". Raises NotificationError
     naming the header when the tenant or service path breaks Orion's rules.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
-    tenant_header = "ngsild-tenant" if "ngsild-tenant" in lowered else "fiware-service"
-    tenant = _tenant(lowered.get(tenant_header, "").strip(), tenant_header)
+    tenant = tenant_from_headers(lowered)
     service_path = _service_path(lowered.get("fiware-servicepath", "").strip())
     correlator = lowered.get("fiware-correlator", "").strip()[:MAX_CORRELATOR] or None
     attrs_format = lowered.get("ngsiv2-attrsformat", "").strip() or None
     return Headers(tenant=tenant, service_path=service_path, correlator=correlator, attrs_format=attrs_format)
-
-
-def _tenant(value: str, header: str) -> str:
-    """The tenant in lowercase; "" (absent or empty header) is the default tenant."""
-    if value and not _TENANT.fullmatch(value):
-        name = "NGSILD-Tenant" if header == "ngsild-tenant" else "Fiware-Service"
-        raise NotificationError(
-            f"{name}: {short(value)} is not a valid tenant "
-            "(letters, digits and underscore, at most 50 characters)"
-        )
-    return value.lower()
 
 
 def _service_path(value: str) -> str:

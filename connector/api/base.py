@@ -6,18 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import flask_smorest
-from flask import g, request
+from flask import current_app, g, request
 from webargs.flaskparser import FlaskParser
 
+from connector.api import queries
 from connector.api.errors import ErrorSchema, bad_parameters
 from connector.api.tenancy import (
     SERVICE_PATH_PATTERN,
-    TENANT_PATTERN,
     Scope,
     check_token,
     scope_from_headers,
 )
 from connector.context import services
+from ngsi.tenants import TENANT_PATTERN
 
 TENANCY_PARAMETERS: list[dict[str, Any]] = [
     {
@@ -25,7 +26,14 @@ TENANCY_PARAMETERS: list[dict[str, Any]] = [
         "name": "Fiware-Service",
         "required": False,
         "schema": {"type": "string", "pattern": TENANT_PATTERN},
-        "description": "tenant; absent = the default tenant",
+        "description": "tenant (case-insensitive, lower-cased as Orion does); absent = the default tenant",
+    },
+    {
+        "in": "header",
+        "name": "NGSILD-Tenant",
+        "required": False,
+        "schema": {"type": "string", "pattern": TENANT_PATTERN},
+        "description": "tenant (NGSI-LD); wins over Fiware-Service; both naming different tenants: 400",
     },
     {
         "in": "header",
@@ -75,11 +83,35 @@ _REASONS = {
 }
 
 
-def authorize() -> None:
-    """Resolve the request's scope from its headers and check its bearer token (before every route)."""
+def authorize() -> Any:
+    """Resolve the request's scope from its headers and check its bearer token (before every route); then
+    hand a sub-route URL that really names a meter's detail to the detail route (see `_whole_id_detail`)."""
     scope = scope_from_headers(request.headers)
     check_token(services().settings.api, scope.tenant, request.headers.get("Authorization"))
     g.connector_scope = scope
+    return _whole_id_detail(scope)
+
+
+SUB_ROUTES = ("readings", "history", "verify", "settlement")
+
+
+def _whole_id_detail(scope: Scope) -> Any:
+    """The meter detail answer when a sub-route URL is the detail URL of an id ending in `/<sub-route>`.
+
+    Entity ids may hold '/', and servers decode `%2F` before routing, so `/v1/meters/urn:x%2Freadings`
+    arrives as `/v1/meters/urn:x/readings`: the readings of `urn:x`, or the detail of `urn:x/readings`. The
+    sub-route wins when meter `urn:x` exists; otherwise the detail of the whole id is answered. None lets
+    the matched route run.
+    """
+    entity_id = (request.view_args or {}).get("entity_id")
+    suffix = request.url_rule.rule.rsplit("/", 1)[-1] if request.url_rule else ""
+    if entity_id is None or suffix not in SUB_ROUTES:
+        return None
+    whole = f"{entity_id}/{suffix}"
+    with services().store.reading() as conn:
+        if queries.meter_exists(conn, scope, entity_id) or not queries.meter_exists(conn, scope, whole):
+            return None
+    return current_app.view_functions["meters.meter"](entity_id=whole)
 
 
 def request_scope() -> Scope:

@@ -23,7 +23,7 @@ from connector.verify import DriverLedger
 blp = ApiBlueprint("history", __name__, url_prefix="/v1/meters", description="Anchored history of a meter")
 
 
-@blp.route("/<entity_id>/history")
+@blp.route("/<path:entity_id>/history")
 @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
 @blp.response(200, HistoryPageSchema)
 @blp.errors(404, 409, 503)
@@ -87,8 +87,9 @@ BLOCK_LOOKUP_THREADS = 8
 
 
 def block_heights(tx_ids: list[str], new_reader: Callable[[], DriverLedger]) -> list[int | None]:
-    """The block height of each of `tx_ids`, in order, looked up by up to BLOCK_LOOKUP_THREADS threads,
-    each with its own reader (HTTP sessions are not shared between threads); raises LedgerReadError."""
+    """The block height of each of `tx_ids`, in order, looked up by up to BLOCK_LOOKUP_THREADS threads;
+    raises LedgerReadError. The readers share the bounded client of `ledger_reader` (urllib3's pool is
+    thread-safe), so the threads add no connections beyond its bound."""
     workers = min(BLOCK_LOOKUP_THREADS, len(tx_ids))
     if workers <= 1:
         reader = new_reader()
@@ -128,11 +129,10 @@ def _ledger_pairs(reader: DriverLedger, meter: Any, args: dict[str, Any]) -> lis
 
 
 def ledger_reader() -> DriverLedger:
-    """A DriverLedger on the connector's BigchainDB nodes; NotFound (404) when none is configured."""
-    from connector.ledger.client import DriverClient
-
+    """A DriverLedger on the connector's BigchainDB nodes, over the process's shared bounded client
+    (`Services.ledger_reads`); NotFound (404) when no ledger is configured."""
     svc = services()
     urls = svc.ledger_urls or svc.settings.ledger.urls
     if not urls or not svc.settings.ledger.enabled:
         raise NotFound("no ledger configured (ledger.urls, or the embedded dev ledger)")
-    return DriverLedger(DriverClient(urls, svc.settings.ledger))
+    return DriverLedger(svc.ledger_reads.client(urls, svc.settings.ledger))

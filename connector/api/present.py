@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -71,20 +72,36 @@ CSV_COLUMNS = (
 )
 
 
-def reading_csv_row(r: Row[Any]) -> list[Any]:
-    """One reading as a CSV row (CSV_COLUMNS); times ISO 8601 UTC, the value as its canonical JSON."""
-    return [
+def reading_csv_row(r: Row[Any]) -> list[str]:
+    """One reading as a CSV row (CSV_COLUMNS); times ISO 8601 UTC, the value as its canonical JSON; every
+    cell passed through `csv_cell`, so none is read as a formula by a spreadsheet."""
+    cells = [
         r.attr,
         r.attr_type or "",
         r.observed_at.isoformat(),
         r.received_at.isoformat(),
         r.time_source,
         r.value_json,
-        r.number or "",
+        r.number if r.number is not None else "",
         r.unit or "",
         r.window_start.isoformat(),
         "true" if r.late else "false",
     ]
+    return [csv_cell(c) for c in cells]
+
+
+# OWASP "CSV Injection": a cell starting with one of these is run as a formula by spreadsheet programs.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> str:
+    """`value` as a CSV cell that a spreadsheet shows as text: a cell starting with =, +, -, @, tab or CR
+    gets a leading `'` (OWASP), except a plain signed number such as -84.891, which no spreadsheet runs."""
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def history_item(row: Row[Any], metadata: Any) -> dict[str, Any]:

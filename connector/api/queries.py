@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Row, func, select
 
 from connector.api.errors import Conflict, NotFound
 from connector.api.tenancy import Scope
+from connector.keystore import KEY_MISSING
 from connector.store.models import LedgerOutbox, Meter, Reading, Window
 
 TRANSFER = "TRANSFER"
@@ -24,6 +25,12 @@ def find_meter(conn: Connection, scope: Scope, entity_id: str) -> Row[Any]:
     if len(rows) > 1:
         raise Conflict(f"meter {entity_id!r} exists in several service paths; name one in Fiware-ServicePath")
     return rows[0]
+
+
+def meter_exists(conn: Connection, scope: Scope, entity_id: str) -> bool:
+    """Whether a meter `entity_id` is visible in `scope` (in one service path or several)."""
+    found = select(Meter.id).where(scope.clause(), Meter.entity_id == entity_id).limit(1)
+    return conn.execute(found).first() is not None
 
 
 def list_meters(
@@ -41,7 +48,8 @@ def list_meters(
 
 
 def meter_counts(conn: Connection, meter_id: int) -> dict[str, Any]:
-    """Counts and first/last window of one meter, plus its CREATE transaction id."""
+    """Counts and first/last window of one meter, its CREATE transaction id, and why its ledger work is
+    held (the keystore lacks its asset's key), else None."""
     first, last, n_windows = conn.execute(
         select(func.min(Window.start), func.max(Window.start), func.count()).where(
             Window.meter_id == meter_id
@@ -59,10 +67,20 @@ def meter_counts(conn: Connection, meter_id: int) -> dict[str, Any]:
             LedgerOutbox.meter_id == meter_id, LedgerOutbox.operation == "CREATE"
         )
     ).scalar()
+    held = conn.execute(
+        select(LedgerOutbox.last_error)
+        .where(
+            LedgerOutbox.meter_id == meter_id,
+            LedgerOutbox.status.in_(("pending", "sent")),
+            LedgerOutbox.last_error.startswith(KEY_MISSING),
+        )
+        .limit(1)
+    ).scalar()
     return {
         "firstWindow": first,
         "lastWindow": last,
         "createTxId": create_tx,
+        "ledgerHeld": held,
         "counts": {
             "windows": n_windows,
             "readings": readings,

@@ -29,7 +29,7 @@ CSV_DOC = {
 }
 
 
-@blp.route("/<entity_id>/readings")
+@blp.route("/<path:entity_id>/readings")
 @blp.arguments(ReadingsArgs, location="query", as_kwargs=True)
 @blp.response(200, ReadingsPageSchema)
 @blp.errors(404, 409)

@@ -120,6 +120,11 @@ class MeterDetailSchema(MeterSchema):
     firstWindow = fields.DateTime(allow_none=True, required=True)
     lastWindow = fields.DateTime(allow_none=True, required=True)
     counts = fields.Nested(CountsSchema, required=True)
+    ledgerHeld = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "why the meter's ledger work is held (its key is missing), else null"},
+    )
 
 
 class HistoryItemSchema(ma.Schema):

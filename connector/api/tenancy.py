@@ -1,6 +1,8 @@
 """Who is asking: the tenant and service paths of a request (FIWARE headers) and its bearer token.
 
-Scoping follows Orion's query rules: `Fiware-Service` names the tenant ("" = the default tenant);
+Scoping follows Orion's query rules: the tenant is resolved by `ngsi.tenants` exactly as ingest resolves it
+(`NGSILD-Tenant` wins over `Fiware-Service`, both naming different tenants is a 400, names are lower-cased;
+"" = the default tenant);
 `Fiware-ServicePath` is a comma-separated list of at most 10 paths, each `/a/b` (exactly that path) or
 `/a/b/#` (that path and everything below); absent means `/#`, every path of the tenant.
 """
@@ -17,12 +19,11 @@ from werkzeug.datastructures import Headers
 from connector.api.errors import BadParameter, Unauthorized
 from connector.settings import ApiSettings
 from connector.store.models import Meter
+from ngsi.tenants import TenantError, normalise_tenant, tenant_from_headers
 
-TENANT_PATTERN = r"^[A-Za-z0-9_\-]{0,64}$"
 _PATH = r"(/#?|(/[A-Za-z0-9_\-]{1,50}){1,10}(/#)?)"
 # What scope_from_headers accepts, for the OpenAPI document: up to 10 comma-separated paths, or nothing.
 SERVICE_PATH_PATTERN = rf"^( *{_PATH}( *, *{_PATH}){{0,9}} *)?$"
-_TENANT = re.compile(TENANT_PATTERN)
 _COMPONENT = re.compile(r"^[A-Za-z0-9_\-]{1,50}$")
 MAX_PATHS = 10
 
@@ -52,9 +53,10 @@ def _path_condition(pattern: str) -> ColumnElement[bool]:
 
 def scope_from_headers(headers: Headers) -> Scope:
     """The request's Scope; BadParameter (400) when a header is malformed."""
-    tenant = headers.get("Fiware-Service", headers.get("NGSILD-Tenant", ""))
-    if not _TENANT.match(tenant):
-        raise BadParameter("Fiware-Service: at most 64 letters, digits, '_' or '-'")
+    try:
+        tenant = tenant_from_headers(dict(headers.items()))
+    except TenantError as exc:
+        raise BadParameter(exc.message) from None
     raw = headers.get("Fiware-ServicePath", "").strip() or "/#"
     paths = tuple(p.strip() for p in raw.split(","))
     if len(paths) > MAX_PATHS:
@@ -84,10 +86,12 @@ def check_token(settings: ApiSettings, tenant: str, authorization: str | None) -
     """
     if not settings.tokens:
         return
-    expected = settings.tokens.get(tenant)
+    # Settings validation normalises the configured names; normalising here too keeps a token table built
+    # any other way (tests, a future loader) from becoming unreachable for a mixed-case name.
+    expected = {normalise_tenant(name): token for name, token in settings.tokens.items()}.get(tenant)
     scheme, _, given = (authorization or "").partition(" ")
     if (
-        expected is None
+        not expected
         or scheme.lower() != "bearer"
         or not hmac.compare_digest(given.strip().encode(), expected.encode())
     ):

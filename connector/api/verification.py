@@ -22,7 +22,7 @@ MAX_VERIFY_WINDOWS = 3000
 blp = ApiBlueprint("verify", __name__, url_prefix="/v1/meters", description="Tamper verification, settlement")
 
 
-@blp.route("/<entity_id>/verify")
+@blp.route("/<path:entity_id>/verify")
 @blp.arguments(VerifyArgs, location="query", as_kwargs=True)
 @blp.response(200, VerifySchema)
 @blp.errors(404, 409, 503)
@@ -89,7 +89,7 @@ def verdict_dict(v: WindowVerdict) -> dict[str, Any]:
     }
 
 
-@blp.route("/<entity_id>/settlement")
+@blp.route("/<path:entity_id>/settlement")
 @blp.arguments(RangeArgs, location="query", as_kwargs=True)
 @blp.response(200, SettlementSchema)
 @blp.errors(404, 409)

@@ -12,7 +12,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from connector.settings import Settings
+from ngsi.tenants import TenantError, normalise_tenant
 
 if TYPE_CHECKING:
     from connector.keystore import Keystore
@@ -33,7 +36,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     backup = actions.add_parser("backup", help="write every entry, still sealed, to FILE (mode 0600)")
     backup.add_argument("file")
     backup.set_defaults(func=cmd_backup)
-    restore = actions.add_parser("restore", help="add the entries of a backup FILE this keystore lacks")
+    restore = actions.add_parser(
+        "restore",
+        help="add the entries of a backup FILE this keystore lacks; its key replaces a meter key made "
+        "after the keystore was lost when the meter's asset (in the store) is owned by the backup's key",
+    )
     restore.add_argument("file")
     restore.set_defaults(func=cmd_restore)
 
@@ -52,7 +59,7 @@ def _guard(action: Handler) -> Handler:
 
         try:
             return int(action(args, settings))
-        except (KeystoreError, OSError, ValueError) as exc:
+        except (KeystoreError, TenantError, OSError, ValueError) as exc:
             print(f"smartmeter-connector keys: {exc}", file=sys.stderr)
             return 1
 
@@ -72,7 +79,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     """Print the public key of one meter; exit 1 if there is none (or the entity id is ambiguous)."""
     meters = [e for e in _keystore(settings).list() if e.kind == "meter"]
-    matches = [e for e in meters if e.name == args.meter] or [
+    matches = [e for e in meters if e.name == _keystore_name(args.meter)] or [
         e for e in meters if e.name.rsplit("|", 1)[-1] == args.meter
     ]
     if len(matches) != 1:
@@ -101,7 +108,42 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 @_guard
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
-    """Restore from a backup file and say how many entries were added."""
-    added = _keystore(settings).restore(args.file)
-    print(f"restored {added} entries from {args.file}")
+    """Restore from a backup file; say how many entries were added and which meter keys were replaced."""
+    owners: dict[str, str] = {}
+
+    def replaceable(name: str, backup_key: str) -> bool:
+        # The store is read only when the backup conflicts with a key here (a restore into an empty
+        # keystore needs no store).
+        if not owners:
+            owners.update(_asset_keys(settings))
+        return owners.get(name) == backup_key
+
+    done = _keystore(settings).restore(args.file, replaceable)
+    print(f"restored {done.added} entries from {args.file}")
+    for name, old in done.replaced:
+        print(f"replaced the key of {name} ({old} -> {owners[name]}): its asset is owned by the backup's key")
     return 0
+
+
+def _asset_keys(settings: Settings) -> dict[str, str]:
+    """The store's {meter keystore name: key its asset is owned by}; {} when the store does not exist yet."""
+    from connector.ledger.recovery import asset_keys
+    from connector.store.db import open_store
+
+    store = open_store(settings.store.url)
+    try:
+        return asset_keys(store)
+    except SQLAlchemyError as exc:  # no store (or no meters table) yet: no asset to restore a key for
+        print(
+            f"smartmeter-connector keys: store not read ({type(exc).__name__}); no key replaced",
+            file=sys.stderr,
+        )
+        return {}
+    finally:
+        store.dispose()
+
+
+def _keystore_name(meter: str) -> str:
+    """`tenant|service_path|entity_id` with the tenant spelled as the connector files it (lower-case)."""
+    tenant, sep, rest = meter.partition("|")
+    return normalise_tenant(tenant) + sep + rest if sep else meter

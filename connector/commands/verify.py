@@ -64,13 +64,15 @@ def _verify(store, settings: Settings, args, from_, to, out: TextIO) -> int:  # 
     from connector.api.queries import find_meter, window_bounds
     from connector.api.tenancy import Scope
     from connector.verify import LedgerReadError, load_off_chain, overall, verify_meter
+    from ngsi.tenants import TenantError, normalise_tenant
 
     try:
         with store.reading() as conn:
-            meter = find_meter(conn, Scope(args.tenant, tuple(args.servicepath.split(","))), args.meter)
+            scope = Scope(normalise_tenant(args.tenant, "--tenant"), tuple(args.servicepath.split(",")))
+            meter = find_meter(conn, scope, args.meter)
             bounds = window_bounds(conn, meter.id)
         history = _ledger_history(settings, meter.asset_id)
-    except (ApiError, LedgerReadError) as exc:
+    except (ApiError, LedgerReadError, TenantError) as exc:
         print(f"smartmeter-connector verify: {getattr(exc, 'description', None) or exc}", file=sys.stderr)
         return 1
     lo, hi = _span(from_, to, [*bounds, *(w.start for w in history.windows)], settings.window.length)

@@ -6,10 +6,12 @@ It fails over between the node URLs it is given and retries connection errors un
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
 from bigchaindb_driver import BigchainDB
 from bigchaindb_driver.exceptions import NotFoundError
+from requests.adapters import HTTPAdapter
 
 from connector.settings import LedgerSettings
 
@@ -37,9 +39,13 @@ class LedgerClient(Protocol):
 
 
 class DriverClient:
-    """LedgerClient over bigchaindb-driver: `urls` in failover order, optional app_id/app_key headers."""
+    """LedgerClient over bigchaindb-driver: `urls` in failover order, optional app_id/app_key headers.
 
-    def __init__(self, urls: list[str], settings: LedgerSettings) -> None:
+    With `max_connections`, each node's HTTP session keeps at most that many connections and a caller
+    beyond them waits for a free one (urllib3's blocking pool), so the client can be shared by threads.
+    """
+
+    def __init__(self, urls: list[str], settings: LedgerSettings, max_connections: int | None = None) -> None:
         if not urls:
             raise ValueError("no BigchainDB node URL configured")
         headers = {}
@@ -48,6 +54,20 @@ class DriverClient:
         nodes = [{"endpoint": url.rstrip("/"), "headers": headers} for url in urls]
         self._bdb = BigchainDB(*nodes, timeout=settings.timeout)
         self.urls = list(urls)
+        if max_connections is not None:
+            for session in self._sessions():
+                bounded = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections, pool_block=True)
+                session.mount("http://", bounded)
+                session.mount("https://", bounded)
+
+    def _sessions(self) -> list[Any]:
+        # bigchaindb-driver 0.6.2 keeps one requests.Session per node, in its transport's connection pool.
+        return [c.session for c in self._bdb.transport.connection_pool.connections]
+
+    def close(self) -> None:
+        """Close every connection this client holds to the nodes."""
+        for session in self._sessions():
+            session.close()
 
     def send(self, tx: dict[str, Any], mode: str) -> None:
         """POST `tx` with mode async, sync or commit."""
@@ -77,3 +97,36 @@ class DriverClient:
         """Every transaction of `asset_id`, CREATE first."""
         txs: list[dict[str, Any]] = self._bdb.transactions.get(asset_id=asset_id)
         return txs
+
+
+# The query API's reads share this many connections per node: a page looks up block heights with up to 8
+# threads (connector/api/history.py BLOCK_LOOKUP_THREADS), and more connections than that only add sockets
+# (a dev ledger or BigchainDB node serves 100 connections at most: waitress/gunicorn defaults).
+QUERY_CONNECTIONS = 8
+
+
+class LedgerReads:
+    """One DriverClient for every query-API ledger read of a process, bounded to QUERY_CONNECTIONS per
+    node, made on first use and closed by `close()` (at shutdown). Before it, each request built its own
+    client, whose keep-alive connections stayed open until garbage collection: about 100 requests made
+    the ledger refuse everyone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: DriverClient | None = None
+
+    def client(self, urls: list[str], settings: LedgerSettings) -> DriverClient:
+        """The shared client on `urls` (a client on other URLs replaces it: the ledger moved)."""
+        with self._lock:
+            if self._client is None or self._client.urls != list(urls):
+                if self._client is not None:
+                    self._client.close()
+                self._client = DriverClient(urls, settings, max_connections=QUERY_CONNECTIONS)
+            return self._client
+
+    def close(self) -> None:
+        """Close the shared client's connections; a later read opens new ones."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

@@ -36,11 +36,10 @@ from connector.ledger.metadata import (
     MetadataError,
     create_asset,
     create_metadata,
-    meter_ref,
     transfer_metadata,
 )
 from connector.ledger.outbox import CREATE, claim, due_heads, update_row
-from connector.ledger.recovery import HeadUnknown, recover
+from connector.ledger.recovery import HeadUnknown, recover, signing_keys
 from connector.ledger.transactions import serialize, sign_create, sign_transfer, spent_tx_id
 from connector.settings import Settings
 from connector.store.db import Store
@@ -226,9 +225,7 @@ class LedgerWriter:
 
     def _sign(self, conn: Connection, meter_id: int, row: Any) -> dict[str, Any]:
         meter = Meter(**conn.execute(select(Meter.__table__).where(Meter.id == meter_id)).one()._mapping)
-        keys = self.keystore.meter_keypair(meter_ref(meter))
-        if meter.public_key is not None and meter.public_key != keys.public_key:
-            raise Blocked("the keystore's key for this meter is not its asset's key; restore the keystore")
+        keys = signing_keys(self.keystore, meter)  # KeyMissing (held) when the keystore lost the asset's key
         if row.operation == CREATE:
             conn.execute(update(Meter).where(Meter.id == meter_id).values(public_key=keys.public_key))
             return sign_create(keys, create_asset(meter, self.settings), create_metadata(meter))

@@ -1,4 +1,5 @@
-"""Re-discovering a meter's chain head from the ledger when the store's view is stale.
+"""Re-discovering a meter's chain head from the ledger when the store's view is stale, and finding a meter's
+key after the keystore was lost.
 
 This happens when the store is restored from an older copy: the ledger already holds TRANSFERs the store
 does not know about, so the next TRANSFER signed from the local head is a double spend. Instead of forking,
@@ -15,8 +16,9 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, select, update
 
+from connector.keystore import KeyPair, Keystore
 from connector.ledger.client import LedgerClient
-from connector.ledger.metadata import WINDOW_SCHEMA, iso
+from connector.ledger.metadata import WINDOW_SCHEMA, iso, meter_ref
 from connector.ledger.outbox import OPEN, update_row
 from connector.ledger.transactions import serialize
 from connector.store.db import Store
@@ -102,3 +104,36 @@ def _adopt(conn: Connection, row_id: int, tx: dict[str, Any], height: int | None
         confirmed_at=now,
         last_error=None,
     )
+
+
+# -- keys after a lost keystore ------------------------------------------------------------------------------
+
+
+def signing_keys(keystore: Keystore, meter: Any) -> KeyPair:
+    """The key pair to sign `meter`'s next transaction with.
+
+    A meter without a public key in the store has no asset yet: its key is made on first use. A meter
+    with one (its CREATE was signed with that key) is only ever signed for with that very key: when the
+    keystore lacks it (lost, not yet restored) this raises KeyMissing, and the writer holds the meter's
+    ledger work with that reason instead of making a new key its asset would never accept.
+    """
+    ref = meter_ref(meter)
+    if meter.public_key is None:
+        return keystore.meter_keypair(ref)
+    return keystore.keypair_for(ref, meter.public_key)
+
+
+def asset_keys(store: Store) -> dict[str, str]:
+    """{keystore name: public key} of every meter whose CREATE was signed, i.e. the key its asset is
+    owned by (what `keys restore` lets a backup's key win with)."""
+    query = select(Meter.tenant, Meter.service_path, Meter.entity_id, Meter.public_key).where(
+        Meter.public_key.is_not(None)
+    )
+    with store.reading() as conn:
+        rows = conn.execute(query).all()
+    return {
+        meter_ref(Meter(tenant=m.tenant, service_path=m.service_path, entity_id=m.entity_id)): str(
+            m.public_key
+        )
+        for m in rows
+    }

@@ -171,6 +171,13 @@ def _cli(settings: Settings, url: str, **kw: object) -> tuple[int, str]:
     return handler(args, settings.replace(ledger=ledger), out), out.getvalue()
 
 
+def test_verify_command_takes_any_tenant_case(anchored, api_settings, ledger):
+    """`verify --tenant CityC` checks the meter that ingest filed under tenant cityc."""
+    anchored(n=2, tenant="cityc")
+    status, text = _cli(api_settings, ledger.url, tenant="CityC")
+    assert status == 0 and "OK (2 ok)" in text
+
+
 def test_verify_command_exit_status_and_table(anchored, store, api_settings, ledger):
     """The command exits 0 on an untouched meter, 1 with a table row for a tampered window."""
     m = anchored(n=4)
@@ -181,4 +188,5 @@ def test_verify_command_exit_status_and_table(anchored, store, api_settings, led
     assert status == 1
     assert m.windows[1].isoformat() in text and "tampered" in text and "FAILED (2 ok, 1 tampered)" in text
     assert _cli(api_settings, ledger.url, meter="urn:nope")[0] == 1
+    assert _cli(api_settings, ledger.url, tenant="bad tenant")[0] == 1
     assert _cli(api_settings, ledger.url, from_="yesterday")[0] == 2

@@ -88,9 +88,10 @@ def test_same_reading_in_another_tenant_is_not_a_duplicate(client, store):
     assert sorted(m.tenant for m in rows(store, Meter)) == ["other", "tk"]
 
 
-def test_ngsild_tenant_wins_over_fiware_service(client, store):
-    """NGSILD-Tenant takes precedence over Fiware-Service."""
-    post(client, p.LD, {"Fiware-Service": "v2tenant", "NGSILD-Tenant": "t1"})
+def test_ngsild_tenant_and_a_different_fiware_service_are_refused(client, store):
+    """NGSILD-Tenant names the tenant; a Fiware-Service naming another tenant makes the request a 400."""
+    assert post(client, p.LD, {"Fiware-Service": "v2tenant", "NGSILD-Tenant": "t1"}).status_code == 400
+    post(client, p.LD, {"Fiware-Service": "T1", "NGSILD-Tenant": "t1"})
     assert [m.tenant for m in rows(store, Meter)] == ["t1"]
 
 

@@ -78,15 +78,37 @@ def test_backup_and_restore(tmp_path) -> None:
     assert ks.backup(tmp_path / "backup.json") == 3
     assert mode(tmp_path / "backup.json") == 0o600
     fresh = Keystore(tmp_path / "fresh", "pw")
-    assert fresh.restore(tmp_path / "backup.json") == 3
+    assert fresh.restore(tmp_path / "backup.json").added == 3
     assert [fresh.meter_keypair(f"t|/|m{i}") for i in range(3)] == pairs
-    assert fresh.restore(tmp_path / "backup.json") == 0
+    assert fresh.restore(tmp_path / "backup.json").added == 0
     other = Keystore(tmp_path / "other", "pw")
     other.meter_keypair("t|/|m0")  # a different key for the same meter
     with pytest.raises(KeystoreError, match="conflict"):
         other.restore(tmp_path / "backup.json")
     with pytest.raises(WrongPassphrase):
         Keystore(tmp_path / "third", "not pw").restore(tmp_path / "backup.json")
+
+
+def test_backup_onto_an_existing_file_ends_0600(tmp_path) -> None:
+    """`backup FILE` onto an existing 0644 file leaves a new 0600 file holding the backup, not the old one."""
+    ks = Keystore(tmp_path / "ks")
+    ks.meter_keypair(REF)
+    target = tmp_path / "backup.json"
+    target.write_text("old")
+    os.chmod(target, 0o644)
+    before = os.stat(target).st_ino
+    assert ks.backup(target) == 1
+    assert mode(target) == 0o600 and os.stat(target).st_ino != before
+    assert Keystore(tmp_path / "fresh").restore(target).added == 1
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".tmp-")] == []
+
+
+def test_keys_show_finds_a_mixed_case_tenant(tmp_path, capsys, monkeypatch) -> None:
+    """`keys show "CityC|/|m"` finds the key the connector filed under tenant cityc."""
+    pair = Keystore(tmp_path / "ks").meter_keypair("cityc|/|m")
+    monkeypatch.setenv("CONNECTOR_KEYSTORE_PATH", str(tmp_path / "ks"))
+    assert cli_main(["keys", "show", "CityC|/|m"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"meter": "cityc|/|m", "public_key": pair.public_key}
 
 
 def _create_in_child(path: str, queue) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""Header resolution: case-insensitive names, NGSILD-Tenant wins, defaults, Orion's rules."""
+"""Header resolution: case-insensitive names, NGSILD-Tenant wins (a different Fiware-Service is refused),
+defaults, Orion's rules."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ RESOLVED = [
     ({"Fiware-Service": "tk"}, Headers("tk", "/", None, None)),
     ({"fiware-service": "tk", "fiware-servicepath": "/terni"}, Headers("tk", "/terni", None, None)),
     ({"FIWARE-SERVICE": "TK_2"}, Headers("tk_2", "/", None, None)),
-    ({"Fiware-Service": "tk", "NGSILD-Tenant": "t1"}, Headers("t1", "/", None, None)),
+    ({"Fiware-Service": "T1", "NGSILD-Tenant": "t1"}, Headers("t1", "/", None, None)),
     ({"ngsild-tenant": "t1"}, Headers("t1", "/", None, None)),
-    ({"NGSILD-Tenant": "", "Fiware-Service": "tk"}, Headers("", "/", None, None)),
     ({"Fiware-Service": ""}, Headers("", "/", None, None)),
     ({"Fiware-Service": " tk "}, Headers("tk", "/", None, None)),
     ({"Fiware-ServicePath": ""}, Headers("", "/", None, None)),
@@ -46,6 +46,14 @@ INVALID = [
     ({"Fiware-Service": "tenant.sr"}, "Fiware-Service: 'tenant.sr' is not a valid tenant"),
     ({"NGSILD-Tenant": "bad tenant"}, "NGSILD-Tenant: 'bad tenant' is not a valid tenant"),
     ({"Fiware-Service": "t\u00e9"}, "Fiware-Service: 't\\xe9' is not a valid tenant"),
+    (
+        {"Fiware-Service": "tk", "NGSILD-Tenant": "t1"},
+        "NGSILD-Tenant ('t1') and Fiware-Service ('tk') name different",
+    ),
+    (
+        {"NGSILD-Tenant": "", "Fiware-Service": "tk"},
+        "NGSILD-Tenant ('') and Fiware-Service ('tk') name different",
+    ),
     ({"Fiware-ServicePath": "terni"}, "Fiware-ServicePath: 'terni' must start with '/'"),
     ({"Fiware-ServicePath": "/a//b"}, "Fiware-ServicePath: '/a//b' has a component that is empty"),
     ({"Fiware-ServicePath": "/Service sr"}, "Fiware-ServicePath: '/Service sr' has a component"),
