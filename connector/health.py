@@ -35,7 +35,8 @@ def health_report(svc: Services) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON answer of /health: `status` and one entry per dependency checked."""
     checks: dict[str, dict[str, Any]] = {"store": _store(svc)}
     if checks["store"]["status"] == OK and svc.settings.ledger.enabled:
-        checks["ledger"] = _ledger(svc)
+        if svc.ledger_urls:  # set once the ledger (embedded or remote) is started
+            checks["ledger"] = _ledger(svc)
         checks["ledger_writer"] = _ledger_writer(svc)
     if svc.settings.ethereum.enabled:
         checks["ethereum"] = _ethereum(svc)

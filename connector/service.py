@@ -79,6 +79,7 @@ class Connector:
         writer: the primary has migrated the store and runs the ledger and every scheduled job.
         """
         if primary:
+            _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)
             self._start_ledger()
         else:
@@ -209,6 +210,14 @@ class Connector:
         self._stoppers.append(self.server.stop)
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.server.port}"
         log.info("http.listening", url=self.url)
+
+
+def _warn_if_exposed(settings: Settings) -> None:
+    from connector.settings_env import exposure_warning
+
+    warning = exposure_warning(settings)
+    if warning:
+        log.warning("security.exposed", detail=warning)
 
 
 def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
