@@ -3,6 +3,12 @@
 It checks every request as Orion does (method, path, tenant headers, content type, body schema) and answers
 400 with Orion's error JSON on a bad one, keeps subscriptions per tenant, and lets a test play Orion's part:
 turn a subscription inactive/paused/expired, set its delivery counters, or fail the next requests.
+
+`deliver()` plays one notification's outcome with each broker's own accounting: Orion v2 counts any HTTP
+answer as delivered (`lastSuccessCode`), counts transport failures in `failsCounter` and turns the
+subscription `inactive` at `maxFailsLimit`, and lists an active one whose last notification failed as
+`failed`; Orion-LD counts `consecutiveErrors` and pauses the subscription after 3. Orion-LD answers 404
+"No such tenant" to a GET of subscriptions for a tenant nothing was created in yet.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -33,6 +40,8 @@ V2_NOTIFICATION = {
     "onlyChangedAttrs",
 }
 V2_NOTIFICATION |= {"maxFailsLimit", "covered"}
+V2_HTTP_CUSTOM = {"url", "headers", "qs", "method", "payload", "json", "ngsi", "timeout"}
+LD_PAUSE_AFTER = 3
 LD_TOP = {"id", "type", "description", "entities", "watchedAttributes", "notification", "expiresAt"}
 LD_TOP |= {"isActive", "throttling", "q", "@context", "subscriptionName", "timeInterval"}
 TENANT = re.compile(r"^[A-Za-z0-9_]{1,50}$")
@@ -64,6 +73,7 @@ class OrionStandIn:
     subs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # tenant -> id -> stored
     requests: list[Seen] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses to answer the next requests with
+    ld_tenants: set[str] = field(default_factory=lambda: {""})  # Orion-LD tenants that exist
 
     # --- what a test does in Orion's place -------------------------------------------------------------
     def all(self, tenant: str = "") -> list[dict[str, Any]]:
@@ -77,6 +87,39 @@ class OrionStandIn:
     def set_counters(self, tenant: str, sub_id: str, **counters: Any) -> None:
         """Set notification counters such as timesSent, failsCounter, lastFailureReason."""
         self.subs[tenant][sub_id]["notification"].update(counters)
+
+    def deliver(self, tenant: str, sub_id: str, *, code: int | None = 200, reason: str = "") -> None:
+        """One notification of the subscription: answered `code`, or a transport failure when None."""
+        stored = self.subs[tenant][sub_id]
+        n = stored["notification"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        n["timesSent"] = n.get("timesSent", 0) + 1
+        n["lastNotification"] = now
+        ld = sub_id.startswith("urn:ngsi-ld:")
+        if ld:
+            self._deliver_ld(stored, n, now, code, reason)
+            return
+        if code is None:  # Orion v2: only transport errors are failures
+            n["failsCounter"] = n.get("failsCounter", 0) + 1
+            n["lastFailure"], n["lastFailureReason"] = now, reason or "Couldn't connect to server"
+            if n["failsCounter"] >= n.get("maxFailsLimit", 1 << 30):
+                stored["status"] = "inactive"
+        else:
+            n["lastSuccess"], n["lastSuccessCode"] = now, code
+            n.pop("failsCounter", None)
+
+    @staticmethod
+    def _deliver_ld(
+        stored: dict[str, Any], n: dict[str, Any], now: str, code: int | None, reason: str
+    ) -> None:
+        if code is not None and 200 <= code < 300:
+            n["lastSuccess"], n["consecutiveErrors"] = now, 0
+            return
+        n["timesFailed"] = n.get("timesFailed", 0) + 1
+        n["consecutiveErrors"] = n.get("consecutiveErrors", 0) + 1
+        n["lastFailure"], n["lastErrorReason"] = now, reason or f"HTTP {code}"
+        if n["consecutiveErrors"] >= LD_PAUSE_AFTER:
+            stored["status"] = "paused"
 
     def writes(self) -> list[Seen]:
         """Requests that changed something (POST, PATCH, DELETE)."""
@@ -95,6 +138,8 @@ class OrionStandIn:
         if request.path.startswith(LD):
             doc = {"type": f"https://uri.etsi.org/ngsi-ld/errors/{exc.error}", "title": exc.error}
             doc["detail"] = exc.description
+            if exc.error == "NonExistingTenant":  # Orion-LD's own words
+                doc["title"], doc["detail"] = "No such tenant", exc.description.split(": ", 1)[1]
         else:
             doc = {"error": exc.error, "description": exc.description}
         resp = jsonify(doc)
@@ -119,8 +164,12 @@ class OrionStandIn:
     def _collection(self) -> Response:
         ld, tenant, body = self._begin()
         if request.method == "GET":
+            if ld and tenant not in self.ld_tenants:
+                raise Bad(404, "NonExistingTenant", f"No such tenant: {tenant}")
             return self._list(ld, tenant)
         (_check_ld if ld else _check_v2)(body, partial=False)
+        if ld:
+            self.ld_tenants.add(tenant)
         sub_id = f"urn:ngsi-ld:subscription:{uuid.uuid4()}" if ld else uuid.uuid4().hex[:24]
         stored = _store(body, ld, sub_id, request.headers.get("Fiware-ServicePath", "/"))
         self.subs.setdefault(tenant, {})[sub_id] = stored
@@ -255,8 +304,19 @@ def _check_v2_notification(n: Any) -> None:
     _need(isinstance(n, dict), "notification is not an object")
     unknown = sorted(set(n) - V2_NOTIFICATION)
     _need(not unknown, f"invalid JSON field: /{unknown[0]}/" if unknown else "")
-    http = n.get("http")
+    _need(("http" in n) != ("httpCustom" in n), "one of http or httpCustom must be present")
+    http = n.get("http", n.get("httpCustom"))
     _need(isinstance(http, dict), "http notification is missing")
+    if "httpCustom" in n:
+        unknown = sorted(set(http) - V2_HTTP_CUSTOM)
+        _need(not unknown, f"invalid JSON field: /{unknown[0]}/" if unknown else "")
+        headers = http.get("headers", {})
+        _need(
+            isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values()),
+            "headers is not an object of strings",
+        )
+    else:
+        _need(set(http) <= {"url", "timeout"}, "invalid JSON field in http")
     url = http.get("url")
     _need(
         isinstance(url, str) and re.match(r"^https?://[^/\s]+", url) is not None,
@@ -302,6 +362,13 @@ def _check_ld(body: dict[str, Any], partial: bool) -> None:
         _need(isinstance(uri, str) and re.match(r"^https?://", uri) is not None, "Invalid Endpoint::uri")
         _need(n.get("format", "normalized") in LD_FORMATS, "Invalid value for Notification::format")
         _need(_strs(n.get("attributes", [])), "Notification::attributes: not an array of strings")
+        for info in ("receiverInfo", "notifierInfo"):
+            items = n["endpoint"].get(info, [])
+            _need(
+                isinstance(items, list)
+                and all(isinstance(i, dict) and set(i) == {"key", "value"} for i in items),
+                f"Endpoint::{info}: not an array of key-value pairs",
+            )
     else:
         _need(partial, "Mandatory field missing: Subscription::notification")
     if "isActive" in body:
@@ -342,6 +409,11 @@ def _render(stored: dict[str, Any], ld: bool) -> dict[str, Any]:
     out["notification"]["covered"] = False
     if "expires" in out:
         out["expires"] = _orion_time(out["expires"])
+        if out["expires"] <= datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"):
+            out["status"] = "expired"
+    n = out["notification"]
+    if out.get("status") == "active" and n.get("lastFailure", "") > n.get("lastSuccess", ""):
+        out["status"] = "failed"
     return out
 
 
