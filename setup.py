@@ -24,6 +24,7 @@ setup(
     # env.py is not in a package (no __init__.py), so find_packages alone leaves it out.
     package_data={
         "connector": [
+            "REVISION",  # the git revision GET /version reports, when the build wrote it (docker/Dockerfile)
             "store/migrations/env.py",
             "store/migrations/*.mako",
             "store/migrations/versions/*.py",

@@ -167,7 +167,8 @@ class Connector:
         )
         self.services.extras["keystore"] = keystore
         self.services.extras["ledger_writer"] = writer
-        self._schedule("ledger-dispatch", writer.dispatch_once, self.settings.ledger.dispatch_interval)
+        dispatch = _counting_blocked(writer.dispatch_once, self.services.registry)
+        self._schedule("ledger-dispatch", dispatch, self.settings.ledger.dispatch_interval)
 
     def _start_relay(self) -> None:
         eth = self.settings.ethereum
@@ -210,6 +211,25 @@ class Connector:
         self._stoppers.append(self.server.stop)
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.server.port}"
         log.info("http.listening", url=self.url)
+
+
+def _counting_blocked(dispatch: Callable[[], dict[str, int]], registry: Any) -> Callable[[], None]:
+    """The ledger dispatch job, counting rows it could not sign (`connector_ledger_blocked_total`): a
+    missing meter key or a wrong keystore passphrase blocks every row, and nothing else counts that."""
+    from prometheus_client import Counter
+
+    blocked = Counter(
+        "connector_ledger_blocked",
+        "Outbox rows the ledger writer could not sign (keystore: wrong passphrase, missing key)",
+        registry=registry,
+    )
+
+    def job() -> None:
+        counts = dispatch()
+        if counts.get("blocked"):
+            blocked.inc(counts["blocked"])
+
+    return job
 
 
 def _warn_if_exposed(settings: Settings) -> None:
