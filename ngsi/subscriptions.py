@@ -158,6 +158,7 @@ class SubscriptionManager:
         self.metrics = SubscriptionMetrics(registry if registry is not None else CollectorRegistry())
         self.last_statuses: list[SubscriptionStatus] | None = None  # of the last check(); None before it
         self.last_errors: dict[str, str] = {}  # tenant -> why its last reconciliation failed
+        self.last_outcomes: list[Outcome] = []  # of the last ensure(), the tenants done before a failure too
 
     @property
     def enabled(self) -> bool:
@@ -170,7 +171,9 @@ class SubscriptionManager:
         Running it twice in a row changes nothing the second time (no POST, PATCH or DELETE).
         Raises OrionError (unreachable after retries, or a request Orion refused) or SubscriptionSpecError.
         """
-        return [outcome for outcome, _ in self._reconcile_all()]
+        self.last_outcomes = []
+        self._reconcile_all(lambda done: self.last_outcomes.extend(outcome for outcome, _ in done))
+        return list(self.last_outcomes)
 
     def check(self) -> list[SubscriptionStatus]:
         """Read Orion's delivery counters into gauges and logs; repair (re-activate, re-create) as ensure."""
