@@ -260,3 +260,58 @@ def test_dockerfile_is_slim_non_root_with_healthcheck():
     # What setup.py needs to build (the shipped config is package data) and the check that env.py came along.
     assert "COPY config ./config" in text and "pyproject.toml" in text
     assert "site-packages/connector/store/migrations/env.py" in text
+
+
+DEPLOY = DOCKER.parent / "docs" / "deploy.md"
+
+
+def deploy_commands() -> list[list[str]]:
+    """Every shell command of docs/deploy.md's sh blocks, continuations joined, $C expanded."""
+    import shlex
+
+    blocks = re.findall(r"```sh\n(.*?)```", DEPLOY.read_text(), re.S)
+    commands = []
+    for block in blocks:
+        text = block.replace("\\\n", " ")
+        prefix = re.search(r'^C="([^"]+)"', text, re.M)
+        for line in text.splitlines():
+            line = line.split("  #")[0].strip()
+            if not line or line.startswith(("#", "C=")):
+                continue
+            if prefix:
+                line = line.replace("$C", prefix.group(1))
+            if line.startswith(("docker-compose", "smartmeter-connector")):
+                commands.append(shlex.split(line.split(" > ")[0]))
+    return commands
+
+
+def connector_args(cmd: list[str]) -> list[str] | None:
+    """The smartmeter-connector arguments a compose `run`/`exec` of the connector service gives, or None."""
+    if "docker-compose" not in cmd or "connector" not in cmd:
+        return None
+    rest = cmd[cmd.index("connector") + 1 :]
+    if "exec" in cmd:
+        return rest[1:] if rest[:1] == ["smartmeter-connector"] else None
+    return ["--config", "/etc/smartmeter-connector/connector.yaml", *rest]  # the image's ENTRYPOINT
+
+
+def test_deploy_steps_run_real_commands_inside_the_containers():
+    """docs/deploy.md: no smartmeter-connector on the host; every connector command it runs through
+    compose parses with the real CLI; exec is always -T; the simulator targets the compose address."""
+    from connector.cli import build_parser
+
+    commands = deploy_commands()
+    assert commands
+    parser = build_parser()
+    parsed = []
+    for cmd in commands:
+        assert cmd[0] != "smartmeter-connector", f"installed on the host? {cmd}"
+        if "exec" in cmd:
+            assert cmd[cmd.index("exec") + 1] == "-T", cmd
+        args = connector_args(cmd)
+        if args is not None:
+            parsed.append(parser.parse_args(args))
+    simulate = [a for a in parsed if a.command == "simulate"]
+    assert simulate and simulate[0].target == "http://connector:8668/notify"
+    assert any(a.command == "keys" for a in parsed)
+    assert "connector_state" in DEPLOY.read_text()  # the contract address lives in the store
