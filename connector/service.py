@@ -197,9 +197,9 @@ class Connector:
 
         manager = SubscriptionManager(self.settings, clock=self.clock, registry=self.services.registry)
         self.services.extras["subscriptions"] = manager
-        if orion.subscribe_on_run:
+        if orion.subscribe_on_run:  # check() = ensure() + Orion's counters, so /health knows at once
             _logged(
-                "orion-ensure", manager.ensure
+                "orion-ensure", manager.check
             )()  # Orion may be down now: the periodic check repairs later
         self._schedule("orion-check", manager.check, orion.check_interval)
 

@@ -353,7 +353,7 @@ def _now_status(st: SubscriptionStatus) -> str:
 
 
 def _log_status(st: SubscriptionStatus) -> None:
-    failing = st.status != spec.ACTIVE or st.fails_counter > 0
+    failing = _now_status(st) != spec.ACTIVE or st.fails_counter > 0
     emit = log.warning if failing else log.info
     emit(
         "orion.subscription.status",

@@ -7,7 +7,8 @@ fresh venv in a temporary folder, and run from another temporary folder without 
 
 The fresh venv reaches the dependencies through a .pth line naming the project venv's site-packages (a
 plain path line: the .pth files there, among them the editable install's, are not processed), so nothing
-is downloaded but the build backend, and the checkout is not importable.
+is downloaded (but pyproject's build backend, setuptools>=70.1, when this venv's setuptools is older than
+that), and the checkout is not importable.
 """
 
 from __future__ import annotations
@@ -85,10 +86,22 @@ def build_wheel(tmp: Path) -> Path:
             shutil.copy2(path, src / name)
     out = tmp / "dist"
     cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check"]
+    if _setuptools_builds_wheels():  # else pip fetches pyproject's build backend into an isolated env
+        cmd.append("--no-build-isolation")
     done = subprocess.run([*cmd, "-w", str(out), str(src)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     (wheel,) = out.glob("smartmeter_connector-*.whl")
     return wheel
+
+
+def _setuptools_builds_wheels() -> bool:
+    """True when this venv's setuptools (70.1 or later) builds wheels without the `wheel` package."""
+    try:
+        from setuptools import __version__
+    except ImportError:
+        return False
+    major, minor = (int(part) for part in __version__.split(".")[:2])
+    return (major, minor) >= (70, 1)
 
 
 def install(wheel: Path, tmp: Path) -> Installed:
