@@ -6,9 +6,10 @@ turn a subscription inactive/paused/expired, set its delivery counters, or fail 
 
 `deliver()` plays one notification's outcome with each broker's own accounting: Orion v2 counts any HTTP
 answer as delivered (`lastSuccessCode`), counts transport failures in `failsCounter` and turns the
-subscription `inactive` at `maxFailsLimit`, and lists an active one whose last notification failed as
-`failed`; Orion-LD counts `consecutiveErrors` and pauses the subscription after 3. Orion-LD answers 404
-"No such tenant" to a GET of subscriptions for a tenant nothing was created in yet.
+subscription `inactive` once `failsCounter` had reached `maxFailsLimit` before a failure, and lists an
+active one whose last notification failed as `failed`; Orion-LD counts `consecutiveErrors` and pauses the
+subscription after 3. Orion-LD answers 404 "No such tenant" to a GET of subscriptions for a tenant nothing
+was created in yet.
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ class OrionStandIn:
             self._deliver_ld(stored, n, now, code, reason)
             return
         if code is None:  # Orion v2: only transport errors are failures
-            n["failsCounter"] = n.get("failsCounter", 0) + 1
+            # As Orion's subNotificationErrorStatus: the limit is compared with the count before this
+            # failure, so the subscription turns inactive at failure maxFailsLimit + 1; the count stays.
+            before = n.get("failsCounter", 0)
+            n["failsCounter"] = before + 1
             n["lastFailure"], n["lastFailureReason"] = now, reason or "Couldn't connect to server"
-            if n["failsCounter"] >= n.get("maxFailsLimit", 1 << 30):
+            if 0 < n.get("maxFailsLimit", 0) <= before:
                 stored["status"] = "inactive"
         else:
             n["lastSuccess"], n["lastSuccessCode"] = now, code
@@ -400,6 +404,7 @@ def _render(stored: dict[str, Any], ld: bool) -> dict[str, Any]:
     out["notification"] = dict(out["notification"])
     if ld:
         out["isActive"] = out.get("status") == "active"
+        out["notification"]["status"] = "failed" if out["notification"].get("consecutiveErrors") else "ok"
         return out
     out["subject"] = {
         **out["subject"],

@@ -71,11 +71,15 @@ def test_second_run_changes_nothing(orion, make_settings):
 
 
 def test_reactivates_what_orions_failure_policy_turned_off(orion, make_settings):
-    """maxFailsLimit failed deliveries turn it inactive (Orion v2): PATCHed back to active, expiry kept."""
+    """Failed deliveries past maxFailsLimit turn it inactive (Orion v2): PATCHed back to active, expiry
+    kept; while still under the limit it is `failed`, active, and not touched."""
     mgr = manager(make_settings(orion__max_fails_limit=3))
     (created,) = mgr.ensure()
     for _ in range(3):
         orion.deliver("", created.subscription_id, code=None)
+    (status,) = mgr.check()
+    assert (status.status, status.fails_counter, status.action) == ("failed", 3, "unchanged")
+    orion.deliver("", created.subscription_id, code=None)  # Orion: failsCounter 3 >= 3 -> inactive
     assert orion.all()[0]["status"] == "inactive"
 
     (outcome,) = mgr.ensure()
