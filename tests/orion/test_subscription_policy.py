@@ -212,3 +212,24 @@ def test_ld_operators_receiver_info_is_kept(orion, make_settings):
         {"key": "X-Site", "value": "terni"},
         {"key": "X-Connector-Secret", "value": "s3cret-value"},
     ]
+
+
+@pytest.mark.parametrize("ld", [False, True], ids=["v2", "ld"])
+def test_the_header_orion_is_told_to_send_passes_the_connectors_notify(orion, make_settings, store, ld):
+    """The secret header exactly as the stored subscription makes Orion send it: /notify answers 200;
+    the same notification without it gets 401 (what every notification got before)."""
+    from connector.app import create_app
+    from connector.context import Services
+    from tests.connector import payloads as p
+
+    settings = make_settings(orion__ld=ld, **SECRET)
+    manager(settings).ensure()
+    n = orion.all()[0]["notification"]
+    infos = n["endpoint"]["receiverInfo"] if ld else []
+    sent = {i["key"]: i["value"] for i in infos} if ld else n["httpCustom"]["headers"]
+    body = p.LD if ld else p.NORMALIZED
+    client = create_app(Services(settings, store)).test_client()
+    headers = {"Content-Type": "application/json"}
+    assert client.post("/notify", data=body, headers=headers).status_code == 401
+    answer = client.post("/notify", data=body, headers={**headers, **sent})
+    assert answer.status_code == 200, answer.get_json()
