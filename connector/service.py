@@ -147,7 +147,9 @@ class Connector:
     def _use_primary_ledger(self) -> None:
         """A worker reads the ledger the primary writes (the query API's history needs its URL)."""
         ledger = self.settings.ledger
-        if ledger.enabled and not ledger.urls and ledger.embedded:
+        if ledger.enabled and ledger.urls:  # /health probes them from every process
+            self.services.ledger_urls = list(ledger.urls)
+        elif ledger.enabled and ledger.embedded:
             self.services.ledger_urls = [f"http://{ledger.embedded_host}:{ledger.embedded_port}"]
 
     def _start_ledger_writer(self) -> None:
