@@ -129,3 +129,16 @@ def test_the_connector_logs_the_exposure_warning_at_start(tmp_path):
         connector = Connector(settings).start(serve_http=False)
         connector.stop()
     assert [e["log_level"] for e in logs if e["event"] == "security.exposed"] == ["warning"]
+
+
+def test_the_command_line_stops_on_a_misspelled_variable(monkeypatch, capsys, tmp_path):
+    """`smartmeter-connector run` with CONNECTOR_ORION_NOTIFYURL set exits 2 naming it and the fix,
+    before anything starts."""
+    from connector.cli import main
+
+    monkeypatch.setenv("CONNECTOR_ORION_NOTIFYURL", "http://connector:8668/notify")
+    monkeypatch.setenv("CONNECTOR_STORE_URL", f"sqlite:///{tmp_path}/never.sqlite3")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "bad configuration: CONNECTOR_ORION_NOTIFYURL" in err and "CONNECTOR_ORION_NOTIFY_URL" in err
+    assert not (tmp_path / "never.sqlite3").exists()
