@@ -267,14 +267,19 @@ def decode_json(raw: bytes) -> Any:
 
 @notify_bp.get("/health")
 def health() -> tuple[Response, int]:
-    """200 when the store answers, 503 when it does not."""
-    svc = services()
-    try:
-        svc.store.ping()
-    except Exception as exc:  # noqa: BLE001 - any store failure means unhealthy, reported not raised
-        return jsonify({"status": "unhealthy", "store": type(exc).__name__}), 503
-    checks = {name: fn() for name, fn in svc.extras.get("health_checks", {}).items()}
-    return jsonify({"status": "ok", "store": "ok", **checks}), 200
+    """Each dependency's state and the overall status: 200 ok or degraded, 503 when the store fails."""
+    from connector.health import health_report
+
+    status, body = health_report(services())
+    return jsonify(body), status
+
+
+@notify_bp.get("/version")
+def version() -> Response:
+    """The package version, the source revision when known, and the store's schema revision."""
+    from connector.health import version_info
+
+    return jsonify(version_info(services()))
 
 
 @notify_bp.get("/metrics")

@@ -79,6 +79,7 @@ class Connector:
         writer: the primary has migrated the store and runs the ledger and every scheduled job.
         """
         if primary:
+            _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)
             self._start_ledger()
         else:
@@ -147,7 +148,9 @@ class Connector:
     def _use_primary_ledger(self) -> None:
         """A worker reads the ledger the primary writes (the query API's history needs its URL)."""
         ledger = self.settings.ledger
-        if ledger.enabled and not ledger.urls and ledger.embedded:
+        if ledger.enabled and ledger.urls:  # /health probes them from every process
+            self.services.ledger_urls = list(ledger.urls)
+        elif ledger.enabled and ledger.embedded:
             self.services.ledger_urls = [f"http://{ledger.embedded_host}:{ledger.embedded_port}"]
 
     def _start_ledger_writer(self) -> None:
@@ -167,7 +170,8 @@ class Connector:
         )
         self.services.extras["keystore"] = keystore
         self.services.extras["ledger_writer"] = writer
-        self._schedule("ledger-dispatch", writer.dispatch_once, self.settings.ledger.dispatch_interval)
+        dispatch = _counting_blocked(writer.dispatch_once, self.services.registry)
+        self._schedule("ledger-dispatch", dispatch, self.settings.ledger.dispatch_interval)
 
     def _start_relay(self) -> None:
         eth = self.settings.ethereum
@@ -196,9 +200,9 @@ class Connector:
 
         manager = SubscriptionManager(self.settings, clock=self.clock, registry=self.services.registry)
         self.services.extras["subscriptions"] = manager
-        if orion.subscribe_on_run:
+        if orion.subscribe_on_run:  # check() = ensure() + Orion's counters, so /health knows at once
             _logged(
-                "orion-ensure", manager.ensure
+                "orion-ensure", manager.check
             )()  # Orion may be down now: the periodic check repairs later
         self._schedule("orion-check", manager.check, orion.check_interval)
 
@@ -210,6 +214,33 @@ class Connector:
         self._stoppers.append(self.server.stop)
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.server.port}"
         log.info("http.listening", url=self.url)
+
+
+def _counting_blocked(dispatch: Callable[[], dict[str, int]], registry: Any) -> Callable[[], None]:
+    """The ledger dispatch job, counting rows it could not sign (`connector_ledger_blocked_total`): a
+    missing meter key or a wrong keystore passphrase blocks every row, and nothing else counts that."""
+    from prometheus_client import Counter
+
+    blocked = Counter(
+        "connector_ledger_blocked",
+        "Outbox rows the ledger writer could not sign (keystore: wrong passphrase, missing key)",
+        registry=registry,
+    )
+
+    def job() -> None:
+        counts = dispatch()
+        if counts.get("blocked"):
+            blocked.inc(counts["blocked"])
+
+    return job
+
+
+def _warn_if_exposed(settings: Settings) -> None:
+    from connector.settings_env import exposure_warning
+
+    warning = exposure_warning(settings)
+    if warning:
+        log.warning("security.exposed", detail=warning)
 
 
 def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:

@@ -21,7 +21,11 @@ import yaml
 
 from ngsi.tenants import TenantError, normalise_tenant
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connector.yaml"
+# The checkout's config/connector.yaml; an installed package carries the same file as
+# connector/default_config/connector.yaml (setup.py).
+_CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connector.yaml"
+_PACKAGED_CONFIG = Path(__file__).resolve().parent / "default_config" / "connector.yaml"
+DEFAULT_CONFIG = _CHECKOUT_CONFIG if _CHECKOUT_CONFIG.exists() else _PACKAGED_CONFIG
 
 ATTRIBUTE_KINDS = ("power", "energy_register", "stats")
 MAX_WORKERS = 64
@@ -55,6 +59,9 @@ class EntityTypeSettings:
 class StoreSettings:
     url: str = "sqlite:///var/connector.sqlite3"
     pool_size: int = 10
+    # When set, replaces the password in `url` (so the URL can live in plain configuration and the password
+    # in a secret: CONNECTOR_STORE_PASSWORD_FILE).
+    password: str = ""
 
 
 @dataclass(frozen=True)
@@ -202,11 +209,19 @@ def load_settings(
             raw = yaml.safe_load(config_path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise SettingsError(f"cannot read {config_path}: {exc}") from exc
-    for dotted, value in _env_overrides(environ or {}).items():
+    from connector.settings_env import (  # it imports this module
+        check_env_names,
+        with_file_secrets,
+        with_store_password,
+    )
+
+    environ = with_file_secrets(environ or {})
+    check_env_names(environ)
+    for dotted, value in _env_overrides(environ).items():
         _set_path(raw, dotted, value)
     for dotted, value in (overrides or {}).items():
         _set_path(raw, dotted, value)
-    return validate(_build(Settings, raw, ""))
+    return validate(with_store_password(_build(Settings, raw, "")))
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -318,6 +333,9 @@ def _scalar(t: Any, value: Any, where: str) -> Any:
 
 def validate(settings: Settings) -> Settings:
     """Check cross-field rules; raise SettingsError naming the setting."""
+    from connector.settings_env import check_orion
+
+    check_orion(settings)
     if settings.window.length <= 0 or 86400 % settings.window.length and settings.window.length % 86400:
         raise SettingsError("window.length: must be a positive divisor or multiple of a day in seconds")
     if settings.window.grace < 0:

@@ -19,8 +19,10 @@ USER_AGENTS = {
     "normalized": "orion/4.0.0 libcurl/7.88.1",
     "keyValues": "orion/4.0.0 libcurl/7.88.1",
     "legacy": "orion/3.10.1 libcurl/7.74.0",  # legacy notifications are gone since Orion 4.0
-    "ld": "orion-ld/1.15.0 libcurl/7.88.1",
+    "ld": "orionld/1.10.0",  # Orion-LD's own User-Agent: orionld/<version>, nothing after it
 }
+# Orion-LD names the attribute format of every notification it sends (it sends no Fiware-Correlator).
+LD_ATTRIBUTE_FORMAT = "Normalized"
 
 
 @dataclass(frozen=True)
@@ -139,15 +141,16 @@ def notification_headers(fmt: str, *, tenant: str, service_path: str, correlator
     if fmt == "ld":
         headers["Content-Type"] = "application/json"
         headers["Link"] = LD_CORE_CONTEXT_LINK
+        headers["Ngsild-Attribute-Format"] = LD_ATTRIBUTE_FORMAT
         if tenant:
             headers["NGSILD-Tenant"] = tenant
-    else:
-        headers["Content-Type"] = "application/json; charset=utf-8"
-        if tenant:  # Orion sends no Fiware-Service at all for the default tenant
-            headers["Fiware-Service"] = tenant
-        headers["Fiware-ServicePath"] = service_path
-        if fmt != "legacy":
-            headers["Ngsiv2-AttrsFormat"] = fmt
+        return headers
+    headers["Content-Type"] = "application/json; charset=utf-8"
+    if tenant:  # Orion sends no Fiware-Service at all for the default tenant
+        headers["Fiware-Service"] = tenant
+    headers["Fiware-ServicePath"] = service_path
+    if fmt != "legacy":
+        headers["Ngsiv2-AttrsFormat"] = fmt
     headers["Fiware-Correlator"] = f"{correlator}; cbnotif=1"
     return headers
 

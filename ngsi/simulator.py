@@ -198,7 +198,8 @@ class Planner:
         self.held: list[tuple[datetime, MeterSample]] = []  # late readings and when to release them
         ld = config.format == "ld"
         v2_id = self.ids.randbytes(12).hex()  # Orion's ids are MongoDB ObjectIds: 24 hex digits
-        self.subscription_id = f"urn:ngsi-ld:subscriptions:{self._uuid()}" if ld else v2_id
+        # Orion-LD's subscription ids: urn:ngsi-ld:subscription:<uuid> (what it puts in Location).
+        self.subscription_id = f"urn:ngsi-ld:subscription:{self._uuid()}" if ld else v2_id
         report.meters = [m.entity_id for m in self.fleet]
         report.prosumers = [m.entity_id for m in self.fleet if m.pv_peak_kw > 0]
 

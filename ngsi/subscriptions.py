@@ -1,10 +1,17 @@
 """Keep exactly one Orion subscription per entity type and tenant pointing at the connector.
 
 `SubscriptionManager.ensure()` reconciles Orion with the settings: create what is missing, re-activate
-what Orion turned inactive/paused/expired, PATCH what differs, delete duplicates. `check()` does the same
+what Orion's failure policy turned off, PATCH what differs, delete duplicates. `check()` does the same
 and also reads Orion's delivery counters into Prometheus gauges and structured logs: Orion NGSIv2 turns a
 subscription inactive after `maxFailsLimit` failed deliveries and never turns it back (reference/orion.md),
-so a periodic check is what keeps data flowing after the connector was down.
+Orion-LD pauses one after 3, so a periodic check is what keeps data flowing after the connector was down.
+A subscription an operator turned off, or one whose `expires` has passed, is left as it is and reported
+(action `left_inactive` / `left_expired`).
+
+Tenants are reconciled one by one and one tenant's failure never stops the others: the failure is logged
+and counted (`connector_orion_subscription_errors_total`), the other tenants are done, then the first
+failure is raised. Orion-LD answers 404 "No such tenant" to a GET for a tenant nothing was created in yet:
+that is an empty listing (the POST creates the tenant).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from connector.settings import Settings
 from ngsi import subscription_spec as spec
-from ngsi.orion import OrionClient, OrionError, Scope
+from ngsi.orion import OrionClient, OrionError, OrionRequestError, Scope
 
 log = structlog.get_logger("connector.orion")
 
@@ -41,7 +48,7 @@ class Outcome:
     service_path: str
     entity_type: str
     subscription_id: str
-    action: str  # created | updated | reactivated | unchanged
+    action: str  # created | updated | reactivated | unchanged | left_inactive | left_expired
     changed: tuple[str, ...] = ()  # fields PATCHed
     deleted: tuple[str, ...] = ()  # ids of duplicate subscriptions removed
 
@@ -97,13 +104,22 @@ class SubscriptionMetrics:
             p + "last_notification_timestamp_seconds", "Orion's lastNotification", LABELS, registry=registry
         )
         self.changes = Counter(
-            p + "changes", "Subscriptions created, updated or re-activated", ("action",), registry=registry
+            p + "changes",
+            "Subscriptions created, updated, re-activated, or left inactive / expired",
+            ("action",),
+            registry=registry,
+        )
+        self.errors = Counter(
+            p + "errors",
+            "Tenants whose reconciliation failed (Orion unreachable or refusing)",
+            ("tenant",),
+            registry=registry,
         )
 
     def observe(self, st: SubscriptionStatus) -> None:
         """Set every gauge of one subscription."""
         labels = (st.tenant, st.service_path, st.entity_type)
-        self.active.labels(*labels).set(1 if st.status == spec.ACTIVE else 0)
+        self.active.labels(*labels).set(1 if st.status in (spec.ACTIVE, spec.FAILED) else 0)
         self.times_sent.labels(*labels).set(st.times_sent)
         self.fails.labels(*labels).set(st.fails_counter)
         self.success_code.labels(*labels).set(st.last_success_code or 0)
@@ -140,6 +156,9 @@ class SubscriptionManager:
             settings.orion.url, ld=settings.orion.ld, session=session, attempts=attempts, sleep=sleep
         )
         self.metrics = SubscriptionMetrics(registry if registry is not None else CollectorRegistry())
+        self.last_statuses: list[SubscriptionStatus] | None = None  # of the last check(); None before it
+        self.last_errors: dict[str, str] = {}  # tenant -> why its last reconciliation failed
+        self.last_outcomes: list[Outcome] = []  # of the last ensure(), the tenants done before a failure too
 
     @property
     def enabled(self) -> bool:
@@ -152,31 +171,98 @@ class SubscriptionManager:
         Running it twice in a row changes nothing the second time (no POST, PATCH or DELETE).
         Raises OrionError (unreachable after retries, or a request Orion refused) or SubscriptionSpecError.
         """
-        return [outcome for outcome, _ in self._reconcile_all()]
+        self.last_outcomes = []
+        self._reconcile_all(lambda done: self.last_outcomes.extend(outcome for outcome, _ in done))
+        return list(self.last_outcomes)
 
     def check(self) -> list[SubscriptionStatus]:
         """Read Orion's delivery counters into gauges and logs; repair (re-activate, re-create) as ensure."""
-        statuses = []
-        for outcome, seen in self._reconcile_all():
-            st = _status(outcome, seen, self.settings.orion.ld, self.clock())
-            self.metrics.observe(st)
-            _log_status(st)
-            statuses.append(st)
+        statuses: list[SubscriptionStatus] = []
+
+        def observe(done: list[tuple[Outcome, dict[str, Any] | None]]) -> None:
+            for outcome, seen in done:
+                st = _status(outcome, seen, self.settings.orion.ld, self.clock())
+                self.metrics.observe(st)
+                _log_status(st)
+                statuses.append(st)
+
+        try:
+            self._reconcile_all(observe)
+        finally:
+            self.last_statuses = statuses
         return statuses
 
-    def _reconcile_all(self) -> list[tuple[Outcome, dict[str, Any] | None]]:
+    def health(self) -> dict[str, Any]:
+        """The /health entry: `ok` when every subscription of the last check is active and not failing."""
+        if self.last_statuses is None and not self.last_errors:
+            return {"status": "unknown", "detail": "not checked yet"}
+        subs = [
+            {
+                "tenant": st.tenant,
+                "entity_type": st.entity_type,
+                "status": _now_status(st),
+                "fails": st.fails_counter,
+            }
+            for st in self.last_statuses or []
+        ]
+        failing = self.last_errors or any(s["status"] != spec.ACTIVE for s in subs)
+        answer: dict[str, Any] = {"status": "failing" if failing else "ok", "subscriptions": subs}
+        if self.last_errors:
+            answer["errors"] = dict(self.last_errors)
+        return answer
+
+    def _reconcile_all(
+        self, each: Callable[[list[tuple[Outcome, dict[str, Any] | None]]], None] | None = None
+    ) -> list[tuple[Outcome, dict[str, Any] | None]]:
+        """Every tenant in turn; a tenant that fails is logged and counted, the others still done, then
+        the first failure is raised."""
         if not self.enabled:
             return []
         spec.check_expiry(self.settings, self.clock())
         wants = [spec.desired(self.settings, et) for et in self.settings.entity_types]
-        done = []
+        done: list[tuple[Outcome, dict[str, Any] | None]] = []
+        failures: list[OrionError] = []
+        self.last_errors = {}
         for tenant in self.settings.orion.tenants or [""]:
-            scope = Scope(tenant, self.settings.orion.service_path)
-            listing = self.client.list_subscriptions(scope)
-            for want in wants:
-                target = self._match(scope, want, listing)
-                done.append((self._reconcile(target), target.current))
+            try:
+                mine = self._reconcile_tenant(Scope(tenant, self.settings.orion.service_path), wants)
+            except OrionError as exc:
+                self._tenant_failed(tenant, exc)
+                failures.append(exc)
+                continue
+            if each is not None:
+                each(mine)
+            done += mine
+        if failures:
+            if len(failures) > 1:
+                failures[0].add_note(f"{len(failures)} tenants failed: {', '.join(self.last_errors)}")
+            raise failures[0]
         return done
+
+    def _reconcile_tenant(
+        self, scope: Scope, wants: list[spec.Desired]
+    ) -> list[tuple[Outcome, dict[str, Any] | None]]:
+        listing = self._listing(scope)
+        done = []
+        for want in wants:
+            target = self._match(scope, want, listing)
+            done.append((self._reconcile(target), target.current))
+        return done
+
+    def _listing(self, scope: Scope) -> list[dict[str, Any]]:
+        """The tenant's subscriptions; none when Orion-LD does not know the tenant yet (404 on GET)."""
+        try:
+            return self.client.list_subscriptions(scope)
+        except OrionRequestError as exc:
+            if exc.status == 404 and self.settings.orion.ld:
+                log.info("orion.tenant.new", tenant=scope.tenant, detail=exc.description[:200])
+                return []
+            raise
+
+    def _tenant_failed(self, tenant: str, exc: OrionError) -> None:
+        self.last_errors[tenant or "default"] = str(exc)[:300]
+        self.metrics.errors.labels(tenant).inc()
+        log.error("orion.tenant.failed", tenant=tenant, error=type(exc).__name__, detail=str(exc)[:500])
 
     def _match(self, scope: Scope, want: spec.Desired, listing: list[dict[str, Any]]) -> _Target:
         """Ours = same description; prefer one already at our URL, then an active one, then the oldest."""
@@ -196,11 +282,17 @@ class SubscriptionManager:
             sub_id = self.client.create_subscription(t.scope, t.want.body)
             return self._record(t, Outcome(*self._where(t), sub_id, "created", deleted=deleted))
         sub_id = str(t.current.get("id", ""))
-        reactivate = spec.status_of(t.current, t.want.ld, self.clock()) != spec.ACTIVE
+        now = self.clock()
+        why = spec.left_alone(t.current, t.want.ld, now)
+        if why:
+            action = "left_expired" if why == "expired" else "left_inactive"
+            return self._record(t, Outcome(*self._where(t), sub_id, action, deleted=deleted), warn=True)
+        reactivate = spec.paused_by_failures(t.current, t.want.ld, now)
         changed = spec.differences(t.current, t.want)
         if not changed and not reactivate:
             return Outcome(*self._where(t), sub_id, "unchanged", deleted=deleted)
-        self.client.patch_subscription(t.scope, sub_id, spec.patch_body(t.want, changed, reactivate))
+        body = spec.patch_body(t.want, changed, reactivate, t.current)
+        self.client.patch_subscription(t.scope, sub_id, body)
         action = "reactivated" if reactivate else "updated"
         return self._record(t, Outcome(*self._where(t), sub_id, action, tuple(changed), deleted))
 
@@ -213,9 +305,9 @@ class SubscriptionManager:
             removed.append(dup_id)
         return removed
 
-    def _record(self, t: _Target, outcome: Outcome) -> Outcome:
+    def _record(self, t: _Target, outcome: Outcome, warn: bool = False) -> Outcome:
         self.metrics.changes.labels(outcome.action).inc()
-        log.info(
+        (log.warning if warn else log.info)(
             f"orion.subscription.{outcome.action}",
             subscription_id=outcome.subscription_id,
             changed=list(outcome.changed),
@@ -255,8 +347,13 @@ def _status(outcome: Outcome, seen: dict[str, Any] | None, ld: bool, now: dateti
     )
 
 
+def _now_status(st: SubscriptionStatus) -> str:
+    """The status after check() acted: one it just created or re-activated is active."""
+    return spec.ACTIVE if st.action in ("created", "reactivated") else st.status
+
+
 def _log_status(st: SubscriptionStatus) -> None:
-    failing = st.status != spec.ACTIVE or st.fails_counter > 0
+    failing = _now_status(st) != spec.ACTIVE or st.fails_counter > 0
     emit = log.warning if failing else log.info
     emit(
         "orion.subscription.status",

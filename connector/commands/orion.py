@@ -75,6 +75,10 @@ def _subscribe(args: argparse.Namespace, settings: Settings) -> int:
         outcomes = manager.ensure()
         statuses = manager.check() if args.check else []
     except (OrionError, SubscriptionSpecError) as exc:
+        for outcome in manager.last_outcomes:  # the tenants done before and after the failing one
+            print(outcome.describe())
+        for tenant, reason in manager.last_errors.items():
+            print(f"tenant {tenant!r} failed: {reason}", file=sys.stderr)
         print(f"subscribe failed: {exc}", file=sys.stderr)
         return 1
     for outcome in outcomes:

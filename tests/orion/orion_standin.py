@@ -3,6 +3,13 @@
 It checks every request as Orion does (method, path, tenant headers, content type, body schema) and answers
 400 with Orion's error JSON on a bad one, keeps subscriptions per tenant, and lets a test play Orion's part:
 turn a subscription inactive/paused/expired, set its delivery counters, or fail the next requests.
+
+`deliver()` plays one notification's outcome with each broker's own accounting: Orion v2 counts any HTTP
+answer as delivered (`lastSuccessCode`), counts transport failures in `failsCounter` and turns the
+subscription `inactive` once `failsCounter` had reached `maxFailsLimit` before a failure, and lists an
+active one whose last notification failed as `failed`; Orion-LD counts `consecutiveErrors` and pauses the
+subscription after 3. Orion-LD answers 404 "No such tenant" to a GET of subscriptions for a tenant nothing
+was created in yet.
 """
 
 from __future__ import annotations
@@ -11,41 +18,20 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from .orion_bodies import Bad, _check_ld, _check_v2
 from .receiver import QuietHandler
 
 V2 = "/v2/subscriptions"
 LD = "/ngsi-ld/v1/subscriptions"
-V2_FORMATS = {"normalized", "keyValues", "values", "simplifiedNormalized", "simplifiedKeyValues"}  # 4.x
-LD_FORMATS = {"normalized", "keyValues", "concise"}
-V2_TOP = {"description", "subject", "notification", "expires", "status", "throttling"}
-V2_NOTIFICATION = {
-    "http",
-    "httpCustom",
-    "attrs",
-    "exceptAttrs",
-    "attrsFormat",
-    "metadata",
-    "onlyChangedAttrs",
-}
-V2_NOTIFICATION |= {"maxFailsLimit", "covered"}
-LD_TOP = {"id", "type", "description", "entities", "watchedAttributes", "notification", "expiresAt"}
-LD_TOP |= {"isActive", "throttling", "q", "@context", "subscriptionName", "timeInterval"}
+LD_PAUSE_AFTER = 3
 TENANT = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 PATH_PART = re.compile(r"^[A-Za-z0-9_]{1,50}$")
-ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
-
-
-class Bad(Exception):
-    """A request Orion would refuse: status, error name, description."""
-
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status, self.error, self.description = status, error, description
 
 
 @dataclass
@@ -64,6 +50,7 @@ class OrionStandIn:
     subs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # tenant -> id -> stored
     requests: list[Seen] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # statuses to answer the next requests with
+    ld_tenants: set[str] = field(default_factory=lambda: {""})  # Orion-LD tenants that exist
 
     # --- what a test does in Orion's place -------------------------------------------------------------
     def all(self, tenant: str = "") -> list[dict[str, Any]]:
@@ -77,6 +64,42 @@ class OrionStandIn:
     def set_counters(self, tenant: str, sub_id: str, **counters: Any) -> None:
         """Set notification counters such as timesSent, failsCounter, lastFailureReason."""
         self.subs[tenant][sub_id]["notification"].update(counters)
+
+    def deliver(self, tenant: str, sub_id: str, *, code: int | None = 200, reason: str = "") -> None:
+        """One notification of the subscription: answered `code`, or a transport failure when None."""
+        stored = self.subs[tenant][sub_id]
+        n = stored["notification"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        n["timesSent"] = n.get("timesSent", 0) + 1
+        n["lastNotification"] = now
+        ld = sub_id.startswith("urn:ngsi-ld:")
+        if ld:
+            self._deliver_ld(stored, n, now, code, reason)
+            return
+        if code is None:  # Orion v2: only transport errors are failures
+            # As Orion's subNotificationErrorStatus: the limit is compared with the count before this
+            # failure, so the subscription turns inactive at failure maxFailsLimit + 1; the count stays.
+            before = n.get("failsCounter", 0)
+            n["failsCounter"] = before + 1
+            n["lastFailure"], n["lastFailureReason"] = now, reason or "Couldn't connect to server"
+            if 0 < n.get("maxFailsLimit", 0) <= before:
+                stored["status"] = "inactive"
+        else:
+            n["lastSuccess"], n["lastSuccessCode"] = now, code
+            n.pop("failsCounter", None)
+
+    @staticmethod
+    def _deliver_ld(
+        stored: dict[str, Any], n: dict[str, Any], now: str, code: int | None, reason: str
+    ) -> None:
+        if code is not None and 200 <= code < 300:
+            n["lastSuccess"], n["consecutiveErrors"] = now, 0
+            return
+        n["timesFailed"] = n.get("timesFailed", 0) + 1
+        n["consecutiveErrors"] = n.get("consecutiveErrors", 0) + 1
+        n["lastFailure"], n["lastErrorReason"] = now, reason or f"HTTP {code}"
+        if n["consecutiveErrors"] >= LD_PAUSE_AFTER:
+            stored["status"] = "paused"
 
     def writes(self) -> list[Seen]:
         """Requests that changed something (POST, PATCH, DELETE)."""
@@ -95,6 +118,8 @@ class OrionStandIn:
         if request.path.startswith(LD):
             doc = {"type": f"https://uri.etsi.org/ngsi-ld/errors/{exc.error}", "title": exc.error}
             doc["detail"] = exc.description
+            if exc.error == "NonExistingTenant":  # Orion-LD's own words
+                doc["title"], doc["detail"] = "No such tenant", exc.description.split(": ", 1)[1]
         else:
             doc = {"error": exc.error, "description": exc.description}
         resp = jsonify(doc)
@@ -119,8 +144,12 @@ class OrionStandIn:
     def _collection(self) -> Response:
         ld, tenant, body = self._begin()
         if request.method == "GET":
+            if ld and tenant not in self.ld_tenants:
+                raise Bad(404, "NonExistingTenant", f"No such tenant: {tenant}")
             return self._list(ld, tenant)
         (_check_ld if ld else _check_v2)(body, partial=False)
+        if ld:
+            self.ld_tenants.add(tenant)
         sub_id = f"urn:ngsi-ld:subscription:{uuid.uuid4()}" if ld else uuid.uuid4().hex[:24]
         stored = _store(body, ld, sub_id, request.headers.get("Fiware-ServicePath", "/"))
         self.subs.setdefault(tenant, {})[sub_id] = stored
@@ -191,125 +220,6 @@ def _check_content_type(ld: bool) -> None:
         raise Bad(400, "BadRequestData", "@context in payload but Content-Type is application/json")
 
 
-def _need(cond: bool, description: str) -> None:
-    if not cond:
-        raise Bad(400, "BadRequest", description)
-
-
-def _strs(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-
-
-def _check_v2(body: dict[str, Any], partial: bool) -> None:
-    unknown = sorted(set(body) - V2_TOP)
-    _need(not unknown, f"invalid JSON field: /{unknown[0]}/" if unknown else "")
-    _need(partial or "subject" in body, "no subject for subscription specified")
-    _need(partial or "notification" in body, "no notification for subscription specified")
-    if "subject" in body:
-        _check_v2_subject(body["subject"])
-    if "notification" in body:
-        _check_v2_notification(body["notification"])
-    if "expires" in body:
-        _need(
-            isinstance(body["expires"], str) and bool(ISO.match(body["expires"])),
-            "expires has an invalid format",
-        )
-    if "status" in body:
-        _need(
-            body["status"] in ("active", "inactive", "oneshot"),
-            "status is not valid: it has to be active, inactive or oneshot",
-        )
-    if "throttling" in body:
-        _need(
-            isinstance(body["throttling"], int | float) and body["throttling"] >= 0,
-            "throttling is not a positive number",
-        )
-    if "description" in body:
-        _need(
-            isinstance(body["description"], str) and len(body["description"]) <= 1024,
-            "description is not a string or is too long",
-        )
-
-
-def _check_v2_subject(subject: Any) -> None:
-    _need(isinstance(subject, dict), "subject is not an object")
-    entities = subject.get("entities")
-    _need(isinstance(entities, list) and len(entities) > 0, "no subject entities specified")
-    for e in entities:
-        _need(
-            isinstance(e, dict) and ("id" in e or "idPattern" in e), "subject entities: no id nor idPattern"
-        )
-        if "idPattern" in e:
-            try:
-                re.compile(e["idPattern"])
-            except re.error:
-                raise Bad(400, "BadRequest", "Invalid regex for entity idPattern") from None
-    cond = subject.get("condition", {})
-    _need(isinstance(cond, dict), "condition is not an object")
-    _need(
-        _strs(cond.get("attrs", [])) or cond.get("attrs") == [], "condition attrs is not an array of strings"
-    )
-
-
-def _check_v2_notification(n: Any) -> None:
-    _need(isinstance(n, dict), "notification is not an object")
-    unknown = sorted(set(n) - V2_NOTIFICATION)
-    _need(not unknown, f"invalid JSON field: /{unknown[0]}/" if unknown else "")
-    http = n.get("http")
-    _need(isinstance(http, dict), "http notification is missing")
-    url = http.get("url")
-    _need(
-        isinstance(url, str) and re.match(r"^https?://[^/\s]+", url) is not None,
-        "Invalid URL parsing notification url",
-    )
-    _need(
-        isinstance(http.get("timeout", 0), int) and http.get("timeout", 0) >= 0,
-        "http timeout is not a positive integer",
-    )
-    _need(_strs(n.get("attrs", [])) or n.get("attrs") == [], "notification attrs is not an array of strings")
-    _need(_strs(n.get("metadata", [])) or n.get("metadata") == [], "metadata is not an array of strings")
-    _need(n.get("attrsFormat", "normalized") in V2_FORMATS, "invalid attrsFormat")
-    _need(isinstance(n.get("onlyChangedAttrs", False), bool), "onlyChangedAttrs is not a bool")
-    mfl = n.get("maxFailsLimit", 1)
-    _need(
-        isinstance(mfl, int) and not isinstance(mfl, bool) and mfl > 0,
-        "maxFailsLimit must be greater than zero",
-    )
-
-
-def _check_ld(body: dict[str, Any], partial: bool) -> None:
-    unknown = sorted(set(body) - LD_TOP)
-    _need(not unknown, f"Unknown field in Subscription: {unknown[0]}" if unknown else "")
-    _need(partial or body.get("type") == "Subscription", "Mandatory field missing: Subscription::type")
-    if "entities" in body:
-        ents = body["entities"]
-        _need(
-            isinstance(ents, list) and all(isinstance(e, dict) and "type" in e for e in ents),
-            "entities: no type",
-        )
-    _need(
-        partial or "entities" in body or "watchedAttributes" in body,
-        "At least one of 'entities' and 'watchedAttributes' must be present",
-    )
-    if "watchedAttributes" in body:
-        _need(
-            _strs(body["watchedAttributes"]) and body["watchedAttributes"] != [],
-            "watchedAttributes: empty array",
-        )
-    if "notification" in body:
-        n = body["notification"]
-        uri = (n.get("endpoint") or {}).get("uri") if isinstance(n, dict) else None
-        _need(isinstance(uri, str) and re.match(r"^https?://", uri) is not None, "Invalid Endpoint::uri")
-        _need(n.get("format", "normalized") in LD_FORMATS, "Invalid value for Notification::format")
-        _need(_strs(n.get("attributes", [])), "Notification::attributes: not an array of strings")
-    else:
-        _need(partial, "Mandatory field missing: Subscription::notification")
-    if "isActive" in body:
-        _need(isinstance(body["isActive"], bool), "Subscription::isActive: not a boolean")
-    if "expiresAt" in body:
-        _need(bool(ISO.match(str(body["expiresAt"]))), "Subscription::expiresAt: invalid DateTime")
-
-
 def _store(body: dict[str, Any], ld: bool, sub_id: str, service_path: str) -> dict[str, Any]:
     stored = {k: v for k, v in body.items() if k != "@context"}
     stored["id"] = sub_id
@@ -333,6 +243,7 @@ def _render(stored: dict[str, Any], ld: bool) -> dict[str, Any]:
     out["notification"] = dict(out["notification"])
     if ld:
         out["isActive"] = out.get("status") == "active"
+        out["notification"]["status"] = "failed" if out["notification"].get("consecutiveErrors") else "ok"
         return out
     out["subject"] = {
         **out["subject"],
@@ -342,6 +253,11 @@ def _render(stored: dict[str, Any], ld: bool) -> dict[str, Any]:
     out["notification"]["covered"] = False
     if "expires" in out:
         out["expires"] = _orion_time(out["expires"])
+        if out["expires"] <= datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"):
+            out["status"] = "expired"
+    n = out["notification"]
+    if out.get("status") == "active" and n.get("lastFailure", "") > n.get("lastSuccess", ""):
+        out["status"] = "failed"
     return out
 
 

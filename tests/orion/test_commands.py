@@ -49,6 +49,20 @@ def test_subscribe_reports_an_unreachable_orion(monkeypatch, capsys):
     assert "subscribe failed: Orion at http://127.0.0.1:9" in capsys.readouterr().err
 
 
+def test_subscribe_reports_the_tenants_it_did_and_the_one_that_failed(orion, monkeypatch, capsys):
+    """One tenant failing: `subscribe` still creates the others' subscriptions, prints them, names the
+    failed tenant and exits 1."""
+    monkeypatch.setenv("CONNECTOR_ORION_URL", orion.url)
+    monkeypatch.setenv("CONNECTOR_ORION_NOTIFY_URL", NOTIFY_URL)
+    monkeypatch.setenv("CONNECTOR_ORION_TENANTS", "[bad, tk]")
+    orion.fail_next[:] = [400]  # the first request, bad's listing, is refused
+    assert main(["subscribe"]) == 1
+    captured = capsys.readouterr()
+    assert "tenant 'tk' /# SMX: created" in captured.out
+    assert "tenant 'bad' failed: Orion refused GET /v2/subscriptions: 400" in captured.err
+    assert len(orion.all("tk")) == 1
+
+
 def test_simulate_sends_and_prints_a_summary(receiver, capsys):
     """`simulate` sends meters x rounds notifications and prints the counts."""
     argv = ["simulate", "--target", receiver.url + "/notify", "--meters", "3", "--rounds", "2"]

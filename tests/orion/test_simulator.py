@@ -102,13 +102,17 @@ def test_legacy_is_figure_16_and_batches(receiver):
 
 
 def test_ld_notification_shape_and_headers(receiver):
-    """ld: ?subscriptionId= on the URL, NGSILD-Tenant and Link headers, Properties with observedAt."""
+    """ld: what Orion-LD sends: ?subscriptionId= on the URL, urn:ngsi-ld:subscription: ids, NGSILD-Tenant,
+    Link, User-Agent orionld/<version>, Ngsild-Attribute-Format, no Fiware-Correlator; Properties."""
     _, got = run(receiver, format="ld", tenant="t1")
     g = got[0]
     body = g.body
     assert g.query["subscriptionId"] == body["subscriptionId"]
-    assert body["subscriptionId"].startswith("urn:ngsi-ld:subscriptions:")
+    assert body["subscriptionId"].startswith("urn:ngsi-ld:subscription:")
     assert g.headers["Ngsild-Tenant"] == "t1" and "ngsi-ld-core-context" in g.headers["Link"]
+    assert re.fullmatch(r"orionld/\d+\.\d+\.\d+", g.headers["User-Agent"])
+    assert g.headers["Ngsild-Attribute-Format"] == "Normalized"
+    assert "Fiware-Correlator" not in g.headers
     assert "Fiware-Service" not in g.headers and "Ngsiv2-Attrsformat" not in g.headers
     assert body["type"] == "Notification" and body["id"].startswith("urn:ngsi-ld:Notification:")
     p = body["data"][0]["P"]

@@ -70,16 +70,17 @@ def test_second_run_changes_nothing(orion, make_settings):
     assert len(orion.writes()) == writes
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [{"status": "inactive"}, {"status": "expired"}, {"expires": "2020-01-01T00:00:00.000Z"}],
-    ids=["inactive", "expired", "expiry-passed"],
-)
-def test_reactivates_what_orion_turned_off(orion, make_settings, fields):
-    """An inactive or expired subscription is PATCHed back to active with the configured expiry."""
-    mgr = manager(make_settings())
+def test_reactivates_what_orions_failure_policy_turned_off(orion, make_settings):
+    """Failed deliveries past maxFailsLimit turn it inactive (Orion v2): PATCHed back to active, expiry
+    kept; while still under the limit it is `failed`, active, and not touched."""
+    mgr = manager(make_settings(orion__max_fails_limit=3))
     (created,) = mgr.ensure()
-    orion.set_fields("", created.subscription_id, **fields)
+    for _ in range(3):
+        orion.deliver("", created.subscription_id, code=None)
+    (status,) = mgr.check()
+    assert (status.status, status.fails_counter, status.action) == ("failed", 3, "unchanged")
+    orion.deliver("", created.subscription_id, code=None)  # Orion: failsCounter 3 >= 3 -> inactive
+    assert orion.all()[0]["status"] == "inactive"
 
     (outcome,) = mgr.ensure()
     assert outcome.action == "reactivated"
@@ -87,6 +88,7 @@ def test_reactivates_what_orion_turned_off(orion, make_settings, fields):
     assert patch.method == "PATCH" and patch.path.startswith(f"/v2/subscriptions/{created.subscription_id}")
     assert patch.body["status"] == "active" and patch.body["expires"] == "2040-01-01T00:00:00.00Z"
     assert orion.all()[0]["status"] == "active"
+    orion.deliver("", created.subscription_id, code=200)
     assert mgr.ensure()[0].action == "unchanged"
 
 
@@ -162,9 +164,10 @@ def test_unreachable_orion_raises_unavailable(make_settings):
 
 
 def test_a_request_orion_refuses_raises_with_orions_description(orion, make_settings):
-    """attrsFormat legacy is gone in Orion 4: the 400 is raised with Orion's description, not retried."""
-    with pytest.raises(OrionRequestError, match="400 BadRequest: invalid attrsFormat") as err:
-        manager(make_settings(orion__attrs_format="legacy")).ensure()
+    """A 400 is raised with Orion's description, not retried."""
+    mgr = manager(make_settings(entity_types__SMX__subscribe_attrs=["P", ""]))  # "": Orion says 400
+    with pytest.raises(OrionRequestError, match="400 BadRequest: condition attrs is not an array") as err:
+        mgr.ensure()
     assert err.value.status == 400
     assert len([r for r in orion.requests if r.method == "POST"]) == 1
 
@@ -195,7 +198,7 @@ def test_check_exposes_orions_counters_and_reactivates(orion, make_settings):
     registry = CollectorRegistry()
     mgr = manager(make_settings(orion__tenants=["tk"]), registry=registry)
     (created,) = mgr.ensure()
-    orion.set_fields("tk", created.subscription_id, status="inactive")
+    orion.set_fields("tk", created.subscription_id, status="inactive")  # Orion did it: failsCounter = limit
     orion.set_counters(
         "tk",
         created.subscription_id,
@@ -255,7 +258,9 @@ def test_ngsi_ld_subscription_created_paused_reactivated_idempotent(orion, make_
     assert created.subscription_id.startswith("urn:ngsi-ld:subscription:")
     assert mgr.ensure()[0].action == "unchanged"
 
-    orion.set_fields("t1", created.subscription_id, status="paused", isActive=False)
+    for _ in range(3):  # Orion-LD pauses after 3 consecutive failed deliveries
+        orion.deliver("t1", created.subscription_id, code=500)
+    assert orion.all("t1")[0]["status"] == "paused"
     (outcome,) = mgr.ensure()
     assert outcome.action == "reactivated"
     assert orion.writes()[-1].body["isActive"] is True
