@@ -25,7 +25,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements-dev.txt setup.py
 	  test -x $(PY) || $$PYBIN -m venv .venv
 	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
-	$(PIP) install --quiet --disable-pip-version-check --no-deps -e .
+	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 node_modules/.installed: package.json package-lock.json
