@@ -31,6 +31,7 @@ from connector.ethereum.anvil import AnvilProcess
 from connector.ethereum.client import connect, settlement_contract
 from connector.ethereum.contract import record_slots
 from connector.ethereum.deploy import deploy
+from connector.ethereum.gateway import Web3Gateway
 from connector.ethereum.sender import Sender
 from connector.settings import EthereumSettings
 
@@ -59,7 +60,7 @@ class Figures:
 class Bench:
     def __init__(self, w3: Any, account: Any, contract: Any) -> None:
         self.w3, self.contract = w3, contract
-        self.sender = Sender(w3, account, ETH.max_fee_gwei, ETH.priority_fee_gwei)
+        self.sender = Sender(Web3Gateway(w3), account, ETH.max_fee_gwei, ETH.priority_fee_gwei)
         self.rng = random.Random(20190318)
 
     def send(self, call: Any, access_list: list[Any] | None = None) -> int:

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from connector.canonical import decimal_text
 from connector.fingerprint import ClosedWindow, close_window
@@ -157,4 +157,4 @@ def insert_window(
         "prev_chain_hash": cw.prev_chain_hash,
         "chain_hash": cw.chain_hash,
     }
-    return int(conn.execute(Window.__table__.insert().values(**values).returning(Window.id)).scalar_one())
+    return int(conn.execute(insert(Window).values(**values).returning(Window.id)).scalar_one())

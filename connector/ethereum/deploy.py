@@ -12,6 +12,7 @@ from web3 import Web3
 from connector.ethereum.client import STATE_KEY, fund_on_dev_node
 from connector.ethereum.contract import artifact, price_micro_eur
 from connector.ethereum.errors import EthereumError
+from connector.ethereum.gateway import Web3Gateway
 from connector.ethereum.sender import Sender
 from connector.settings import EthereumSettings
 from connector.store.db import Store
@@ -43,7 +44,7 @@ def deploy(
     )
     data = constructor.data_in_transaction
     gas = int(w3.eth.estimate_gas({"from": account.address, "data": data})) * 6 // 5
-    sender = Sender(w3, account, eth.max_fee_gwei, eth.priority_fee_gwei)
+    sender = Sender(Web3Gateway(w3), account, eth.max_fee_gwei, eth.priority_fee_gwei)
     sent = sender.send({"data": data}, gas)
     receipt = w3.eth.wait_for_transaction_receipt(sent.tx_hash, timeout=timeout)  # type: ignore[arg-type]
     if receipt["status"] != 1 or not receipt["contractAddress"]:

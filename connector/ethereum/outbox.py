@@ -121,9 +121,9 @@ def settle_batch(conn: Connection, now: datetime, limit: int) -> list[Any]:
     ).scalar()
     if start is None:
         return []
-    query = select(RelayOutbox.id, RelayOutbox.meter_key, RelayOutbox.interval_start).where(
-        due, RelayOutbox.interval_start == start
-    )
+    query = select(
+        RelayOutbox.id, RelayOutbox.meter_key, RelayOutbox.interval_start, RelayOutbox.attempts
+    ).where(due, RelayOutbox.interval_start == start)
     return list(conn.execute(query.order_by(RelayOutbox.id).limit(limit)).all())
 
 

@@ -15,6 +15,7 @@ from web3 import Web3
 from connector.ethereum.client import settlement_contract
 from connector.ethereum.contract import INT64_MAX, meter_key, unix_seconds
 from connector.ethereum.errors import EthereumError
+from connector.ethereum.gateway import Web3Gateway
 from connector.ethereum.models import Plan
 from connector.ethereum.sender import Sender
 from connector.settings import EthereumSettings
@@ -81,7 +82,7 @@ def upload_plans(
     """Submit the plans (one transaction per interval and 200 meters), wait for each receipt, and record
     them in eth_plans. Returns the transaction hashes. The account must be the contract's BRP."""
     contract = settlement_contract(w3, address)
-    sender = Sender(w3, account, eth.max_fee_gwei, eth.priority_fee_gwei)
+    sender = Sender(Web3Gateway(w3), account, eth.max_fee_gwei, eth.priority_fee_gwei)
     by_interval: dict[datetime, list[PlanRow]] = defaultdict(list)
     for row in rows:
         by_interval[row.interval_start].append(row)

@@ -2,7 +2,9 @@
 
 The connector's scheduler calls `enqueue`, `dispatch_once`, `confirm_once` and `settle_once` periodically;
 nothing here starts threads. Every outcome is logged as `ethereum.relay.<outcome>` and counted in
-`connector_eth_relay_total{outcome}`; `dead` and `conflict` are alerts (logged at error level).
+`connector_eth_relay_total{outcome}`; `dead`, `conflict`, `settle_failed` and `replace_failed` with an
+error that has no evidence behind it are alerts (logged at error level). Only the libraries' error
+classes are caught around node calls (`errors.CALL_ERRORS`); `errors.classify` sorts them.
 """
 
 from __future__ import annotations
@@ -18,16 +20,15 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
-from web3.logs import DISCARD
 
 from connector.context import utc_now
 from connector.ethereum import outbox
-from connector.ethereum.client import connect, contract_address, reporter_account, settlement_contract
+from connector.ethereum.client import connect, contract_address, reporter_account
 from connector.ethereum.contract import record_slots, unix_seconds
-from connector.ethereum.errors import Action, classify, describe
+from connector.ethereum.errors import CALL_ERRORS, FeeCapReached, classify, describe
+from connector.ethereum.gateway import EthereumGateway, Receipt, Web3Gateway
 from connector.ethereum.models import RelayOutbox
-from connector.ethereum.sender import FeeCapReached, Fees, Sender
+from connector.ethereum.sender import Fees, Sender
 from connector.settings import Settings
 from connector.store.db import Store
 
@@ -50,15 +51,17 @@ class RelayService:
         address: str | None = None,
         registry: CollectorRegistry | None = None,
         stuck_after: float = 60.0,
+        gateway: EthereumGateway | None = None,
     ) -> None:
         self.settings = settings
         self.eth = settings.ethereum
         self.store = store
         self.clock = clock
-        self.w3 = w3 or connect(self.eth.rpc_url)
+        self.gateway = gateway or Web3Gateway(
+            w3 or connect(self.eth.rpc_url), lambda: address or contract_address(settings, store)
+        )
         self.account = account or reporter_account(settings)
-        self.sender = Sender(self.w3, self.account, self.eth.max_fee_gwei, self.eth.priority_fee_gwei)
-        self._address = address
+        self.sender = Sender(self.gateway, self.account, self.eth.max_fee_gwei, self.eth.priority_fee_gwei)
         self._interval_length: int | None = None
         self.stuck_after = stuck_after
         self.counter = Counter(
@@ -66,16 +69,10 @@ class RelayService:
         )
 
     @property
-    def contract(self) -> Any:
-        if self._address is None:
-            self._address = contract_address(self.settings, self.store)
-        return settlement_contract(self.w3, self._address)
-
-    @property
     def interval_length(self) -> int:
         """Seconds per interval as deployed (the contract's immutable intervalLength), read once."""
         if self._interval_length is None:
-            self._interval_length = int(self.contract.functions.intervalLength().call())
+            self._interval_length = self.gateway.interval_length()
         return self._interval_length
 
     @property
@@ -83,10 +80,10 @@ class RelayService:
         """Meters per batch so that even first-time meters stay under ethereum.gas_cap."""
         return max(1, (self.eth.gas_cap - BATCH_BASE_GAS) // PER_METER_GAS_BOUND)
 
-    def _count(self, outcome: str, n: int = 1, **fields: Any) -> None:
+    def _count(self, outcome: str, n: int = 1, alert: bool = False, **fields: Any) -> None:
         if n:
             self.counter.labels(outcome).inc(n)
-            level = log.error if outcome in ("dead", "conflict") else log.info
+            level = log.error if alert or outcome in ("dead", "conflict") else log.info
             level(f"ethereum.relay.{outcome}", count=n, **fields)
 
     # ----- enqueue -----
@@ -116,39 +113,40 @@ class RelayService:
             rows = outbox.due_batch(conn, now, self.batch_size)
         if not rows:
             return 0
-        call, access_list = self._record_call(rows)
+        tx = self._record_tx(rows)
         try:
-            gas = self._estimate(call, access_list)
-        except Exception as exc:
+            gas = self._estimate(tx)
+        except CALL_ERRORS as exc:
             self._send_failed(rows, exc, now)
             return 0
         with self.store.begin() as conn:
             outbox.schedule_attempt(conn, rows, now)
-        tx = {"to": self.contract.address, "data": call._encode_transaction_data(), "accessList": access_list}
         try:
             sent = self.sender.send(tx, gas)
-        except Exception as exc:
+        except CALL_ERRORS as exc:
             self._send_failed(rows, exc, now)
             return 0
         self._record_sent(rows, sent, "record", now)
         return len(rows)
 
-    def _record_call(self, rows: list[RelayOutbox]) -> tuple[Any, list[dict[str, Any]]]:
+    def _record_tx(self, rows: list[RelayOutbox]) -> dict[str, Any]:
+        """The recordIntervals transaction (to, data, accessList) of one batch."""
         start = unix_seconds(rows[0].interval_start)
         keys = [bytes.fromhex(r.meter_key) for r in rows]
-        call = self.contract.functions.recordIntervals(
+        data = self.gateway.record_intervals_data(
             start,
             keys,
             [r.energy_wh for r in rows],
             [bytes.fromhex(r.fingerprint) for r in rows],
             [bytes.fromhex(r.ledger_tx_id) for r in rows],
         )
+        address = self.gateway.contract_address
         slots = [slot for key in keys for slot in record_slots(key, start, self.interval_length)]
-        access_list = [{"address": self.contract.address, "storageKeys": ["0x" + s.hex() for s in slots]}]
-        return call, access_list
+        access_list = [{"address": address, "storageKeys": ["0x" + s.hex() for s in slots]}]
+        return {"to": address, "data": data, "accessList": access_list}
 
-    def _estimate(self, call: Any, access_list: list[dict[str, Any]]) -> int:
-        estimate = int(call.estimate_gas({"from": self.sender.address, "accessList": access_list}))
+    def _estimate(self, tx: dict[str, Any]) -> int:
+        estimate = self.gateway.estimate_gas({"from": self.sender.address, **tx})
         return min(self.eth.gas_cap, estimate * 6 // 5)
 
     def _send_failed(self, rows: list[RelayOutbox], exc: Exception, now: datetime) -> None:
@@ -156,12 +154,12 @@ class RelayService:
         ids = [r.id for r in rows]
         error = describe(exc)
         with self.store.begin() as conn:
-            if action is Action.REVERT:
+            if action.dead:
                 outbox.mark(conn, ids, now, status="dead", last_error=error)
             else:
                 outbox.mark(conn, ids, now, last_error=error)
-        if action is Action.REVERT:
-            self._count("dead", len(ids), reason=error)
+        if action.dead:
+            self._count("dead", len(ids), reason=error, action=action.value)
         else:
             self._count("retried", len(ids), reason=error, fee_cap=isinstance(exc, FeeCapReached))
             # Past max_attempts a failure that is not a revert (node away, fees, nonce) is reported, not given
@@ -205,19 +203,29 @@ class RelayService:
             rows = outbox.settle_batch(conn, now, self.batch_size)
         if not rows:
             return 0
-        call = self.contract.functions.settle(
+        data = self.gateway.settle_data(
             unix_seconds(rows[0].interval_start), [bytes.fromhex(r.meter_key) for r in rows]
         )
+        tx = {"to": self.gateway.contract_address, "data": data}
         try:
-            gas = min(self.eth.gas_cap, int(call.estimate_gas({"from": self.sender.address})) * 6 // 5)
-            sent = self.sender.send(
-                {"to": self.contract.address, "data": call._encode_transaction_data()}, gas
-            )
-        except Exception as exc:
-            self._count("settle_retried", len(rows), reason=describe(exc))
+            sent = self.sender.send(tx, self._estimate(tx))
+        except CALL_ERRORS as exc:
+            self._settle_failed(rows, exc, now)
             return 0
         self._record_sent(rows, sent, "settle", now)
         return len(rows)
+
+    def _settle_failed(self, rows: list[Any], exc: Exception, now: datetime) -> None:
+        """A settle() that could not be sent is tried again at the next round; a revert or an error without
+        evidence is alerted and waits the backoff first. The rows stay final: their record is on chain,
+        and settle() only adds the imbalance, so giving it up would lose a settlement for nothing."""
+        action = classify(exc)
+        if not action.dead:
+            self._count("settle_retried", len(rows), reason=describe(exc))
+            return
+        with self.store.begin() as conn:
+            outbox.retry_settle(conn, rows, now)
+        self._count("settle_failed", len(rows), alert=True, reason=describe(exc), action=action.value)
 
     # ----- confirm -----
 
@@ -226,7 +234,7 @@ class RelayService:
         what is stuck. Returns the relay rows that became final."""
         with self.store.reading() as conn:
             txs = outbox.open_transactions(conn)
-        head = int(self.w3.eth.block_number) if txs else 0
+        head = self.gateway.block_number() if txs else 0
         return sum(self._follow(tx, head) for tx in txs)
 
     def _follow(self, tx: Any, head: int) -> int:
@@ -239,9 +247,9 @@ class RelayService:
                 self._replace(tx, now)
             return 0
         tx_hash, receipt = found
-        confirmations = head - int(receipt["blockNumber"]) + 1
-        final = receipt["status"] == 1 and confirmations >= self.eth.confirmations
-        status = "reverted" if receipt["status"] != 1 else ("final" if final else "mined")
+        confirmations = head - receipt.block_number + 1
+        final = receipt.status == 1 and confirmations >= self.eth.confirmations
+        status = "reverted" if receipt.status != 1 else ("final" if final else "mined")
         with self.store.begin() as conn:
             outbox.update_transaction(
                 conn,
@@ -249,9 +257,9 @@ class RelayService:
                 now,
                 status=status,
                 tx_hash=tx_hash,
-                block_number=int(receipt["blockNumber"]),
-                block_hash="0x" + bytes(receipt["blockHash"]).hex(),
-                gas_used=int(receipt["gasUsed"]),
+                block_number=receipt.block_number,
+                block_hash=receipt.block_hash,
+                gas_used=receipt.gas_used,
             )
             if tx.kind == "record" and status in ("final", "reverted"):
                 ids = self._rows_of(conn, tx.id)
@@ -263,7 +271,7 @@ class RelayService:
                 outbox.mark(conn, ids, now, **values)
         return self._after_receipt(tx, receipt, status)
 
-    def _after_receipt(self, tx: Any, receipt: Any, status: str) -> int:
+    def _after_receipt(self, tx: Any, receipt: Receipt, status: str) -> int:
         if status == "reverted":
             self._count("dead", 1, tx_hash=tx.tx_hash, reason="transaction reverted")
             return 0
@@ -271,28 +279,25 @@ class RelayService:
             self._check_settled(tx, receipt)
         if status != "final" or tx.kind != "record":
             return 0
-        conflicts = self.contract.events.RecordConflict().process_receipt(receipt, errors=DISCARD)
-        for event in conflicts:
-            self._count("conflict", 1, meter_key=bytes(event["args"]["meterId"]).hex(), tx_hash=tx.tx_hash)
+        for meter in self.gateway.record_conflicts(receipt):
+            self._count("conflict", 1, meter_key=meter.hex(), tx_hash=tx.tx_hash)
         with self.store.reading() as conn:
             n = len(self._rows_of(conn, tx.id))
-        self._count("final", n, tx_hash=tx.tx_hash, block=int(receipt["blockNumber"]))
+        self._count("final", n, tx_hash=tx.tx_hash, block=receipt.block_number)
         return n
 
-    def _check_settled(self, tx: Any, receipt: Any) -> None:
+    def _check_settled(self, tx: Any, receipt: Receipt) -> None:
         """Rows of a final settle() that the contract skipped (their plan was not on chain yet, e.g. its
         transaction was still pending or fell out in a reorg) are unlinked and settled again after a backoff.
         A row settled by someone else's earlier settle() (planOf says settled) keeps the link."""
-        events = self.contract.events.Settled().process_receipt(receipt, errors=DISCARD)
-        settled = {bytes(e["args"]["meterId"]).hex() for e in events}
+        settled = {meter.hex() for meter in self.gateway.settled_meters(receipt)}
         with self.store.reading() as conn:
             rows = outbox.settle_rows(conn, tx.id)
         start = unix_seconds(tx.interval_start)
         missed = [
             r
             for r in rows
-            if r.meter_key not in settled
-            and not self.contract.functions.planOf(bytes.fromhex(r.meter_key), start).call()[2]
+            if r.meter_key not in settled and not self.gateway.plan_settled(bytes.fromhex(r.meter_key), start)
         ]
         if not missed:
             return
@@ -305,20 +310,15 @@ class RelayService:
         query = select(RelayOutbox.id).where(RelayOutbox.transaction_id == tx_id)
         return [int(i) for i in conn.execute(query).scalars()]
 
-    def _receipt(self, tx: Any) -> tuple[str, Any] | None:
+    def _receipt(self, tx: Any) -> tuple[str, Receipt] | None:
         for tx_hash in reversed(json.loads(tx.tx_hashes)):
-            try:
-                return tx_hash, self.w3.eth.get_transaction_receipt(tx_hash)
-            except TransactionNotFound:
-                continue
+            receipt = self.gateway.receipt(tx_hash)
+            if receipt is not None:
+                return tx_hash, receipt
         return None
 
     def _known(self, tx_hash: str) -> bool:
-        try:
-            self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
-        except TransactionNotFound:
-            return False
-        return True
+        return self.gateway.transaction(tx_hash) is not None
 
     def _dropped(self, tx: Any, now: datetime) -> None:
         """The transaction fell out (reorg, node restart): its rows go back to pending and are sent again."""
@@ -334,13 +334,17 @@ class RelayService:
 
     def _replace(self, tx: Any, now: datetime) -> None:
         """Same nonce, same call, fees +12.5 % (within the cap): replaces a transaction stuck in the pool."""
-        original = self.w3.eth.get_transaction(tx.tx_hash)
+        original = self.gateway.transaction(tx.tx_hash)
+        if original is None:  # gone since _follow looked: the next confirm_once sees it dropped
+            return
         call = {"to": original["to"], "data": original["input"], "accessList": original.get("accessList", [])}
         try:
             fees = self.sender.bumped(Fees(int(tx.max_fee_wei), int(tx.priority_fee_wei)))
             sent = self.sender.send(call, int(tx.gas_limit), fees=fees, nonce=int(tx.nonce))
-        except Exception as exc:  # the next confirm_once looks again; a mined original shows up there
-            self._count("replace_failed", 1, tx_hash=tx.tx_hash, reason=describe(exc))
+        except CALL_ERRORS as exc:  # the next confirm_once looks again; a mined original shows up there
+            action = classify(exc)
+            reason = describe(exc)
+            self._count("replace_failed", 1, alert=action.dead, tx_hash=tx.tx_hash, reason=reason)
             return
         hashes = [*json.loads(tx.tx_hashes), sent.tx_hash]
         with self.store.begin() as conn:

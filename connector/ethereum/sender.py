@@ -12,16 +12,14 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
-from web3 import Web3
 
-from connector.ethereum.errors import Action, EthereumError, classify
+from connector.ethereum.errors import CALL_ERRORS, Action, FeeCapReached, NotAccepted, classify
+from connector.ethereum.gateway import EthereumNode
+
+__all__ = ["FeeCapReached", "Fees", "Sender", "Sent"]
 
 GWEI = 10**9
 BUMP_NUM, BUMP_DEN = 9, 8  # +12.5 %: nodes want at least +10 % on both fee fields to replace
-
-
-class FeeCapReached(EthereumError):
-    """The fees needed exceed ethereum.max_fee_gwei; the transaction waits until the base fee drops."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +37,12 @@ class Sent:
 
 
 class Sender:
-    """Signs and sends transactions of one account; use one instance per key and process."""
+    """Signs and sends transactions of one account through `node`; use one instance per key and process."""
 
     def __init__(
-        self, w3: Web3, account: LocalAccount, max_fee_gwei: float, priority_fee_gwei: float
+        self, node: EthereumNode, account: LocalAccount, max_fee_gwei: float, priority_fee_gwei: float
     ) -> None:
-        self.w3 = w3
+        self.node = node
         self.account = account
         self.cap = int(max_fee_gwei * GWEI)
         self.priority = min(int(priority_fee_gwei * GWEI), self.cap)
@@ -63,7 +61,7 @@ class Sender:
 
     def fees(self) -> Fees:
         """Fees for a new transaction: max fee = 2 x base fee + tip, never above the cap."""
-        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        base = self.node.base_fee()
         return Fees(min(self.cap, 2 * base + self.priority), self.priority)
 
     def bumped(self, old: Fees) -> Fees:
@@ -79,7 +77,8 @@ class Sender:
         """Sign and send `tx` (to, data); a new nonce unless `nonce` is given (a replacement).
 
         Fixes what can be fixed here: a stale nonce (resync, once) and fees below the base fee (bump,
-        up to three times). Other errors propagate for the caller to classify.
+        up to three times). Other errors of the libraries (`CALL_ERRORS`) propagate for the caller to
+        classify; a FeeCapReached when the bump would pass the cap.
         """
         fees = fees or self.fees()
         fresh = nonce is None
@@ -88,7 +87,7 @@ class Sender:
             assert use is not None
             try:
                 return self._send_signed(tx, gas, fees, use)
-            except Exception as exc:
+            except CALL_ERRORS as exc:
                 action = classify(exc)
                 if fresh:
                     self._give_back(use)
@@ -98,7 +97,7 @@ class Sender:
                     fees = self.bumped(fees)
                 else:
                     raise
-        raise EthereumError("transaction not accepted after fixing nonce and fees")
+        raise NotAccepted("transaction not accepted after fixing nonce and fees")
 
     def _send_signed(self, tx: dict[str, Any], gas: int, fees: Fees, nonce: int) -> Sent:
         full = {
@@ -114,21 +113,21 @@ class Sender:
         signed = self.account.sign_transaction(full)
         tx_hash = "0x" + HexBytes(signed.hash).hex().removeprefix("0x")
         try:
-            self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
+            self.node.send_raw_transaction(signed.raw_transaction)
+        except CALL_ERRORS as exc:
             if classify(exc) is not Action.ALREADY_SENT:
                 raise
         return Sent(tx_hash, nonce, fees, gas)
 
     def _chain(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self.w3.eth.chain_id)
+            self._chain_id = self.node.chain_id()
         return self._chain_id
 
     def _take_nonce(self) -> int:
         with self._lock:
             if self._nonce is None:
-                self._nonce = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
+                self._nonce = self.node.pending_nonce(self.account.address)
             nonce = self._nonce
             self._nonce += 1
             return nonce

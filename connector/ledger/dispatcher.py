@@ -49,7 +49,7 @@ log = structlog.get_logger("connector.ledger")
 
 # A meter with a backlog gets at most this many rows per round, so one meter cannot starve the others.
 ROWS_PER_METER_PER_ROUND = 200
-CALL_ERRORS = (BigchaindbException, requests.RequestException, OSError)
+CALL_ERRORS = (BigchaindbException, requests.RequestException, OSError, TypeError)  # see ledger/errors.py
 
 
 class Blocked(Exception):

@@ -4,6 +4,12 @@ The evidence for each verdict (bigchaindb v2.2.2 and bigchaindb-driver 0.6.2, se
 
 - `requests` ConnectionError / the driver's TimeoutError: the node is down or unreachable; the driver has
   already failed over between all URLs until its timeout. Nothing reached a block. -> retry.
+- The builtin TimeoutError: the driver's connection.py raises it (it does not import its own) when the time
+  left is shorter than a node's backoff; the same situation as the driver's TimeoutError. -> retry.
+- `requests` ChunkedEncodingError / ContentDecodingError: the answer broke off or arrived garbled (a proxy,
+  a node restarting mid-answer); like a read timeout the POST may have been processed. -> retry.
+- `requests` InvalidURL / MissingSchema / InvalidSchema / TooManyRedirects: a node URL or proxy that is
+  misconfigured, not a problem of this transaction (fixed by configuration) -> retry, reported stuck.
 - `requests` Timeout (read timeout): the request may or may not have been processed. A resend of the same
   signed bytes is harmless (a committed duplicate answers 400 DuplicateTransaction/DoubleSpend). -> retry.
 - 500: BigchainDB answers 500 when Tendermint's broadcast fails or a commit-mode POST times out; the tx can
@@ -17,6 +23,14 @@ The evidence for each verdict (bigchaindb v2.2.2 and bigchaindb-driver 0.6.2, se
   -> CONFLICT: read the tx back; if it is there, success; else recover the head from the ledger.
 - Any other 400 (schema, key names, signature, amounts, "spends inputs twice"): the tx itself is invalid
   and sending it again cannot help. -> permanent: dead, with the server's message as the reason.
+- The driver's key errors (KeypairNotFoundException, InvalidPrivateKey, InvalidPublicKey,
+  MissingPrivateKeyError): the transaction cannot be built or signed with what we hold. -> permanent.
+- A plain TypeError: requests serializes the POST body itself and wraps only json's ValueError
+  (models.py prepare_body), so a transaction holding a value json cannot write raises TypeError as is.
+  The writer hands it here (it is in its CALL_ERRORS); it is no network failure -> permanent, as below.
+- Anything else (a TypeError, an error class or status without evidence here): sending again cannot be
+  shown to help, and retrying it forever would hide it as "stuck". -> permanent, with the reason starting
+  "unknown error"; the writer marks the row dead and alerts (ledger.dead at error, connector_ledger_dead).
 """
 
 from __future__ import annotations
@@ -46,19 +60,37 @@ CONFLICT_MARKERS = ("(DuplicateTransaction)", "(DoubleSpend)", "(InputDoesNotExi
 # "DoubleSpend: tx ... spends inputs twice" is a malformed tx of ours, not a conflict with the chain.
 SELF_DOUBLE_SPEND = "spends inputs twice"
 TRANSIENT_4XX = frozenset({401, 403, 404, 405, 408, 429})
+BROKEN_ANSWER = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+MISCONFIGURED = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.TooManyRedirects,
+)
+KEY_ERRORS = (
+    bdb.KeypairNotFoundException,
+    bdb.InvalidPrivateKey,
+    bdb.InvalidPublicKey,
+    bdb.MissingPrivateKeyError,
+)
 
 
 def classify(exc: BaseException) -> Classified:
-    """Sort an exception from a BigchainDB call; unknown ones are transient (retried, never given up)."""
-    if isinstance(exc, bdb.TimeoutError):
+    """Sort an exception from a BigchainDB call by the evidence above; one without evidence is permanent
+    (its reason starts "unknown error"), so it ends dead and alerted instead of being retried forever."""
+    if isinstance(exc, bdb.TimeoutError | TimeoutError):
         return Classified(Verdict.TRANSIENT, "timeout: no node answered")
     if isinstance(exc, bdb.TransportError) and isinstance(exc.status_code, int):
         return _classify_http(exc.status_code, _message(exc))
     if isinstance(exc, requests.Timeout):
         return Classified(Verdict.TRANSIENT, f"timeout: {type(exc).__name__}")
-    if isinstance(exc, (requests.ConnectionError, ConnectionError, bdb.ConnectionError)):
+    if isinstance(exc, (requests.ConnectionError, ConnectionError, bdb.ConnectionError, *BROKEN_ANSWER)):
         return Classified(Verdict.TRANSIENT, f"connection: {type(exc).__name__}")
-    return Classified(Verdict.TRANSIENT, f"unexpected: {type(exc).__name__}: {str(exc)[:200]}")
+    if isinstance(exc, MISCONFIGURED):
+        return Classified(Verdict.TRANSIENT, f"node URL: {type(exc).__name__}: {str(exc)[:200]}")
+    if isinstance(exc, KEY_ERRORS):
+        return Classified(Verdict.PERMANENT, f"key: {type(exc).__name__}")
+    return Classified(Verdict.PERMANENT, f"unknown error: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _classify_http(status: int, message: str) -> Classified:

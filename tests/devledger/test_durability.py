@@ -18,6 +18,8 @@ from devledger.testing import running_ledger
 
 from .conftest import create, post, spend_input, transfer
 
+HUNG = 60  # HTTP timeouts here guard against a hang; they are no speed budget on a loaded machine
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
@@ -40,7 +42,7 @@ def test_restart_keeps_everything(tmp_path, alice, bob) -> None:
         post(first, created)
         moved = transfer([spend_input(created)], created["id"], bob.public_key, alice.private_key)
         post(first, moved)
-        validators = requests.get(first.url + "/api/v1/validators", timeout=5).json()
+        validators = requests.get(first.url + "/api/v1/validators", timeout=HUNG).json()
     with running_ledger(tmp_path) as second:
         bdb = BigchainDB(second.url)
         assert bdb.transactions.retrieve(moved["id"]) == moved
@@ -48,7 +50,7 @@ def test_restart_keeps_everything(tmp_path, alice, bob) -> None:
             {"transaction_id": moved["id"], "output_index": 0}
         ]
         assert bdb.assets.get(search="durable")[0]["id"] == created["id"]
-        assert requests.get(second.url + "/api/v1/validators", timeout=5).json() == validators
+        assert requests.get(second.url + "/api/v1/validators", timeout=HUNG).json() == validators
         assert "already spent" in post(second, moved).json()["message"]
         assert bdb.blocks.get(txid=moved["id"]) == 2
     assert check(tmp_path) == 0
@@ -75,14 +77,15 @@ def test_sigkill_after_commit_keeps_transaction(tmp_path, alice) -> None:
             assert "listening on" in (process.stdout.readline() if process.stdout else "")
             created = create(alice)
             url = f"http://127.0.0.1:{port}/api/v1/transactions?mode=commit"
-            assert requests.post(url, json=created, timeout=10).status_code == 202
+            assert requests.post(url, json=created, timeout=HUNG).status_code == 202
             os.kill(process.pid, signal.SIGKILL)
         finally:
             process.kill()
-            process.wait(timeout=10)
+            process.wait(timeout=HUNG)
     assert process.returncode == -signal.SIGKILL
     with running_ledger(tmp_path) as again:
-        assert requests.get(f"{again.url}/api/v1/transactions/{created['id']}", timeout=5).json() == created
+        back = requests.get(f"{again.url}/api/v1/transactions/{created['id']}", timeout=HUNG)
+        assert back.json() == created
 
 
 def test_check_detects_tampering(tmp_path, alice, capsys) -> None:

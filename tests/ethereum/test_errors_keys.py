@@ -6,11 +6,26 @@ from pathlib import Path
 
 import pytest
 import requests
-from web3.exceptions import ContractCustomError, TimeExhausted, Web3RPCError
+from web3.exceptions import (
+    BadResponseFormat,
+    ContractCustomError,
+    ProviderConnectionError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3RPCError,
+)
 
 from connector.ethereum.client import KEYSTORE_NAME, reporter_account
-from connector.ethereum.errors import Action, classify
+from connector.ethereum.errors import Action, FeeCapReached, NotAccepted, classify
+from connector.ethereum.testing import rpc_error
 from connector.settings import EthereumSettings, KeystoreSettings, Settings
+
+
+def http_error(status: int) -> requests.HTTPError:
+    """requests' HTTPError as web3's HTTPProvider raises it (raise_for_status)."""
+    response = requests.Response()
+    response.status_code = status
+    return requests.HTTPError(f"{status} error", response=response)
 
 
 @pytest.mark.parametrize(
@@ -29,11 +44,35 @@ from connector.settings import EthereumSettings, KeystoreSettings, Settings
         (Web3RPCError("{'code': -32003, 'message': 'transaction already imported'}"), Action.ALREADY_SENT),
         (TimeExhausted("no receipt"), Action.LOOKUP_RECEIPT),
         (requests.ConnectionError("refused"), Action.RETRY),
+        (requests.ReadTimeout("slow"), Action.RETRY),
+        (ConnectionResetError(), Action.RETRY),
+        (ProviderConnectionError("no node"), Action.RETRY),
+        (TransactionNotFound("not yet"), Action.RETRY),
+        (http_error(502), Action.RETRY),
+        (http_error(429), Action.RETRY),
+        (http_error(400), Action.UNKNOWN),
+        (rpc_error(-32005, "limit exceeded"), Action.RETRY),
+        (rpc_error(-32002, "resource unavailable"), Action.RETRY),
+        (rpc_error(-32003, "Insufficient funds for gas * price + value"), Action.RETRY),
+        (FeeCapReached("above the cap"), Action.RETRY),
+        (NotAccepted("kept refusing"), Action.RETRY),
+        (rpc_error(-32000, "execution reverted"), Action.REVERT),
+        (rpc_error(-32000, "intrinsic gas too low"), Action.UNKNOWN),
+        (TypeError("Transaction had invalid fields: {'gas': 'x'}"), Action.UNKNOWN),
+        (ValueError("unexpected input"), Action.UNKNOWN),
+        (BadResponseFormat("html from a proxy"), Action.UNKNOWN),
+        (KeyError("to"), Action.UNKNOWN),
     ],
 )
 def test_classify(exc: Exception, action: Action) -> None:
-    """Each error texts anvil/geth send maps to the documented next step."""
+    """Each error class and text anvil/geth/web3/requests/eth-account give maps to the documented next
+    step; one without evidence is UNKNOWN (dead, alerted), never retried."""
     assert classify(exc) is action
+
+
+def test_dead_actions() -> None:
+    """Only a revert and an unknown error give the work up."""
+    assert {a for a in Action if a.dead} == {Action.REVERT, Action.UNKNOWN}
 
 
 class RecordingKeystore:

@@ -153,7 +153,8 @@ def test_keys_cli(tmp_path, capsys, monkeypatch) -> None:
 
 def test_no_private_key_in_writer_logs(store, clock, make_writer, keystore, caplog) -> None:
     """A full writer run, including failures, logs no private key."""
-    from .fakes import FakeLedger, http_error
+    from connector.ledger.testing import FakeLedger, http_error
+
     from .test_writer_logic import seed
 
     fake = FakeLedger()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from bigchaindb_driver.exceptions import BigchaindbException, MissingPrivateKeyError
 from bigchaindb_driver.exceptions import TimeoutError as DriverTimeout
 from sqlalchemy import select
 
@@ -19,9 +20,9 @@ from connector.ledger.metadata import (
     create_metadata,
     transfer_metadata,
 )
+from connector.ledger.testing import FakeLedger, http_error
 from connector.store.models import LedgerOutbox, Meter, Window
 
-from .fakes import FakeLedger, http_error
 from .helpers import add_meter, add_window, summary
 
 IT = "Invalid transaction "
@@ -161,8 +162,24 @@ def test_oversized_window_is_dead_not_sent(store, clock, make_writer) -> None:
             http_error(400, "Invalid transaction (InputDoesNotExist): input `ab` doesn't exist"),
             Verdict.CONFLICT,
         ),
+        (TimeoutError(), Verdict.TRANSIENT),  # the driver's connection.py raises the builtin one
+        (requests.exceptions.ChunkedEncodingError("broke off"), Verdict.TRANSIENT),
+        (requests.exceptions.InvalidURL("bad node URL"), Verdict.TRANSIENT),
+        (http_error(401), Verdict.TRANSIENT),
+        (MissingPrivateKeyError(), Verdict.PERMANENT),
+        (TypeError("Object of type Decimal is not JSON serializable"), Verdict.PERMANENT),
+        (BigchaindbException("something new"), Verdict.PERMANENT),
+        (requests.exceptions.RetryError("no evidence"), Verdict.PERMANENT),
+        (KeyError("id"), Verdict.PERMANENT),
     ],
 )
 def test_classifier(exc: BaseException, verdict: Verdict) -> None:
-    """Each BigchainDB failure gets the documented verdict."""
+    """Each BigchainDB failure gets the documented verdict; one without evidence is permanent."""
     assert classify(exc).verdict is verdict
+
+
+@pytest.mark.parametrize("exc", [TypeError("x"), BigchaindbException("y"), AttributeError("z")])
+def test_unknown_errors_are_named_unknown(exc: BaseException) -> None:
+    """An error without evidence is permanent and its reason says it is unknown (for the alert)."""
+    found = classify(exc)
+    assert found.verdict is Verdict.PERMANENT and found.reason.startswith("unknown error: ")

@@ -7,13 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from connector.ledger.outbox import enqueue_create, enqueue_transfer
+from connector.ledger.testing import FakeLedger, http_error
 from connector.ledger.transactions import spent_tx_id
 from connector.store.db import Store
 from connector.store.models import LedgerOutbox, Meter
 
-from .fakes import FakeLedger, http_error
 from .helpers import add_meter, add_window
 
 T0 = datetime(2019, 3, 18, 16, 0, tzinfo=UTC)
@@ -163,3 +164,24 @@ def test_resend_of_committed_tx_counts_as_success(store, clock, make_writer) -> 
     clock.advance(5)
     assert writer.dispatch_once()["confirmed"] == 2
     assert len(fake.committed) == 2 and all(r.status == "confirmed" for r in rows(store))
+
+
+def test_unknown_error_is_dead_and_alerted_not_retried(store, clock, make_writer) -> None:
+    """An error without evidence (a TypeError from the send) ends the row dead at once, logged at error
+    and counted; it is not retried on later rounds."""
+    fake = FakeLedger()
+    seed(store, clock, meters=1, windows=0)
+    writer = make_writer(client_factory=lambda: fake)
+    fake.fail_next = [TypeError("Object of type Decimal is not JSON serializable")]
+    with capture_logs() as logs:
+        counts = writer.dispatch_once()
+    assert counts["dead"] == 1 and counts.get("retried", 0) == 0
+    (row,) = rows(store)
+    assert row.status == "dead" and row.last_error.startswith("unknown error: TypeError")
+    assert writer.metrics.dead.labels("CREATE")._value.get() == 1
+    alert = [e for e in logs if e["event"] == "ledger.dead"]
+    assert alert and alert[0]["log_level"] == "error" and "TypeError" in alert[0]["reason"]
+    clock.advance(3600)
+    sends = sum(1 for call, _ in fake.calls if call == "send")
+    assert writer.dispatch_once().get("meters", 0) == 0
+    assert sum(1 for call, _ in fake.calls if call == "send") == sends

@@ -47,7 +47,11 @@ def _outage(
 ) -> dict[str, Any]:
     """Stop the database (`mode`), keep it down DOWN seconds, start it; return what the sender saw."""
     cluster.stop(mode)
-    time.sleep(0.5)  # a 200 already on the wire when the stop returned was committed before it
+    # A 200 already on the wire when the stop returned was committed before it. The sender sends one
+    # notification at a time, so once it has seen a refusal, no such 200 is left to arrive (however slow
+    # the machine): only then is the count taken.
+    refused = sender.failed
+    wait_until(lambda: sender.failed > refused, 120, f"a refused notification after the {mode} stop")
     acked, statuses = len(sender.acked), sender.status_counts()
     time.sleep(DOWN)
     seen = {

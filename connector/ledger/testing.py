@@ -1,8 +1,9 @@
-"""A recording fake of the LedgerClient protocol for unit tests of the writer's logic.
+"""A recording fake of `connector.ledger.client.LedgerClient`, shipped next to the code for unit tests of
+the ledger writer's logic (in this project's tests and in anyone's who builds on the writer).
 
 It keeps committed transactions, spent outputs and every call, answers conflicts with the same messages
-BigchainDB 2.2.2 uses, and can be switched "down" (connection errors) or made to fail in scripted ways.
-Integration tests use the real dev ledger instead.
+BigchainDB 2.2.2 uses, and can be switched "down" (connection errors) or made to fail in scripted ways
+(`fail_next`). Integration tests use the real dev ledger instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from bigchaindb_driver.exceptions import BadRequest, TransportError
 
 
 class FakeLedger:
-    """An in-memory ledger that commits every valid POST at once."""
+    """An in-memory LedgerClient that commits every valid POST at once and records every call."""
 
     def __init__(self) -> None:
         self.committed: dict[str, dict[str, Any]] = {}
