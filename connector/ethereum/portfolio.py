@@ -18,6 +18,7 @@ from web3.contract import Contract
 from connector.ethereum.client import fund_on_dev_node
 from connector.ethereum.contract import price_micro_eur
 from connector.ethereum.errors import EthereumError
+from connector.ethereum.gateway import Web3Gateway
 from connector.ethereum.sender import Sender
 from connector.settings import EthereumSettings
 from connector.trees import Proof, keccak256
@@ -79,7 +80,7 @@ def deploy_portfolio(
     )
     data = constructor.data_in_transaction
     gas = int(w3.eth.estimate_gas({"from": account.address, "data": data})) * 6 // 5
-    sent = Sender(w3, account, eth.max_fee_gwei, eth.priority_fee_gwei).send({"data": data}, gas)
+    sent = Sender(Web3Gateway(w3), account, eth.max_fee_gwei, eth.priority_fee_gwei).send({"data": data}, gas)
     receipt = w3.eth.wait_for_transaction_receipt(sent.tx_hash, timeout=timeout)  # type: ignore[arg-type]
     if receipt["status"] != 1 or not receipt["contractAddress"]:
         raise EthereumError(f"deployment {sent.tx_hash} failed")
