@@ -18,12 +18,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.exceptions import HTTPException
 
 from connector.context import Services, services
-from connector.ingest import Incoming, IngestResult, IngestWriter
+from connector.ingest import Incoming, IngestResult, IngestWriter, observation_range
 from connector.metrics import Metrics
 from ngsi.errors import NotificationError
 from ngsi.headers import resolve_headers
-from ngsi.model import ParsedNotification
-from ngsi.parse import parse_notification
+from ngsi.model import Headers, ParsedNotification
+from ngsi.parse import detect_format, parse_notification
 
 log = structlog.get_logger("connector.notify")
 notify_bp = Blueprint("notify", __name__)
@@ -48,7 +48,7 @@ def create_app(svc: Services) -> Flask:
     svc.extras.setdefault(
         "ingest", IngestWriter(svc.store, svc.settings, svc.extras["metrics"].batch_size.observe)
     )
-    for outcome in ("accepted", "duplicate", "late", "rejected"):
+    for outcome in ("accepted", "duplicate", "late", "rejected", "conflict"):
         svc.extras["metrics"].readings.labels(outcome)  # exported from the start, as 0
     app.register_blueprint(notify_bp)
     _init_query_api(app)
@@ -93,7 +93,7 @@ def notify_answer(
     started = time.perf_counter()
     svc.extras["ingest"].yield_to_writer()
     with _counted(svc) as seen:
-        pending = seen.pending = prepare_notify(svc, headers, mimetype, read_body)
+        pending = seen.pending = prepare_notify(svc, headers, mimetype, read_body, seen)
         return finish_notify(svc, pending, _store(svc, pending.item), started)
 
 
@@ -105,7 +105,7 @@ async def notify_answer_async(
     started = time.perf_counter()
     svc.extras["ingest"].yield_to_writer()
     with _counted(svc) as seen:
-        pending = seen.pending = prepare_notify(svc, headers, mimetype, lambda: body)
+        pending = seen.pending = prepare_notify(svc, headers, mimetype, lambda: body, seen)
         try:
             result = await svc.extras["ingest"].submit_async(pending.item)
         except Exception as exc:  # noqa: BLE001 - as _store: the store is unavailable, answered 503
@@ -115,6 +115,7 @@ async def notify_answer_async(
 
 class _Seen:
     pending: PendingNotify | None = None
+    format: str = "unknown"  # set as soon as the body's shape tells it, so rejections count by format
 
 
 @contextlib.contextmanager
@@ -125,7 +126,7 @@ def _counted(svc: Services) -> Iterator[_Seen]:
     try:
         yield seen
     except ApiError as exc:
-        notify_rejected(svc, exc, seen.pending.parsed.format if seen.pending else "unknown")
+        notify_rejected(svc, exc, seen.pending.parsed.format if seen.pending else seen.format)
         raise
     finally:
         structlog.contextvars.clear_contextvars()
@@ -144,9 +145,17 @@ class PendingNotify:
 
 
 def prepare_notify(
-    svc: Services, raw_headers: Mapping[str, str], mimetype: str, read_body: Callable[[], bytes]
+    svc: Services,
+    raw_headers: Mapping[str, str],
+    mimetype: str,
+    read_body: Callable[[], bytes],
+    seen: _Seen | None = None,
 ) -> PendingNotify:
-    """Everything before the store: secret, media type, JSON, headers, tenant, parsing. Raises ApiError."""
+    """Everything before the store: secret, media type, JSON, headers, tenant, parsing. Raises ApiError.
+
+    A well-formed notification with nothing usable in it (deleted entities, only time attributes, every
+    reading rejected) is not an error: its parts are listed in `rejected` and it is answered 200.
+    """
     settings = svc.settings
     _check_secret(raw_headers, settings.ingest.notify_secret, settings.ingest.notify_secret_header)
     if mimetype not in JSON_TYPES:
@@ -156,22 +165,27 @@ def prepare_notify(
     try:
         headers = resolve_headers(raw_headers)
     except NotificationError as exc:
+        if seen is not None:
+            seen.format = detect_format(body, Headers("", "/"))
         raise ApiError(400, "BadRequest", str(exc)) from None
     structlog.contextvars.bind_contextvars(
         tenant=headers.tenant, service_path=headers.service_path, correlator=headers.correlator
     )
     if settings.ingest.tenants and headers.tenant not in {t.lower() for t in settings.ingest.tenants}:
         raise ApiError(403, "Forbidden", f"tenant '{headers.tenant}' is not accepted by this connector")
+    if seen is not None:
+        seen.format = detect_format(body, headers)
     received_at = svc.clock()
+    earliest, latest = observation_range(settings.ingest, received_at)
     try:
-        parsed = parse_notification(body, headers, received_at, settings.ingest.time_attribute)
+        parsed = parse_notification(
+            body, headers, received_at, settings.ingest.time_attribute, earliest, latest
+        )
     except NotificationError as exc:
         raise ApiError(400, "BadRequest", str(exc)) from None
     rejected = [{"where": r.where, "id": r.entity_id, "reason": r.reason} for r in parsed.rejected]
     if rejected:
         svc.extras["metrics"].readings.labels("rejected").inc(len(rejected))
-    if not parsed.readings:
-        raise ApiError(400, "BadRequest", "the notification carries no valid reading", rejected=rejected)
     return PendingNotify(Incoming(parsed, headers, received_at), rejected)
 
 
@@ -187,6 +201,7 @@ def finish_notify(
         accepted=result.accepted,
         duplicates=result.duplicates,
         late=result.late,
+        conflicts=len(result.conflicts),
         rejected=len(pending.rejected),
     )
     answer = {
@@ -194,6 +209,7 @@ def finish_notify(
         "duplicates": result.duplicates,
         "late": result.late,
         "rejected": pending.rejected,
+        "conflicts": result.conflicts,
     }
     metrics.notifications.labels(pending.parsed.format, "accepted").inc()
     metrics.ack_latency.observe(time.perf_counter() - started)
@@ -214,6 +230,8 @@ def _count_stored(metrics: Metrics, result: IngestResult) -> None:
         metrics.readings.labels("late").inc(result.late)
     if result.duplicates:
         metrics.readings.labels("duplicate").inc(result.duplicates)
+    if result.conflicts:
+        metrics.readings.labels("conflict").inc(len(result.conflicts))
 
 
 def _store(svc: Services, item: Incoming) -> IngestResult:

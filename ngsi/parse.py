@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ngsi.errors import NotificationError
@@ -30,6 +30,10 @@ from ngsi.schemas import (
     value_problem,
 )
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the default plausible range of observation times
+# The latest time whose window arithmetic cannot overflow (a window of up to a year after it still fits).
+LATEST = datetime(9998, 1, 1, tzinfo=UTC)
+
 # Entity-level attributes that only carry the observation time: used for time, never stored as readings.
 TIME_NAMES = ("TimeInstant", "observedAt", "dateObserved", "timestamp", "dateModified")
 # Tried after the attribute's TimeInstant metadata and the entity's TimeInstant, in this order.
@@ -49,6 +53,8 @@ _GENERIC_TYPES = frozenset(
         "Array", "None", "Null",
     )
 )  # fmt: skip
+NOTHING_TO_STORE = "the entity carries no attribute to store (only its id, type and time attributes)"
+DELETED = "the entity was deleted (deletedAt): nothing to store"
 _VALUES_ERROR = "attrsFormat 'values' carries no entity id; subscribe with attrsFormat 'normalized'"
 
 
@@ -59,15 +65,18 @@ class _Entity:
     type: str
     times: dict[str, Any]  # entity-level time attributes by name, plain values
     attrs: dict[str, Any]  # plain values of the other attributes (ParsedNotification.entity_attrs)
+    service_path: str | None = None  # set when Fiware-ServicePath lists one path per entity
 
 
 class _Collector:
     """Accumulates readings and rejections of one notification."""
 
-    def __init__(self, fmt: str, subscription_id: str | None, received_at: datetime, time_attr: str) -> None:
+    def __init__(self, fmt: str, subscription_id: str | None, opts: ParseOptions) -> None:
         self.result = ParsedNotification(format=fmt, subscription_id=subscription_id)
-        self.received_at = received_at
-        self.time_attr = time_attr
+        self.received_at = opts.received_at
+        self.time_attr = time_attr = opts.time_attribute
+        self.earliest, self.latest = opts.earliest, opts.latest
+        self.paths = opts.service_paths
         self.time_names = frozenset(TIME_NAMES) | ({time_attr} if time_attr else set())
         self.entities = 0
         self.bad_entities: list[Rejected] = []
@@ -94,13 +103,31 @@ class _Collector:
         if times is None:
             times = {n: _plain(obj[n]) for n in self.time_names if n in obj}
         attrs = self.result.entity_attrs.setdefault(obj["id"], {})
-        return _Entity(where, obj["id"], obj["type"], dict(times), attrs)
+        # A time-named attribute that holds no date-time is no time source: it is an ordinary attribute.
+        dated = {n: t for n, t in times.items() if not isinstance(parse_time(t), str)}
+        path = self.path_of(self.entities - 1)
+        return _Entity(where, obj["id"], obj["type"], dated, attrs, path)
+
+    def path_of(self, index: int) -> str | None:
+        """The service path of the `index`-th entity when the header listed one per entity, else None."""
+        if len(self.paths) < 2:
+            return None
+        return self.paths[index] if index < len(self.paths) else self.paths[-1]
 
     def reject_entity(self, where: str, reason: str) -> None:
         """Record an entity that cannot be stored at all."""
         self.entities += 1
         self.bad_entities.append(Rejected(where, None, reason))
         self.result.rejected.append(self.bad_entities[-1])
+
+    def settle(self, entity: _Entity, readings_before: int, rejected_before: int) -> None:
+        """Note an entity that gave neither a reading nor a rejection (only time attributes, or none)."""
+        if len(self.result.readings) == readings_before and len(self.result.rejected) == rejected_before:
+            self.result.rejected.append(Rejected(entity.where, entity.id, NOTHING_TO_STORE))
+
+    def marks(self) -> tuple[int, int]:
+        """What `settle` compares against: the readings and rejections so far."""
+        return len(self.result.readings), len(self.result.rejected)
 
     def reject(self, where: str, entity: _Entity, reason: str) -> None:
         """Record one attribute of `entity` that cannot be stored."""
@@ -118,34 +145,40 @@ class _Collector:
         """One attribute value -> a Reading, or a Rejected saying why it cannot be stored."""
         number = to_number(value)
         problem = self.type_unit_problem(attr_type, unit) or value_problem(value)
-        observed = problem or self._observed(entity, meta)
-        if isinstance(observed, str) or isinstance(number, str):
-            self.reject(where, entity, observed if isinstance(observed, str) else str(number))
+        if problem or isinstance(number, str):
+            self.reject(where, entity, problem or str(number))
             return
+        observed = self._observed(entity, meta)
         at, source = observed
+        if not self.earliest <= at <= self.latest:
+            self.reject(where, entity, _range_reason(at, self.earliest, self.latest))
+            return
         entity.attrs[name] = value
         self.result.readings.append(
-            Reading(entity.id, entity.type, name, attr_type, value, number, at, source, unit)
-        )
+            Reading(entity.id, entity.type, name, attr_type or None, value, number, at, source, unit,
+                    entity.service_path)
+        )  # fmt: skip
 
-    def _observed(self, entity: _Entity, meta: Mapping[str, Any]) -> tuple[datetime, str] | str:
-        """(observation time, time source), first match wins; a reason when that time is not one."""
-        times = entity.times
+    def _observed(self, entity: _Entity, meta: Mapping[str, Any]) -> tuple[datetime, str]:
+        """(observation time, time source): the first source holding a date-time wins; a source that holds
+        anything else (a number, a non-date text) is passed over for the next one."""
+        times = entity.times  # only the entity's time attributes that hold date-times
         if self.time_attr and self.time_attr in times:
-            return _time(times[self.time_attr], "configured", f"attribute {self.time_attr}")
-        if "TimeInstant" in meta:
-            return _time(meta["TimeInstant"], "metadata", "TimeInstant metadata")
+            return _as_time(times[self.time_attr]), "configured"
+        if "TimeInstant" in meta and isinstance(at := parse_time(meta["TimeInstant"]), datetime):
+            return at, "metadata"
         if "TimeInstant" in times:
-            return _time(times["TimeInstant"], "entity", "attribute TimeInstant")
+            return _as_time(times["TimeInstant"]), "entity"
         for name in _LATER_TIMES:
-            if name in meta:
-                return _time(meta[name], name, f"{name} of the attribute")
+            if name in meta and isinstance(at := parse_time(meta[name]), datetime):
+                return at, name
             if name in times:
-                return _time(times[name], name, f"attribute {name}")
+                return _as_time(times[name]), name
         return self.received_at, "receipt"
 
     def type_unit_problem(self, attr_type: Any, unit: Any) -> str | None:
-        if attr_type is not None and (problem := self.text_problem(attr_type, "'type'")):
+        # NGSIv1 sends "type": "" for an untyped attribute: no type, like an absent one.
+        if attr_type is not None and attr_type != "" and (problem := self.text_problem(attr_type, "'type'")):
             return problem
         return None if unit is None else self.text_problem(unit, "unitCode", MAX_UNIT)
 
@@ -161,9 +194,18 @@ class _Collector:
         return self.result
 
 
-def _time(raw: Any, source: str, label: str) -> tuple[datetime, str] | str:
+def _as_time(raw: Any) -> datetime:
     parsed = parse_time(raw)
-    return f"{label}: {parsed}" if isinstance(parsed, str) else (parsed, source)
+    assert isinstance(parsed, datetime)  # only date-times are kept as the entity's times
+    return parsed
+
+
+def _range_reason(at: datetime, earliest: datetime, latest: datetime) -> str:
+    side = f"before {earliest.isoformat()}" if at < earliest else f"after {latest.isoformat()}"
+    return (
+        f"observation time {at.isoformat()} is {side}: not a plausible meter time "
+        "(ingest.earliest_observation, ingest.max_future)"
+    )
 
 
 def _entity_problem(obj: Any, check: Callable[[Any, str], str | None]) -> str | None:
@@ -195,7 +237,7 @@ def _looks_normalized(entity: Any) -> bool:
 
 def _v2_normalized(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
     for name, attr in obj.items():
-        if name == "id" or name == "type" or name in col.time_names:
+        if name == "id" or name == "type" or name in entity.times:
             continue
         where = f"{entity.where}.{name}"
         if not col.name_ok(entity, name, entity.where):
@@ -218,13 +260,13 @@ def _v2_normalized(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> Non
 
 def _v2_key_values(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
     for name, value in obj.items():
-        if name == "id" or name == "type" or name in col.time_names:
+        if name == "id" or name == "type" or name in entity.times:
             continue
         if col.name_ok(entity, name, entity.where):
             col.add(entity, f"{entity.where}.{name}", name, None, value, None, _NO_META)
 
 
-def _parse_v2(body: dict[str, Any], headers: Headers, col_args: tuple[datetime, str]) -> ParsedNotification:
+def _parse_v2(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> ParsedNotification:
     envelope = load_envelope(V2_NOTIFICATION, body)
     data = envelope["data"]
     if headers.attrs_format == "values" or (data and all(isinstance(e, list) for e in data)):
@@ -232,23 +274,25 @@ def _parse_v2(body: dict[str, Any], headers: Headers, col_args: tuple[datetime, 
     # Without a header each entity is judged by its own shape: an attribute-less entity must not decide
     # how the others are read (found by the fuzzer, tests/reliability/test_findings.py).
     shapes = [_shape_is_normalized(headers.attrs_format, obj) for obj in data]
-    col = _Collector("normalized" if any(shapes) else "keyValues", envelope["subscriptionId"], *col_args)
+    col = _Collector("normalized" if any(shapes) else "keyValues", envelope["subscriptionId"], opts)
     for i, (obj, normalized) in enumerate(zip(data, shapes, strict=True)):
         entity = col.entity(f"data[{i}]", obj)
         if entity:
+            marks = col.marks()
             (_v2_normalized if normalized else _v2_key_values)(col, entity, obj)
+            col.settle(entity, *marks)
     return col.finish("data")
 
 
-def _parse_simplified(
-    body: dict[str, Any], headers: Headers, col_args: tuple[datetime, str]
-) -> ParsedNotification:
+def _parse_simplified(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> ParsedNotification:
     normalized = _shape_is_normalized(headers.attrs_format, body)
     fmt = "simplifiedNormalized" if normalized else "simplifiedKeyValues"
-    col = _Collector(fmt, None, *col_args)
+    col = _Collector(fmt, None, opts)
     entity = col.entity("body", body)
     if entity:
+        marks = col.marks()
         (_v2_normalized if normalized else _v2_key_values)(col, entity, body)
+        col.settle(entity, *marks)
     return col.finish("body")
 
 
@@ -263,9 +307,9 @@ def _shape_is_normalized(attrs_format: str | None, sample: Any) -> bool:
 # --- legacy NGSIv1 ------------------------------------------------------------------------------------
 
 
-def _parse_legacy(body: dict[str, Any], col_args: tuple[datetime, str]) -> ParsedNotification:
+def _parse_legacy(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
     envelope = load_envelope(LEGACY_NOTIFICATION, body)
-    col = _Collector("legacy", envelope["subscriptionId"], *col_args)
+    col = _Collector("legacy", envelope["subscriptionId"], opts)
     for i, element in enumerate(envelope["contextResponses"]):
         where = f"contextResponses[{i}]"
         if isinstance(element, dict) and "contextElement" not in element and "statusCode" in element:
@@ -298,8 +342,10 @@ def _legacy_element(col: _Collector, where: str, element: Any) -> None:
     }
     entity = col.entity(where, element, times)
     if entity:
+        marks = col.marks()
         for j, attr in enumerate(attributes):
             _legacy_attribute(col, entity, j, attr)
+        col.settle(entity, *marks)
 
 
 def _is_true(flag: Any) -> bool:
@@ -315,7 +361,7 @@ def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> No
     if "name" not in attr:
         col.reject(f"{entity.where}.attributes[{j}]", entity, "missing 'name'")
         return
-    if not col.name_ok(entity, name, entity.where) or name in col.time_names:
+    if not col.name_ok(entity, name, entity.where) or name in entity.times:
         return
     where = f"{entity.where}.{name}"
     if "value" not in attr:
@@ -333,7 +379,7 @@ def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> No
     }
     attr_type = attr.get("type")
     unit = meta.get("unitCode")
-    if unit is None and isinstance(attr_type, str) and attr_type.lower() not in _GENERIC_TYPES:
+    if unit is None and isinstance(attr_type, str) and attr_type and attr_type.lower() not in _GENERIC_TYPES:
         unit = attr_type if len(attr_type) <= MAX_UNIT else None  # NGSIv1 habit: the type is the unit
     col.add(entity, where, str(name), attr_type, attr["value"], unit, meta)
 
@@ -341,19 +387,23 @@ def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> No
 # --- NGSI-LD ------------------------------------------------------------------------------------------
 
 
-def _parse_ld(body: dict[str, Any], col_args: tuple[datetime, str]) -> ParsedNotification:
+def _parse_ld(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
     envelope = load_envelope(LD_NOTIFICATION, body)
-    col = _Collector("ld", envelope["subscriptionId"], *col_args)
+    col = _Collector("ld", envelope["subscriptionId"], opts)
     for i, obj in enumerate(envelope["data"]):
         entity = col.entity(f"data[{i}]", obj)
-        if entity:
+        if entity and "deletedAt" in obj:  # Orion-LD's deletion notification: the entity is gone
+            col.result.rejected.append(Rejected(entity.where, entity.id, DELETED))
+        elif entity:
+            marks = col.marks()
             _ld_entity(col, entity, obj)
+            col.settle(entity, *marks)
     return col.finish("data")
 
 
 def _ld_entity(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
     for name, attr in obj.items():
-        if name in _LD_MEMBERS or name in col.time_names or not col.name_ok(entity, name, entity.where):
+        if name in _LD_MEMBERS or name in entity.times or not col.name_ok(entity, name, entity.where):
             continue
         where = f"{entity.where}.{name}"
         if isinstance(attr, list) and attr and all(_is_ld_attribute(a) for a in attr):
@@ -379,8 +429,24 @@ def _ld_attribute(col: _Collector, entity: _Entity, where: str, name: str, attr:
 # --- entry point --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ParseOptions:
+    """What parsing needs besides the body: receipt time, configured time attribute, plausible times."""
+
+    received_at: datetime
+    time_attribute: str = ""
+    earliest: datetime = EARLIEST
+    latest: datetime = LATEST
+    service_paths: tuple[str, ...] = ()
+
+
 def parse_notification(
-    body: Any, headers: Headers, received_at: datetime, time_attribute: str = ""
+    body: Any,
+    headers: Headers,
+    received_at: datetime,
+    time_attribute: str = "",
+    earliest: datetime = EARLIEST,
+    latest: datetime = LATEST,
 ) -> ParsedNotification:
     """The readings and rejected parts of one decoded notification body.
 
@@ -392,21 +458,51 @@ def parse_notification(
     attrsFormat 'values', or all of its entities are invalid. Otherwise invalid entities and attributes
     are listed in `rejected` and every valid attribute value becomes one Reading, timed by the first of:
     `time_attribute`, TimeInstant metadata, the entity's TimeInstant, observedAt, dateObserved,
-    timestamp, dateModified, else `received_at` (time_source "receipt").
+    timestamp, dateModified, else `received_at` (time_source "receipt"); a source that holds no
+    date-time is passed over. A reading observed before `earliest` or after `latest` is rejected.
+    When `headers.service_paths` lists several paths (legacy multi-entity notifications), the n-th entity's
+    readings carry the n-th path. Raises NotificationError with `.format` set to the detected format.
     """
     if not isinstance(body, dict):
         raise NotificationError(f"body is {json_kind(body)}, expected a notification object")
     if not body:
         raise NotificationError("body is an empty object, expected a notification")
-    col_args = (received_at, time_attribute)
+    opts = ParseOptions(received_at, time_attribute, earliest, latest, headers.service_paths)
+    try:
+        return _dispatch(body, headers, opts)
+    except NotificationError as exc:
+        exc.format = exc.format or detect_format(body, headers)
+        raise
+
+
+def detect_format(body: Any, headers: Headers) -> str:
+    """The format a body is written in, as far as its shape tells ("unknown" when it is no notification)."""
+    if not isinstance(body, dict) or not body:
+        return "unknown"
     if headers.attrs_format in ("simplifiedNormalized", "simplifiedKeyValues"):
-        return _parse_simplified(body, headers, col_args)
+        return headers.attrs_format
     if "contextResponses" in body:
-        return _parse_legacy(body, col_args)
+        return "legacy"
     if body.get("type") == "Notification" or "notifiedAt" in body:
-        return _parse_ld(body, col_args)
+        return "ld"
     if "data" in body and "id" not in body:
-        return _parse_v2(body, headers, col_args)
+        if headers.attrs_format == "values":
+            return "values"
+        return headers.attrs_format if headers.attrs_format in ("normalized", "keyValues") else "normalized"
     if "id" in body:
-        return _parse_simplified(body, headers, col_args)
+        return "simplifiedNormalized" if _looks_normalized(body) else "simplifiedKeyValues"
+    return "unknown"
+
+
+def _dispatch(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> ParsedNotification:
+    if headers.attrs_format in ("simplifiedNormalized", "simplifiedKeyValues"):
+        return _parse_simplified(body, headers, opts)
+    if "contextResponses" in body:
+        return _parse_legacy(body, opts)
+    if body.get("type") == "Notification" or "notifiedAt" in body:
+        return _parse_ld(body, opts)
+    if "data" in body and "id" not in body:
+        return _parse_v2(body, headers, opts)
+    if "id" in body:
+        return _parse_simplified(body, headers, opts)
     raise NotificationError("body has none of 'data', 'contextResponses' or an entity 'id'")
