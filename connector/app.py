@@ -247,6 +247,12 @@ def _store_failed(exc: Exception) -> ApiError:
     return ApiError(503, "ServiceUnavailable", message, retry_after=5)
 
 
+def too_large(limit: int) -> ApiError:
+    """The 413 of a notification over ingest.max_body, as the Flask route words it."""
+    message = f"the notification is larger than the limit of {limit} bytes (ingest.max_body)"
+    return ApiError(413, "RequestEntityTooLarge", message)
+
+
 def _check_secret(headers: Mapping[str, str], secret: str, header: str) -> None:
     if not secret:
         return
