@@ -27,7 +27,8 @@ from ngsi.parse import detect_format, parse_notification
 
 log = structlog.get_logger("connector.notify")
 notify_bp = Blueprint("notify", __name__)
-JSON_TYPES = ("application/json", "application/ld+json")
+# Orion-LD sends GeoJSON notifications (a FeatureCollection in `data`) as application/geo+json.
+JSON_TYPES = ("application/json", "application/ld+json", "application/geo+json")
 
 
 class ApiError(Exception):

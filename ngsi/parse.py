@@ -388,6 +388,9 @@ def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> No
 
 
 def _parse_ld(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
+    data = body.get("data")
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        body = {**body, "data": _features(data)}
     envelope = load_envelope(LD_NOTIFICATION, body)
     col = _Collector("ld", envelope["subscriptionId"], opts)
     for i, obj in enumerate(envelope["data"]):
@@ -399,6 +402,21 @@ def _parse_ld(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
             _ld_entity(col, entity, obj)
             col.settle(entity, *marks)
     return col.finish("data")
+
+
+def _features(collection: dict[str, Any]) -> Any:
+    """The entities of a GeoJSON FeatureCollection (Orion-LD's application/geo+json notifications): each
+    Feature's id, and its properties (the entity's type among them); the geometry repeats `location`."""
+    features = collection.get("features")
+    if not isinstance(features, list):
+        return features  # the envelope check names what is wrong
+    return [_feature_entity(f) for f in features]
+
+
+def _feature_entity(feature: Any) -> Any:
+    if not isinstance(feature, dict) or not isinstance(feature.get("properties"), dict):
+        return feature  # rejected as an entity, with the reason
+    return {**feature["properties"], "id": feature.get("id")}
 
 
 def _ld_entity(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:

@@ -146,3 +146,16 @@ def test_pre_1970_reading_is_rejected_with_a_reason(client, store):
     [rejected] = resp.get_json()["rejected"]
     assert rejected["where"] == "data[0].A" and "before 1970-01-01" in rejected["reason"]
     assert [r.attr for r in stored(store)] == ["B"]
+
+
+def test_ld_geojson_notification_is_stored(client, store):
+    """Orion-LD's application/geo+json notification (a FeatureCollection in data) is read like entities."""
+    feature = {"type": "Feature", "id": "urn:g:1", "geometry": {"type": "Point", "coordinates": [1, 2]},
+               "properties": {"type": "T", "P1": 7, "P2": "text"}}  # fmt: skip
+    body = {**ld(), "data": {"type": "FeatureCollection", "features": [feature]}}
+    resp = post(client, body, {**LD_TENANT, "Content-Type": "application/geo+json"})
+    assert resp.status_code == 200, resp.get_json()
+    assert {(r.entity_id, r.attr, r.number) for r in stored(store)} == {
+        ("urn:g:1", "P1", "7"),
+        ("urn:g:1", "P2", None),
+    }
