@@ -7,37 +7,31 @@ NGSI-LD Notification. `values` carries no entity id and is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from ngsi.collector import (
+    EARLIEST,
+    LATEST,
+    TIME_NAMES,
+    Collector,
+    Entity,
+    ParseOptions,
+    plain,
+)
 from ngsi.errors import NotificationError
-from ngsi.model import Headers, ParsedNotification, Reading, Rejected
+from ngsi.model import Headers, ParsedNotification, Rejected
 from ngsi.schemas import (
     LD_NOTIFICATION,
     LEGACY_NOTIFICATION,
-    MAX_ID,
     MAX_UNIT,
     V2_NOTIFICATION,
     json_kind,
     kind,
     load_envelope,
-    parse_time,
-    short,
-    text_problem,
-    to_number,
-    value_problem,
 )
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # the default plausible range of observation times
-# The latest time whose window arithmetic cannot overflow (a window of up to a year after it still fits).
-LATEST = datetime(9998, 1, 1, tzinfo=UTC)
-
-# Entity-level attributes that only carry the observation time: used for time, never stored as readings.
-TIME_NAMES = ("TimeInstant", "observedAt", "dateObserved", "timestamp", "dateModified")
-# Tried after the attribute's TimeInstant metadata and the entity's TimeInstant, in this order.
-_LATER_TIMES = ("observedAt", "dateObserved", "timestamp", "dateModified")
 _META_NAMES = frozenset((*TIME_NAMES, "unitCode"))
 _NO_META: Mapping[str, Any] = {}
 # NGSI-LD entity members that are not attributes.
@@ -53,176 +47,8 @@ _GENERIC_TYPES = frozenset(
         "Array", "None", "Null",
     )
 )  # fmt: skip
-NOTHING_TO_STORE = "the entity carries no attribute to store (only its id, type and time attributes)"
 DELETED = "the entity was deleted (deletedAt): nothing to store"
 _VALUES_ERROR = "attrsFormat 'values' carries no entity id; subscribe with attrsFormat 'normalized'"
-
-
-@dataclass
-class _Entity:
-    where: str
-    id: str
-    type: str
-    times: dict[str, Any]  # entity-level time attributes by name, plain values
-    attrs: dict[str, Any]  # plain values of the other attributes (ParsedNotification.entity_attrs)
-    service_path: str | None = None  # set when Fiware-ServicePath lists one path per entity
-
-
-class _Collector:
-    """Accumulates readings and rejections of one notification."""
-
-    def __init__(self, fmt: str, subscription_id: str | None, opts: ParseOptions) -> None:
-        self.result = ParsedNotification(format=fmt, subscription_id=subscription_id)
-        self.received_at = opts.received_at
-        self.time_attr = time_attr = opts.time_attribute
-        self.earliest, self.latest = opts.earliest, opts.latest
-        self.paths = opts.service_paths
-        self.time_names = frozenset(TIME_NAMES) | ({time_attr} if time_attr else set())
-        self.entities = 0
-        self.bad_entities: list[Rejected] = []
-        # Names, types and units already found valid in this notification: 100 entities repeat the same
-        # few, and the checks ran five times per reading.
-        self.good_text: set[str] = set()
-
-    def text_problem(self, value: Any, what: str, max_len: int = MAX_ID) -> str | None:
-        """`text_problem`, remembering texts found valid (only short ones, so valid for every limit)."""
-        if value.__class__ is str and value in self.good_text:
-            return None
-        problem = text_problem(value, what, max_len)
-        if problem is None and len(value) <= MAX_UNIT:
-            self.good_text.add(value)
-        return problem
-
-    def entity(self, where: str, obj: Any, times: Mapping[str, Any] | None = None) -> _Entity | None:
-        """The checked entity `obj`, or None after rejecting it (id and type: non-empty strings)."""
-        problem = _entity_problem(obj, self.text_problem)
-        if problem:
-            self.reject_entity(where, problem)
-            return None
-        self.entities += 1
-        if times is None:
-            times = {n: _plain(obj[n]) for n in self.time_names if n in obj}
-        attrs = self.result.entity_attrs.setdefault(obj["id"], {})
-        # A time-named attribute that holds no date-time is no time source: it is an ordinary attribute.
-        dated = {n: t for n, t in times.items() if not isinstance(parse_time(t), str)}
-        path = self.path_of(self.entities - 1)
-        return _Entity(where, obj["id"], obj["type"], dated, attrs, path)
-
-    def path_of(self, index: int) -> str | None:
-        """The service path of the `index`-th entity when the header listed one per entity, else None."""
-        if len(self.paths) < 2:
-            return None
-        return self.paths[index] if index < len(self.paths) else self.paths[-1]
-
-    def reject_entity(self, where: str, reason: str) -> None:
-        """Record an entity that cannot be stored at all."""
-        self.entities += 1
-        self.bad_entities.append(Rejected(where, None, reason))
-        self.result.rejected.append(self.bad_entities[-1])
-
-    def settle(self, entity: _Entity, readings_before: int, rejected_before: int) -> None:
-        """Note an entity that gave neither a reading nor a rejection (only time attributes, or none)."""
-        if len(self.result.readings) == readings_before and len(self.result.rejected) == rejected_before:
-            self.result.rejected.append(Rejected(entity.where, entity.id, NOTHING_TO_STORE))
-
-    def marks(self) -> tuple[int, int]:
-        """What `settle` compares against: the readings and rejections so far."""
-        return len(self.result.readings), len(self.result.rejected)
-
-    def reject(self, where: str, entity: _Entity, reason: str) -> None:
-        """Record one attribute of `entity` that cannot be stored."""
-        self.result.rejected.append(Rejected(where, entity.id, reason))
-
-    def name_ok(self, entity: _Entity, name: Any, where: str) -> bool:
-        """True when `name` is a usable attribute name; otherwise the attribute is rejected."""
-        problem = self.text_problem(name, "attribute name")
-        if problem:
-            self.reject(f"{where}.{short(name) if isinstance(name, str) else '?'}", entity, problem)
-        return problem is None
-
-    def add(self, entity: _Entity, where: str, name: str, attr_type: Any, value: Any, unit: Any,
-            meta: Mapping[str, Any]) -> None:  # fmt: skip
-        """One attribute value -> a Reading, or a Rejected saying why it cannot be stored."""
-        number = to_number(value)
-        problem = self.type_unit_problem(attr_type, unit) or value_problem(value)
-        if problem or isinstance(number, str):
-            self.reject(where, entity, problem or str(number))
-            return
-        observed = self._observed(entity, meta)
-        at, source = observed
-        if not self.earliest <= at <= self.latest:
-            self.reject(where, entity, _range_reason(at, self.earliest, self.latest))
-            return
-        entity.attrs[name] = value
-        self.result.readings.append(
-            Reading(entity.id, entity.type, name, attr_type or None, value, number, at, source, unit,
-                    entity.service_path)
-        )  # fmt: skip
-
-    def _observed(self, entity: _Entity, meta: Mapping[str, Any]) -> tuple[datetime, str]:
-        """(observation time, time source): the first source holding a date-time wins; a source that holds
-        anything else (a number, a non-date text) is passed over for the next one."""
-        times = entity.times  # only the entity's time attributes that hold date-times
-        if self.time_attr and self.time_attr in times:
-            return _as_time(times[self.time_attr]), "configured"
-        if "TimeInstant" in meta and isinstance(at := parse_time(meta["TimeInstant"]), datetime):
-            return at, "metadata"
-        if "TimeInstant" in times:
-            return _as_time(times["TimeInstant"]), "entity"
-        for name in _LATER_TIMES:
-            if name in meta and isinstance(at := parse_time(meta[name]), datetime):
-                return at, name
-            if name in times:
-                return _as_time(times[name]), name
-        return self.received_at, "receipt"
-
-    def type_unit_problem(self, attr_type: Any, unit: Any) -> str | None:
-        # NGSIv1 sends "type": "" for an untyped attribute: no type, like an absent one.
-        if attr_type is not None and attr_type != "" and (problem := self.text_problem(attr_type, "'type'")):
-            return problem
-        return None if unit is None else self.text_problem(unit, "unitCode", MAX_UNIT)
-
-    def finish(self, container: str) -> ParsedNotification:
-        """The result; NotificationError when the body held no entity or only rejected ones."""
-        if not self.entities:
-            raise NotificationError(f"{container}: contains no entity")
-        if len(self.bad_entities) == self.entities:
-            first = self.bad_entities[0]
-            more = len(self.bad_entities) - 1
-            tail = f" (and {more} more rejected entities)" if more else ""
-            raise NotificationError(f"{first.where}: {first.reason}{tail}")
-        return self.result
-
-
-def _as_time(raw: Any) -> datetime:
-    parsed = parse_time(raw)
-    assert isinstance(parsed, datetime)  # only date-times are kept as the entity's times
-    return parsed
-
-
-def _range_reason(at: datetime, earliest: datetime, latest: datetime) -> str:
-    side = f"before {earliest.isoformat()}" if at < earliest else f"after {latest.isoformat()}"
-    return (
-        f"observation time {at.isoformat()} is {side}: not a plausible meter time "
-        "(ingest.earliest_observation, ingest.max_future)"
-    )
-
-
-def _entity_problem(obj: Any, check: Callable[[Any, str], str | None]) -> str | None:
-    if not isinstance(obj, dict):
-        return f"must be an object (an entity), got {kind(obj)}"
-    if "id" not in obj:
-        return "missing 'id'"
-    if problem := text_problem(obj["id"], "'id'"):  # ids differ entity to entity: not remembered
-        return problem
-    if "type" not in obj:
-        return "missing 'type'"
-    return check(obj["type"], "'type'")
-
-
-def _plain(attr: Any) -> Any:
-    """The value of a normalized / NGSI-LD attribute; a keyValues value is already plain."""
-    return attr.get("value") if isinstance(attr, dict) and "value" in attr else attr
 
 
 def _looks_normalized(entity: Any) -> bool:
@@ -235,7 +61,7 @@ def _looks_normalized(entity: Any) -> bool:
 # --- NGSIv2 -------------------------------------------------------------------------------------------
 
 
-def _v2_normalized(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+def _v2_normalized(col: Collector, entity: Entity, obj: dict[str, Any]) -> None:
     for name, attr in obj.items():
         if name == "id" or name == "type" or name in entity.times:
             continue
@@ -253,12 +79,12 @@ def _v2_normalized(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> Non
         if not isinstance(metadata, dict):
             col.reject(where, entity, f"'metadata' must be an object, got {kind(metadata)}")
             continue
-        meta = {k: _plain(m) for k, m in metadata.items() if k in _META_NAMES} if metadata else _NO_META
+        meta = {k: plain(m) for k, m in metadata.items() if k in _META_NAMES} if metadata else _NO_META
         unit = meta.get("unitCode")
         col.add(entity, where, name, attr.get("type"), attr["value"], unit, meta)
 
 
-def _v2_key_values(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+def _v2_key_values(col: Collector, entity: Entity, obj: dict[str, Any]) -> None:
     for name, value in obj.items():
         if name == "id" or name == "type" or name in entity.times:
             continue
@@ -274,7 +100,7 @@ def _parse_v2(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> Par
     # Without a header each entity is judged by its own shape: an attribute-less entity must not decide
     # how the others are read (found by the fuzzer, tests/reliability/test_findings.py).
     shapes = [_shape_is_normalized(headers.attrs_format, obj) for obj in data]
-    col = _Collector("normalized" if any(shapes) else "keyValues", envelope["subscriptionId"], opts)
+    col = Collector("normalized" if any(shapes) else "keyValues", envelope["subscriptionId"], opts)
     for i, (obj, normalized) in enumerate(zip(data, shapes, strict=True)):
         entity = col.entity(f"data[{i}]", obj)
         if entity:
@@ -287,7 +113,7 @@ def _parse_v2(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> Par
 def _parse_simplified(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> ParsedNotification:
     normalized = _shape_is_normalized(headers.attrs_format, body)
     fmt = "simplifiedNormalized" if normalized else "simplifiedKeyValues"
-    col = _Collector(fmt, None, opts)
+    col = Collector(fmt, None, opts)
     entity = col.entity("body", body)
     if entity:
         marks = col.marks()
@@ -309,7 +135,7 @@ def _shape_is_normalized(attrs_format: str | None, sample: Any) -> bool:
 
 def _parse_legacy(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
     envelope = load_envelope(LEGACY_NOTIFICATION, body)
-    col = _Collector("legacy", envelope["subscriptionId"], opts)
+    col = Collector("legacy", envelope["subscriptionId"], opts)
     for i, element in enumerate(envelope["contextResponses"]):
         where = f"contextResponses[{i}]"
         if isinstance(element, dict) and "contextElement" not in element and "statusCode" in element:
@@ -325,7 +151,7 @@ def _parse_legacy(body: dict[str, Any], opts: ParseOptions) -> ParsedNotificatio
 _MISSING: Any = object()
 
 
-def _legacy_element(col: _Collector, where: str, element: Any) -> None:
+def _legacy_element(col: Collector, where: str, element: Any) -> None:
     attributes = element.get("attributes", []) if isinstance(element, dict) else []
     problem = None
     if isinstance(element, dict) and _is_true(element.get("isPattern")):
@@ -353,7 +179,7 @@ def _is_true(flag: Any) -> bool:
     return flag is True or (isinstance(flag, str) and flag.lower() == "true")
 
 
-def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> None:
+def _legacy_attribute(col: Collector, entity: Entity, j: int, attr: Any) -> None:
     if not isinstance(attr, dict):
         col.reject(f"{entity.where}.attributes[{j}]", entity, f"must be an object, got {kind(attr)}")
         return
@@ -392,7 +218,7 @@ def _parse_ld(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
     if isinstance(data, dict) and data.get("type") == "FeatureCollection":
         body = {**body, "data": _features(data)}
     envelope = load_envelope(LD_NOTIFICATION, body)
-    col = _Collector("ld", envelope["subscriptionId"], opts)
+    col = Collector("ld", envelope["subscriptionId"], opts)
     for i, obj in enumerate(envelope["data"]):
         entity = col.entity(f"data[{i}]", obj)
         if entity and "deletedAt" in obj:  # Orion-LD's deletion notification: the entity is gone
@@ -419,7 +245,7 @@ def _feature_entity(feature: Any) -> Any:
     return {**feature["properties"], "id": feature.get("id")}
 
 
-def _ld_entity(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+def _ld_entity(col: Collector, entity: Entity, obj: dict[str, Any]) -> None:
     for name, attr in obj.items():
         if name in _LD_MEMBERS or name in entity.times or not col.name_ok(entity, name, entity.where):
             continue
@@ -435,27 +261,16 @@ def _is_ld_attribute(attr: Any) -> bool:
     return isinstance(attr, dict) and any(key in attr for key in _LD_VALUE_KEYS)
 
 
-def _ld_attribute(col: _Collector, entity: _Entity, where: str, name: str, attr: Any) -> None:
+def _ld_attribute(col: Collector, entity: Entity, where: str, name: str, attr: Any) -> None:
     if not _is_ld_attribute(attr):
         col.add(entity, where, name, None, attr, None, _NO_META)  # concise form: the value itself
         return
     value = next(attr[key] for key in _LD_VALUE_KEYS if key in attr)
-    meta = {n: _plain(attr[n]) for n in TIME_NAMES if n in attr}
+    meta = {n: plain(attr[n]) for n in TIME_NAMES if n in attr}
     col.add(entity, where, name, attr.get("type"), value, attr.get("unitCode"), meta)
 
 
 # --- entry point --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ParseOptions:
-    """What parsing needs besides the body: receipt time, configured time attribute, plausible times."""
-
-    received_at: datetime
-    time_attribute: str = ""
-    earliest: datetime = EARLIEST
-    latest: datetime = LATEST
-    service_paths: tuple[str, ...] = ()
 
 
 def parse_notification(
