@@ -224,6 +224,7 @@ class connector:  # noqa: N801 - used as a context manager, like open()
     def __init__(self, folder: Path, store: str | None) -> None:
         self.folder, self.store = folder, store
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log: Any = None
 
     def __enter__(self) -> str:
         port, ledger, ws = free_port(), free_port(), free_port()
@@ -240,9 +241,9 @@ class connector:  # noqa: N801 - used as a context manager, like open()
             "CONNECTOR_LOGGING_LEVEL": "WARNING",
         }
         var.mkdir(parents=True, exist_ok=True)
-        log = (self.folder / "connector.log").open("wb")
+        self.log = (self.folder / "connector.log").open("wb")
         cmd = [sys.executable, "-m", "connector", "run"]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:
@@ -262,6 +263,8 @@ class connector:  # noqa: N801 - used as a context manager, like open()
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.log is not None:
+            self.log.close()
 
 
 def free_port() -> int:

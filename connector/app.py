@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from connector.context import Services, services
 from connector.ingest import Incoming, IngestResult, IngestWriter, observation_range
 from connector.metrics import Metrics
+from connector.settings import SettingsError
 from ngsi.errors import NotificationError
 from ngsi.headers import resolve_headers
 from ngsi.model import Headers, ParsedNotification
@@ -42,6 +43,10 @@ class ApiError(Exception):
 def create_app(svc: Services) -> Flask:
     """Build the WSGI app around already-built services (nothing is started here)."""
     app = Flask("connector")
+    try:
+        observation_range(svc.settings.ingest, svc.clock())  # a bad ingest.earliest_observation stops here
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     app.config["MAX_CONTENT_LENGTH"] = svc.settings.ingest.max_body
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["connector"] = svc

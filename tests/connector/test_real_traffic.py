@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -159,3 +160,14 @@ def test_ld_geojson_notification_is_stored(client, store):
         ("urn:g:1", "P1", "7"),
         ("urn:g:1", "P2", None),
     }
+
+
+def test_unreadable_earliest_observation_stops_the_app(services):
+    """ingest.earliest_observation that is no date-time is refused when the app is built, naming it."""
+    from connector.app import create_app
+    from connector.settings import SettingsError
+
+    ingest = dataclasses.replace(services.settings.ingest, earliest_observation="last tuesday")
+    services.settings = services.settings.replace(ingest=ingest)
+    with pytest.raises(SettingsError, match="ingest.earliest_observation"):
+        create_app(services)
