@@ -319,7 +319,10 @@ def detect_format(body: Any, headers: Headers) -> str:
     if body.get("type") == "Notification" or "notifiedAt" in body:
         return "ld"
     if "data" in body and "id" not in body:
-        if headers.attrs_format == "values":
+        data = body["data"]
+        if headers.attrs_format == "values" or (
+            isinstance(data, list) and data and all(isinstance(e, list) for e in data)
+        ):
             return "values"
         return headers.attrs_format if headers.attrs_format in ("normalized", "keyValues") else "normalized"
     if "id" in body:

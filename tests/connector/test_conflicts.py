@@ -86,3 +86,31 @@ def test_readings_route_shows_conflicts_of_the_range(client, store):
     assert [(c["value"], c["attr"]) for c in answer["conflicts"]] == [(2, "P")]
     later = json.loads(client.get("/v1/meters/m1/readings?from=2019-03-18T16:02:00Z").data)
     assert later["conflicts"] == []
+
+
+def test_running_writer_groups_concurrent_conflicts(store, settings, clock):
+    """Twenty senders post different values of one key at once through the group-commit thread: one is
+    stored, the nineteen others are conflicts, none is lost or counted twice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from connector.ingest import IngestWriter
+
+    writer = IngestWriter(store, settings, max_batch=8)
+    writer.start()
+    try:
+
+        def send(value: int):
+            parsed = parse_notification(json.loads(body(value)), Headers("", "/"), clock.now())
+            return writer.submit(Incoming(parsed, Headers("", "/"), clock.now()))
+
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(send, range(20)))
+    finally:
+        writer.stop()
+    assert sum(r.accepted for r in results) == 1
+    assert sum(len(r.conflicts) for r in results) == 19
+    assert sum(r.duplicates for r in results) == 0
+    [stored] = table(store, Reading)
+    assert sorted(int(c.value_json) for c in table(store, ReadingConflict)) == sorted(
+        set(range(20)) - {int(stored.value_json)}
+    )

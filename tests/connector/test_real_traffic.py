@@ -123,6 +123,7 @@ def test_non_finite_numbers_are_rejected_per_reading(client, store, literal):
         ({"type": "Notification", "data": []}, {}, "ld"),
         ({"data": [{"type": "T"}]}, {"Ngsiv2-AttrsFormat": "keyValues"}, "keyValues"),
         ({"data": [[1, 2]]}, {"Ngsiv2-AttrsFormat": "values"}, "values"),
+        ({"data": [[1, 2]]}, {}, "values"),
         ({"data": []}, {"Fiware-ServicePath": "no-slash"}, "normalized"),
     ],
 )
