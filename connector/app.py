@@ -168,19 +168,18 @@ def prepare_notify(
         message = f"Content-Type must be application/json, got '{mimetype}'"
         raise ApiError(415, "UnsupportedMediaType", message)
     body = _json_body(read_body())
+    if seen is not None:  # counted under this format if it is refused from here on
+        attrs_format = raw_headers.get("ngsiv2-attrsformat", "").strip() or None
+        seen.format = detect_format(body, Headers("", "/", attrs_format=attrs_format))
     try:
         headers = resolve_headers(raw_headers)
     except NotificationError as exc:
-        if seen is not None:
-            seen.format = detect_format(body, Headers("", "/"))
         raise ApiError(400, "BadRequest", str(exc)) from None
     structlog.contextvars.bind_contextvars(
         tenant=headers.tenant, service_path=headers.service_path, correlator=headers.correlator
     )
     if settings.ingest.tenants and headers.tenant not in {t.lower() for t in settings.ingest.tenants}:
         raise ApiError(403, "Forbidden", f"tenant '{headers.tenant}' is not accepted by this connector")
-    if seen is not None:
-        seen.format = detect_format(body, headers)
     received_at = svc.clock()
     earliest, latest = observation_range(settings.ingest, received_at)
     try:

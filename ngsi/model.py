@@ -29,7 +29,7 @@ class Headers:
     correlator: str | None = None
     attrs_format: str | None = None  # Ngsiv2-AttrsFormat, None when absent
     # Legacy NGSIv1 multi-entity notifications list one path per entity ("/a,/b"); then service_path is
-    # the first of them. Empty for a single path.
+    # the first of them (an entity past the list takes the last). Empty for a single path.
     service_paths: tuple[str, ...] = ()
 
 
