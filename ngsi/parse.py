@@ -220,7 +220,7 @@ def _parse_ld(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
     envelope = load_envelope(LD_NOTIFICATION, body)
     col = Collector("ld", envelope["subscriptionId"], opts)
     for i, obj in enumerate(envelope["data"]):
-        entity = col.entity(f"data[{i}]", obj)
+        entity = col.entity(f"data[{i}]", _one_type(obj))
         if entity and "deletedAt" in obj:  # Orion-LD's deletion notification: the entity is gone
             col.result.rejected.append(Rejected(entity.where, entity.id, DELETED))
         elif entity:
@@ -228,6 +228,14 @@ def _parse_ld(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
             _ld_entity(col, entity, obj)
             col.settle(entity, *marks)
     return col.finish("data")
+
+
+def _one_type(obj: Any) -> Any:
+    """An NGSI-LD entity of several types (`"type": ["A", "B"]`) as one of type "A,B"."""
+    types = obj.get("type") if isinstance(obj, dict) else None
+    if isinstance(types, list) and types and all(isinstance(t, str) for t in types):
+        return {**obj, "type": ",".join(types)}
+    return obj
 
 
 def _features(collection: dict[str, Any]) -> Any:

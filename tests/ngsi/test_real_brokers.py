@@ -85,3 +85,13 @@ def test_non_finite_numbers_anywhere_in_a_value_are_rejected(value):
 def test_detect_format(body, attrs_format, fmt):
     """The format a body is counted under when it is refused."""
     assert detect_format(body, Headers("", "/", attrs_format=attrs_format)) == fmt
+
+
+def test_ld_entity_of_several_types_is_stored_under_their_list():
+    """NGSI-LD allows "type": ["A", "B"]: the entity is kept, its type is "A,B"."""
+    body = {
+        "type": "Notification",
+        "data": [{"id": "urn:e:1", "type": ["A", "B"], "v": {"type": "Property", "value": 3}}],
+    }
+    [reading] = parse(body).readings
+    assert (reading.entity_type, reading.value) == ("A,B", 3)
