@@ -19,7 +19,7 @@ from connector.closer import close_due_windows
 from connector.ingest import canonical_value
 from connector.keystore import Keystore
 from connector.store.models import LedgerOutbox, Meter, Reading, ReadingConflict, Window
-from tests.api import history as h
+from tests.api.test_chain_invariants import anchor
 from tests.connector import payloads as p
 
 T0 = datetime(2024, 2, 1, 10, 0, tzinfo=UTC)
@@ -94,7 +94,7 @@ def test_any_notification_sequence_keeps_every_chain_whole(
     assert len(rows) == len(first)
     assert {(e, a, t): v for e, a, t, v in rows} == first
     close_due_windows(store, api_settings, T0 + timedelta(hours=2))
-    h.anchor(store, api_settings, Keystore(tmp_path / "keys"), [ledger.url])  # asserts all confirmed
+    anchor(store, api_settings, Keystore(tmp_path / "keys"), ledger.url, tenant)  # asserts all confirmed
     with store.reading() as conn:
         meters = conn.execute(select(Meter.id, Meter.entity_id).where(Meter.tenant == tenant)).all()
         for meter_id, _entity in meters:
