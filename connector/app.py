@@ -18,16 +18,18 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.exceptions import HTTPException
 
 from connector.context import Services, services
-from connector.ingest import Incoming, IngestResult, IngestWriter
+from connector.ingest import Incoming, IngestResult, IngestWriter, observation_range
 from connector.metrics import Metrics
+from connector.settings import SettingsError
 from ngsi.errors import NotificationError
 from ngsi.headers import resolve_headers
-from ngsi.model import ParsedNotification
-from ngsi.parse import parse_notification
+from ngsi.model import Headers, ParsedNotification
+from ngsi.parse import detect_format, parse_notification
 
 log = structlog.get_logger("connector.notify")
 notify_bp = Blueprint("notify", __name__)
-JSON_TYPES = ("application/json", "application/ld+json")
+# Orion-LD sends GeoJSON notifications (a FeatureCollection in `data`) as application/geo+json.
+JSON_TYPES = ("application/json", "application/ld+json", "application/geo+json")
 
 
 class ApiError(Exception):
@@ -41,6 +43,10 @@ class ApiError(Exception):
 def create_app(svc: Services) -> Flask:
     """Build the WSGI app around already-built services (nothing is started here)."""
     app = Flask("connector")
+    try:
+        observation_range(svc.settings.ingest, svc.clock())  # a bad ingest.earliest_observation stops here
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     app.config["MAX_CONTENT_LENGTH"] = svc.settings.ingest.max_body
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["connector"] = svc
@@ -48,7 +54,7 @@ def create_app(svc: Services) -> Flask:
     svc.extras.setdefault(
         "ingest", IngestWriter(svc.store, svc.settings, svc.extras["metrics"].batch_size.observe)
     )
-    for outcome in ("accepted", "duplicate", "late", "rejected"):
+    for outcome in ("accepted", "duplicate", "late", "rejected", "conflict"):
         svc.extras["metrics"].readings.labels(outcome)  # exported from the start, as 0
     app.register_blueprint(notify_bp)
     _init_query_api(app)
@@ -93,7 +99,7 @@ def notify_answer(
     started = time.perf_counter()
     svc.extras["ingest"].yield_to_writer()
     with _counted(svc) as seen:
-        pending = seen.pending = prepare_notify(svc, headers, mimetype, read_body)
+        pending = seen.pending = prepare_notify(svc, headers, mimetype, read_body, seen)
         return finish_notify(svc, pending, _store(svc, pending.item), started)
 
 
@@ -105,7 +111,7 @@ async def notify_answer_async(
     started = time.perf_counter()
     svc.extras["ingest"].yield_to_writer()
     with _counted(svc) as seen:
-        pending = seen.pending = prepare_notify(svc, headers, mimetype, lambda: body)
+        pending = seen.pending = prepare_notify(svc, headers, mimetype, lambda: body, seen)
         try:
             result = await svc.extras["ingest"].submit_async(pending.item)
         except Exception as exc:  # noqa: BLE001 - as _store: the store is unavailable, answered 503
@@ -115,6 +121,7 @@ async def notify_answer_async(
 
 class _Seen:
     pending: PendingNotify | None = None
+    format: str = "unknown"  # set as soon as the body's shape tells it, so rejections count by format
 
 
 @contextlib.contextmanager
@@ -125,7 +132,7 @@ def _counted(svc: Services) -> Iterator[_Seen]:
     try:
         yield seen
     except ApiError as exc:
-        notify_rejected(svc, exc, seen.pending.parsed.format if seen.pending else "unknown")
+        notify_rejected(svc, exc, seen.pending.parsed.format if seen.pending else seen.format)
         raise
     finally:
         structlog.contextvars.clear_contextvars()
@@ -144,15 +151,26 @@ class PendingNotify:
 
 
 def prepare_notify(
-    svc: Services, raw_headers: Mapping[str, str], mimetype: str, read_body: Callable[[], bytes]
+    svc: Services,
+    raw_headers: Mapping[str, str],
+    mimetype: str,
+    read_body: Callable[[], bytes],
+    seen: _Seen | None = None,
 ) -> PendingNotify:
-    """Everything before the store: secret, media type, JSON, headers, tenant, parsing. Raises ApiError."""
+    """Everything before the store: secret, media type, JSON, headers, tenant, parsing. Raises ApiError.
+
+    A well-formed notification with nothing usable in it (deleted entities, only time attributes, every
+    reading rejected) is not an error: its parts are listed in `rejected` and it is answered 200.
+    """
     settings = svc.settings
     _check_secret(raw_headers, settings.ingest.notify_secret, settings.ingest.notify_secret_header)
     if mimetype not in JSON_TYPES:
         message = f"Content-Type must be application/json, got '{mimetype}'"
         raise ApiError(415, "UnsupportedMediaType", message)
     body = _json_body(read_body())
+    if seen is not None:  # counted under this format if it is refused from here on
+        attrs_format = raw_headers.get("ngsiv2-attrsformat", "").strip() or None
+        seen.format = detect_format(body, Headers("", "/", attrs_format=attrs_format))
     try:
         headers = resolve_headers(raw_headers)
     except NotificationError as exc:
@@ -163,15 +181,16 @@ def prepare_notify(
     if settings.ingest.tenants and headers.tenant not in {t.lower() for t in settings.ingest.tenants}:
         raise ApiError(403, "Forbidden", f"tenant '{headers.tenant}' is not accepted by this connector")
     received_at = svc.clock()
+    earliest, latest = observation_range(settings.ingest, received_at)
     try:
-        parsed = parse_notification(body, headers, received_at, settings.ingest.time_attribute)
+        parsed = parse_notification(
+            body, headers, received_at, settings.ingest.time_attribute, earliest, latest
+        )
     except NotificationError as exc:
         raise ApiError(400, "BadRequest", str(exc)) from None
     rejected = [{"where": r.where, "id": r.entity_id, "reason": r.reason} for r in parsed.rejected]
     if rejected:
         svc.extras["metrics"].readings.labels("rejected").inc(len(rejected))
-    if not parsed.readings:
-        raise ApiError(400, "BadRequest", "the notification carries no valid reading", rejected=rejected)
     return PendingNotify(Incoming(parsed, headers, received_at), rejected)
 
 
@@ -187,6 +206,7 @@ def finish_notify(
         accepted=result.accepted,
         duplicates=result.duplicates,
         late=result.late,
+        conflicts=len(result.conflicts),
         rejected=len(pending.rejected),
     )
     answer = {
@@ -194,6 +214,7 @@ def finish_notify(
         "duplicates": result.duplicates,
         "late": result.late,
         "rejected": pending.rejected,
+        "conflicts": result.conflicts,
     }
     metrics.notifications.labels(pending.parsed.format, "accepted").inc()
     metrics.ack_latency.observe(time.perf_counter() - started)
@@ -214,6 +235,8 @@ def _count_stored(metrics: Metrics, result: IngestResult) -> None:
         metrics.readings.labels("late").inc(result.late)
     if result.duplicates:
         metrics.readings.labels("duplicate").inc(result.duplicates)
+    if result.conflicts:
+        metrics.readings.labels("conflict").inc(len(result.conflicts))
 
 
 def _store(svc: Services, item: Incoming) -> IngestResult:
@@ -227,6 +250,12 @@ def _store_failed(exc: Exception) -> ApiError:
     log.error("notify.store_failed", error=type(exc).__name__, detail=str(exc)[:300])
     message = "the store could not commit the readings; nothing was stored"
     return ApiError(503, "ServiceUnavailable", message, retry_after=5)
+
+
+def too_large(limit: int) -> ApiError:
+    """The 413 of a notification over ingest.max_body, as the Flask route words it."""
+    message = f"the notification is larger than the limit of {limit} bytes (ingest.max_body)"
+    return ApiError(413, "RequestEntityTooLarge", message)
 
 
 def _check_secret(headers: Mapping[str, str], secret: str, header: str) -> None:

@@ -6,8 +6,9 @@ the request then waits for its group commit (connector/ingest.py) without holdin
 answers thousands of notifications a second where a threaded Python server spent most of its CPU on HTTP.
 Statuses, JSON bodies, messages, metrics and logs are those of the Flask route (connector/app.py).
 
-Every other request (query API, /health, /metrics, and notifications whose body needs werkzeug's handling:
-no Content-Length, chunked, over the size limit) goes to the Flask WSGI app, run in a thread pool by
+Chunked notification bodies (no Content-Length) are read here too, up to ingest.max_body. Every other
+request (query API, /health, /metrics, and notifications whose body needs werkzeug's handling: no
+Content-Length and not chunked, over the size limit) goes to the Flask WSGI app, run in a thread pool by
 a2wsgi. `HttpServer` runs uvicorn in a thread of the connector process on a socket bound beforehand.
 """
 
@@ -23,7 +24,7 @@ import structlog
 import uvicorn
 from a2wsgi import WSGIMiddleware
 
-from connector.app import ApiError, error_answer, notify_answer_async
+from connector.app import ApiError, error_answer, notify_answer_async, too_large
 from connector.context import Services
 from connector.notify_wsgi import NOTIFY_PATHS, answer_bytes, media_type, plain_body_length
 
@@ -49,33 +50,51 @@ class ConnectorAsgi:
         length = plain_body_length(
             headers.get("transfer-encoding"), headers.get("content-length", ""), self.max_body
         )
-        if length is None:
+        if length is None and not _chunked(headers):
             return await self.wsgi(scope, receive, send)  # type: ignore[no-any-return]
-        body = await _read_body(receive)
+        # A chunked body has no Content-Length: it is read here up to ingest.max_body (werkzeug's WSGI
+        # path read it as empty).
+        body = await _read_body(receive, self.max_body)
         if body is None:  # the client went away before sending its whole body: nobody to answer
             return None
+        if len(body) > self.max_body:
+            return await _answer(send, *error_answer(too_large(self.max_body)))
         mimetype = media_type(headers.get("content-type", ""))
         extra: list[tuple[str, str]] = []
         try:
             status, answer = await notify_answer_async(self.svc, headers, mimetype, body)
         except ApiError as exc:
             status, answer, extra = error_answer(exc)
-        data = answer_bytes(answer)
-        response_headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
-        response_headers += [(k.lower().encode(), v.encode()) for k, v in extra]
-        await send({"type": "http.response.start", "status": status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": data})
-        return None
+        return await _answer(send, status, answer, extra)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def _answer(send: Send, status: int, answer: dict[str, Any], extra: list[tuple[str, str]]) -> None:
+    data = answer_bytes(answer)
+    response_headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
+    response_headers += [(k.lower().encode(), v.encode()) for k, v in extra]
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _chunked(headers: dict[str, str]) -> bool:
+    """True for a body sent with Transfer-Encoding: chunked and no Content-Length."""
+    encoding = headers.get("transfer-encoding", "").lower()
+    return "chunked" in encoding and "content-length" not in headers
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body; None if the client went away. Reading stops once more than `limit` bytes came
+    (the caller answers 413)."""
     parts: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        parts.append(message.get("body", b""))
-        if not message.get("more_body", False):
+        part = message.get("body", b"")
+        parts.append(part)
+        size += len(part)
+        if size > limit or not message.get("more_body", False):
             break
     return parts[0] if len(parts) == 1 else b"".join(parts)
 

@@ -9,25 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import queue
 import threading
-from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
 
 from connector.fingerprint import chain_seed
+from connector.ingest_rows import insert_readings, reading_rows, record_conflicts
 from connector.ledger.outbox import enqueue_creates
-from connector.settings import Settings
+from connector.settings import IngestSettings, Settings
 from connector.store.db import Store
-from connector.store.ingest_sql import IngestSql, MeterKey, MeterRow, ReadingRow, time_binder
+from connector.store.ingest_sql import IngestSql, MeterKey, MeterRow, time_binder
 from connector.windows import window_start
 from ngsi.model import Headers, ParsedNotification
+from ngsi.parse import EARLIEST, LATEST
+from ngsi.schemas import parse_time
+
+# No window may start before this: its end and its seq must stay computable (year 2 of the calendar).
+EARLIEST_POSSIBLE = datetime(2, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,9 @@ class IngestResult:
     duplicates: int = 0
     late: int = 0
     new_meters: list[str] = field(default_factory=list)
+    # Readings whose (meter, attribute, observation time) already held a different value: kept as evidence
+    # in reading_conflicts, never fingerprinted. One dict per reading: id, attr, observedAt, value, stored.
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def write_batch(
@@ -79,12 +88,13 @@ def write_batch(
             meters.update(registered)
             for key in new:
                 results[wanted[key][1]].new_meters.append(key[2])
-        rows, windows, owner, attempted = _reading_rows(items, prepared, meters)
-        _insert_readings(sql, rows, windows, owner, attempted, results)
+        batch = reading_rows(items, prepared, meters)
+        insert_readings(sql, batch, results)
+        record_conflicts(sql, batch, results, {mid: key[2] for key, (mid, _f) in meters.items()})
     finally:
         sql.close()
     for item, result in zip(items, results, strict=True):
-        result.duplicates = len(item.parsed.readings) - result.accepted
+        result.duplicates = len(item.parsed.readings) - result.accepted - len(result.conflicts)
     return results
 
 
@@ -125,7 +135,7 @@ class RowBuilder:
                 bound[at] = bind(at)
                 if ws not in bound:
                     bound[ws] = bind(ws)
-            key = (tenant, path, r.entity_id)
+            key = (tenant, r.service_path or path, r.entity_id)
             if key not in meters:
                 meters[key] = r.entity_type
             number = None if r.number is None else str(r.number)
@@ -176,66 +186,21 @@ def _text_attr(attrs: dict[str, object], name: str) -> str | None:
     return None if value is None else str(value)[:256]
 
 
-ReadingKey = tuple[int, str, datetime]  # meter id, attribute, observation time
+def observation_range(ingest: IngestSettings, received_at: datetime) -> tuple[datetime, datetime]:
+    """The plausible observation times of a notification received at `received_at` (settings
+    ingest.earliest_observation and ingest.max_future); outside, a reading is rejected with the reason."""
+    earliest = _earliest(ingest.earliest_observation)
+    if ingest.max_future > 0:
+        return earliest, min(LATEST, received_at + timedelta(seconds=ingest.max_future))
+    return earliest, LATEST
 
 
-def _reading_rows(
-    items: list[Incoming], prepared: list[Prepared], meters: dict[MeterKey, tuple[int, datetime | None]]
-) -> tuple[list[ReadingRow], list[datetime], list[int], Tally[tuple[int, datetime]]]:
-    """One row per distinct reading of the group (bound for the store), its window start, which item
-    brought it first, and how many readings (duplicates included) each open (meter, window) received."""
-    rows: list[ReadingRow] = []
-    windows: list[datetime] = []
-    owner: list[int] = []
-    seen: set[ReadingKey] = set()
-    attempted: Tally[tuple[int, datetime]] = Tally()
-    for i, (item, prep) in enumerate(zip(items, prepared, strict=True)):
-        received, correlator = prep.received, item.headers.correlator
-        for mkey, attr, attr_type, at, at_bound, source, value, number, unit, ws, ws_bound in prep.rows:
-            meter_id, frontier = meters[mkey]
-            late = frontier is not None and ws <= frontier
-            if not late:
-                attempted[(meter_id, ws)] += 1
-            key = (meter_id, attr, at)
-            if key in seen:  # the same reading twice in this group: a duplicate of the first
-                continue
-            seen.add(key)
-            owner.append(i)
-            windows.append(ws)
-            rows.append(
-                (meter_id, attr, attr_type, at_bound, received, source, value, number, unit, ws_bound, late,
-                 correlator)
-            )  # fmt: skip
-    return rows, windows, owner, attempted
-
-
-def _insert_readings(
-    sql: IngestSql,
-    rows: list[ReadingRow],
-    windows: list[datetime],
-    owner: list[int],
-    attempted: Tally[tuple[int, datetime]],
-    results: list[IngestResult],
-) -> None:
-    """Insert the rows (duplicates of stored readings are skipped by the unique key) and tally outcomes."""
-    stored = sql.insert_readings(rows) if rows else []
-    late_per_meter: Tally[int] = Tally()
-    stored_windows: Tally[tuple[int, datetime]] = Tally()
-    for row, ws, i, ok in zip(rows, windows, owner, stored, strict=True):
-        if not ok:
-            continue
-        result = results[i]
-        result.accepted += 1
-        if row[10]:  # late
-            result.late += 1
-            late_per_meter[row[0]] += 1
-        else:
-            stored_windows[(row[0], ws)] += 1
-    if attempted:
-        pending = sorted(attempted.items())
-        sql.mark_pending([(m, ws, n - stored_windows.get((m, ws), 0)) for (m, ws), n in pending])
-    if late_per_meter:
-        sql.add_late(dict(sorted(late_per_meter.items())))
+@functools.lru_cache(maxsize=8)
+def _earliest(text: str) -> datetime:
+    parsed = parse_time(text) if text else EARLIEST
+    if isinstance(parsed, str):
+        raise ValueError(f"ingest.earliest_observation: {parsed}")
+    return max(parsed, EARLIEST_POSSIBLE)
 
 
 def canonical_value(value: object) -> str:

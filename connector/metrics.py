@@ -18,7 +18,7 @@ class Metrics:
         )
         self.readings = Counter(
             "connector_readings",
-            "Readings by outcome: accepted, duplicate, late, rejected",
+            "Readings by outcome: accepted, duplicate, late, rejected, conflict",
             ["outcome"],
             registry=registry,
         )

@@ -76,6 +76,8 @@ class IngestSettings:
     max_body: int = 1_048_576  # bytes; larger notifications get 413
     tenants: list[str] = field(default_factory=list)  # accepted tenants; empty = every tenant
     time_attribute: str = ""  # attribute that carries the observation time, tried first
+    earliest_observation: str = "1970-01-01T00:00:00Z"  # readings observed before are rejected (ISO 8601)
+    max_future: int = 0  # seconds an observation may lie after its receipt; 0 = no bound
     notify_secret: str = ""  # when set, /notify requires this value in notify_secret_header
     notify_secret_header: str = "X-Connector-Secret"
 

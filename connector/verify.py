@@ -30,6 +30,7 @@ from requests import RequestException
 from sqlalchemy import Connection, func, select
 
 from connector.fingerprint import close_window
+from connector.ledger.metadata import OMITTED_KEY, omitted_digest
 from connector.readings import StoredReading
 from connector.settings import AttributeSpec
 from connector.store.models import LedgerOutbox, Reading, Window
@@ -53,6 +54,7 @@ class LedgerWindow:
     fingerprint: str
     chain_hash: str
     prev_chain_hash: str
+    omitted: dict[str, Any] | None = None  # count and digest of the summaries left out (metadata bound)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def parse_transfer(tx: dict[str, Any]) -> LedgerWindow | None:
             fingerprint=str(meta["fingerprint"]),
             chain_hash=str(meta["chain_hash"]),
             prev_chain_hash=str(meta["prev_chain_hash"]),
+            omitted=meta.get(OMITTED_KEY),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -259,7 +262,7 @@ def _compare(
     verdict.recomputed = _hashes(cw)
     if cw.fingerprint != on.fingerprint:
         verdict.problems.append("fingerprint differs: readings were changed, deleted, inserted or re-timed")
-    if cw.summary != on.summary:
+    if not summary_matches(cw.summary, on):
         verdict.problems.append("summary differs from the anchored summary")
     if cw.chain_hash != on.chain_hash:
         verdict.problems.append("chain hash differs from the anchored chain hash")
@@ -269,6 +272,19 @@ def _compare(
         verdict.problems.append("chain link broken: prev_chain_hash is not the previous window's chain hash")
         verdict.status = "tampered" if verdict.status == "tampered" else "broken_chain"
     return verdict
+
+
+def summary_matches(summary: list[dict[str, Any]], on: LedgerWindow) -> bool:
+    """True when the recomputed `summary` is what the TRANSFER anchored: the same list, or, for metadata
+    that left summaries out (docs/ledger-format.md), the kept ones equal and the rest of the same count
+    and digest."""
+    if on.omitted is None:
+        return summary == on.summary
+    kept = {e.get("attr") for e in on.summary if isinstance(e, dict)}
+    if [s for s in summary if s["attr"] in kept] != on.summary:
+        return False
+    left = [s for s in summary if s["attr"] not in kept]
+    return isinstance(on.omitted, dict) and on.omitted == {"count": len(left), "digest": omitted_digest(left)}
 
 
 def load_off_chain(

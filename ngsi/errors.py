@@ -14,6 +14,7 @@ class NotificationError(NgsiError):
     offending place (e.g. "data[0]: missing 'id'") and is stable, because integrators see it.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, format: str | None = None) -> None:  # noqa: A002 - the format's name
         super().__init__(message)
         self.message = message
+        self.format = format  # the notification format, when the body's shape told it (for metrics)

@@ -28,6 +28,9 @@ class Headers:
     service_path: str  # "/" when absent
     correlator: str | None = None
     attrs_format: str | None = None  # Ngsiv2-AttrsFormat, None when absent
+    # Legacy NGSIv1 multi-entity notifications list one path per entity ("/a,/b"); then service_path is
+    # the first of them (an entity past the list takes the last). Empty for a single path.
+    service_paths: tuple[str, ...] = ()
 
 
 class Reading(NamedTuple):
@@ -46,6 +49,7 @@ class Reading(NamedTuple):
     observed_at: datetime  # timezone-aware UTC
     time_source: str  # one of TIME_SOURCES
     unit: str | None = None  # NGSI-LD unitCode or NGSIv1 attribute type such as "W"
+    service_path: str | None = None  # the entity's own path (legacy "/a,/b" headers); None: the header's
 
 
 @dataclass(frozen=True)

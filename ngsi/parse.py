@@ -7,33 +7,31 @@ NGSI-LD Notification. `values` carries no entity id and is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from ngsi.collector import (
+    EARLIEST,
+    LATEST,
+    TIME_NAMES,
+    Collector,
+    Entity,
+    ParseOptions,
+    plain,
+)
 from ngsi.errors import NotificationError
-from ngsi.model import Headers, ParsedNotification, Reading, Rejected
+from ngsi.model import Headers, ParsedNotification, Rejected
 from ngsi.schemas import (
     LD_NOTIFICATION,
     LEGACY_NOTIFICATION,
-    MAX_ID,
     MAX_UNIT,
     V2_NOTIFICATION,
     json_kind,
     kind,
     load_envelope,
-    parse_time,
-    short,
-    text_problem,
-    to_number,
-    value_problem,
 )
 
-# Entity-level attributes that only carry the observation time: used for time, never stored as readings.
-TIME_NAMES = ("TimeInstant", "observedAt", "dateObserved", "timestamp", "dateModified")
-# Tried after the attribute's TimeInstant metadata and the entity's TimeInstant, in this order.
-_LATER_TIMES = ("observedAt", "dateObserved", "timestamp", "dateModified")
 _META_NAMES = frozenset((*TIME_NAMES, "unitCode"))
 _NO_META: Mapping[str, Any] = {}
 # NGSI-LD entity members that are not attributes.
@@ -49,138 +47,8 @@ _GENERIC_TYPES = frozenset(
         "Array", "None", "Null",
     )
 )  # fmt: skip
+DELETED = "the entity was deleted (deletedAt): nothing to store"
 _VALUES_ERROR = "attrsFormat 'values' carries no entity id; subscribe with attrsFormat 'normalized'"
-
-
-@dataclass
-class _Entity:
-    where: str
-    id: str
-    type: str
-    times: dict[str, Any]  # entity-level time attributes by name, plain values
-    attrs: dict[str, Any]  # plain values of the other attributes (ParsedNotification.entity_attrs)
-
-
-class _Collector:
-    """Accumulates readings and rejections of one notification."""
-
-    def __init__(self, fmt: str, subscription_id: str | None, received_at: datetime, time_attr: str) -> None:
-        self.result = ParsedNotification(format=fmt, subscription_id=subscription_id)
-        self.received_at = received_at
-        self.time_attr = time_attr
-        self.time_names = frozenset(TIME_NAMES) | ({time_attr} if time_attr else set())
-        self.entities = 0
-        self.bad_entities: list[Rejected] = []
-        # Names, types and units already found valid in this notification: 100 entities repeat the same
-        # few, and the checks ran five times per reading.
-        self.good_text: set[str] = set()
-
-    def text_problem(self, value: Any, what: str, max_len: int = MAX_ID) -> str | None:
-        """`text_problem`, remembering texts found valid (only short ones, so valid for every limit)."""
-        if value.__class__ is str and value in self.good_text:
-            return None
-        problem = text_problem(value, what, max_len)
-        if problem is None and len(value) <= MAX_UNIT:
-            self.good_text.add(value)
-        return problem
-
-    def entity(self, where: str, obj: Any, times: Mapping[str, Any] | None = None) -> _Entity | None:
-        """The checked entity `obj`, or None after rejecting it (id and type: non-empty strings)."""
-        problem = _entity_problem(obj, self.text_problem)
-        if problem:
-            self.reject_entity(where, problem)
-            return None
-        self.entities += 1
-        if times is None:
-            times = {n: _plain(obj[n]) for n in self.time_names if n in obj}
-        attrs = self.result.entity_attrs.setdefault(obj["id"], {})
-        return _Entity(where, obj["id"], obj["type"], dict(times), attrs)
-
-    def reject_entity(self, where: str, reason: str) -> None:
-        """Record an entity that cannot be stored at all."""
-        self.entities += 1
-        self.bad_entities.append(Rejected(where, None, reason))
-        self.result.rejected.append(self.bad_entities[-1])
-
-    def reject(self, where: str, entity: _Entity, reason: str) -> None:
-        """Record one attribute of `entity` that cannot be stored."""
-        self.result.rejected.append(Rejected(where, entity.id, reason))
-
-    def name_ok(self, entity: _Entity, name: Any, where: str) -> bool:
-        """True when `name` is a usable attribute name; otherwise the attribute is rejected."""
-        problem = self.text_problem(name, "attribute name")
-        if problem:
-            self.reject(f"{where}.{short(name) if isinstance(name, str) else '?'}", entity, problem)
-        return problem is None
-
-    def add(self, entity: _Entity, where: str, name: str, attr_type: Any, value: Any, unit: Any,
-            meta: Mapping[str, Any]) -> None:  # fmt: skip
-        """One attribute value -> a Reading, or a Rejected saying why it cannot be stored."""
-        number = to_number(value)
-        problem = self.type_unit_problem(attr_type, unit) or value_problem(value)
-        observed = problem or self._observed(entity, meta)
-        if isinstance(observed, str) or isinstance(number, str):
-            self.reject(where, entity, observed if isinstance(observed, str) else str(number))
-            return
-        at, source = observed
-        entity.attrs[name] = value
-        self.result.readings.append(
-            Reading(entity.id, entity.type, name, attr_type, value, number, at, source, unit)
-        )
-
-    def _observed(self, entity: _Entity, meta: Mapping[str, Any]) -> tuple[datetime, str] | str:
-        """(observation time, time source), first match wins; a reason when that time is not one."""
-        times = entity.times
-        if self.time_attr and self.time_attr in times:
-            return _time(times[self.time_attr], "configured", f"attribute {self.time_attr}")
-        if "TimeInstant" in meta:
-            return _time(meta["TimeInstant"], "metadata", "TimeInstant metadata")
-        if "TimeInstant" in times:
-            return _time(times["TimeInstant"], "entity", "attribute TimeInstant")
-        for name in _LATER_TIMES:
-            if name in meta:
-                return _time(meta[name], name, f"{name} of the attribute")
-            if name in times:
-                return _time(times[name], name, f"attribute {name}")
-        return self.received_at, "receipt"
-
-    def type_unit_problem(self, attr_type: Any, unit: Any) -> str | None:
-        if attr_type is not None and (problem := self.text_problem(attr_type, "'type'")):
-            return problem
-        return None if unit is None else self.text_problem(unit, "unitCode", MAX_UNIT)
-
-    def finish(self, container: str) -> ParsedNotification:
-        """The result; NotificationError when the body held no entity or only rejected ones."""
-        if not self.entities:
-            raise NotificationError(f"{container}: contains no entity")
-        if len(self.bad_entities) == self.entities:
-            first = self.bad_entities[0]
-            more = len(self.bad_entities) - 1
-            tail = f" (and {more} more rejected entities)" if more else ""
-            raise NotificationError(f"{first.where}: {first.reason}{tail}")
-        return self.result
-
-
-def _time(raw: Any, source: str, label: str) -> tuple[datetime, str] | str:
-    parsed = parse_time(raw)
-    return f"{label}: {parsed}" if isinstance(parsed, str) else (parsed, source)
-
-
-def _entity_problem(obj: Any, check: Callable[[Any, str], str | None]) -> str | None:
-    if not isinstance(obj, dict):
-        return f"must be an object (an entity), got {kind(obj)}"
-    if "id" not in obj:
-        return "missing 'id'"
-    if problem := text_problem(obj["id"], "'id'"):  # ids differ entity to entity: not remembered
-        return problem
-    if "type" not in obj:
-        return "missing 'type'"
-    return check(obj["type"], "'type'")
-
-
-def _plain(attr: Any) -> Any:
-    """The value of a normalized / NGSI-LD attribute; a keyValues value is already plain."""
-    return attr.get("value") if isinstance(attr, dict) and "value" in attr else attr
 
 
 def _looks_normalized(entity: Any) -> bool:
@@ -193,9 +61,9 @@ def _looks_normalized(entity: Any) -> bool:
 # --- NGSIv2 -------------------------------------------------------------------------------------------
 
 
-def _v2_normalized(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+def _v2_normalized(col: Collector, entity: Entity, obj: dict[str, Any]) -> None:
     for name, attr in obj.items():
-        if name == "id" or name == "type" or name in col.time_names:
+        if name == "id" or name == "type" or name in entity.times:
             continue
         where = f"{entity.where}.{name}"
         if not col.name_ok(entity, name, entity.where):
@@ -211,20 +79,20 @@ def _v2_normalized(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> Non
         if not isinstance(metadata, dict):
             col.reject(where, entity, f"'metadata' must be an object, got {kind(metadata)}")
             continue
-        meta = {k: _plain(m) for k, m in metadata.items() if k in _META_NAMES} if metadata else _NO_META
+        meta = {k: plain(m) for k, m in metadata.items() if k in _META_NAMES} if metadata else _NO_META
         unit = meta.get("unitCode")
         col.add(entity, where, name, attr.get("type"), attr["value"], unit, meta)
 
 
-def _v2_key_values(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+def _v2_key_values(col: Collector, entity: Entity, obj: dict[str, Any]) -> None:
     for name, value in obj.items():
-        if name == "id" or name == "type" or name in col.time_names:
+        if name == "id" or name == "type" or name in entity.times:
             continue
         if col.name_ok(entity, name, entity.where):
             col.add(entity, f"{entity.where}.{name}", name, None, value, None, _NO_META)
 
 
-def _parse_v2(body: dict[str, Any], headers: Headers, col_args: tuple[datetime, str]) -> ParsedNotification:
+def _parse_v2(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> ParsedNotification:
     envelope = load_envelope(V2_NOTIFICATION, body)
     data = envelope["data"]
     if headers.attrs_format == "values" or (data and all(isinstance(e, list) for e in data)):
@@ -232,23 +100,25 @@ def _parse_v2(body: dict[str, Any], headers: Headers, col_args: tuple[datetime, 
     # Without a header each entity is judged by its own shape: an attribute-less entity must not decide
     # how the others are read (found by the fuzzer, tests/reliability/test_findings.py).
     shapes = [_shape_is_normalized(headers.attrs_format, obj) for obj in data]
-    col = _Collector("normalized" if any(shapes) else "keyValues", envelope["subscriptionId"], *col_args)
+    col = Collector("normalized" if any(shapes) else "keyValues", envelope["subscriptionId"], opts)
     for i, (obj, normalized) in enumerate(zip(data, shapes, strict=True)):
         entity = col.entity(f"data[{i}]", obj)
         if entity:
+            marks = col.marks()
             (_v2_normalized if normalized else _v2_key_values)(col, entity, obj)
+            col.settle(entity, *marks)
     return col.finish("data")
 
 
-def _parse_simplified(
-    body: dict[str, Any], headers: Headers, col_args: tuple[datetime, str]
-) -> ParsedNotification:
+def _parse_simplified(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> ParsedNotification:
     normalized = _shape_is_normalized(headers.attrs_format, body)
     fmt = "simplifiedNormalized" if normalized else "simplifiedKeyValues"
-    col = _Collector(fmt, None, *col_args)
+    col = Collector(fmt, None, opts)
     entity = col.entity("body", body)
     if entity:
+        marks = col.marks()
         (_v2_normalized if normalized else _v2_key_values)(col, entity, body)
+        col.settle(entity, *marks)
     return col.finish("body")
 
 
@@ -263,9 +133,9 @@ def _shape_is_normalized(attrs_format: str | None, sample: Any) -> bool:
 # --- legacy NGSIv1 ------------------------------------------------------------------------------------
 
 
-def _parse_legacy(body: dict[str, Any], col_args: tuple[datetime, str]) -> ParsedNotification:
+def _parse_legacy(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
     envelope = load_envelope(LEGACY_NOTIFICATION, body)
-    col = _Collector("legacy", envelope["subscriptionId"], *col_args)
+    col = Collector("legacy", envelope["subscriptionId"], opts)
     for i, element in enumerate(envelope["contextResponses"]):
         where = f"contextResponses[{i}]"
         if isinstance(element, dict) and "contextElement" not in element and "statusCode" in element:
@@ -281,7 +151,7 @@ def _parse_legacy(body: dict[str, Any], col_args: tuple[datetime, str]) -> Parse
 _MISSING: Any = object()
 
 
-def _legacy_element(col: _Collector, where: str, element: Any) -> None:
+def _legacy_element(col: Collector, where: str, element: Any) -> None:
     attributes = element.get("attributes", []) if isinstance(element, dict) else []
     problem = None
     if isinstance(element, dict) and _is_true(element.get("isPattern")):
@@ -298,8 +168,10 @@ def _legacy_element(col: _Collector, where: str, element: Any) -> None:
     }
     entity = col.entity(where, element, times)
     if entity:
+        marks = col.marks()
         for j, attr in enumerate(attributes):
             _legacy_attribute(col, entity, j, attr)
+        col.settle(entity, *marks)
 
 
 def _is_true(flag: Any) -> bool:
@@ -307,7 +179,7 @@ def _is_true(flag: Any) -> bool:
     return flag is True or (isinstance(flag, str) and flag.lower() == "true")
 
 
-def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> None:
+def _legacy_attribute(col: Collector, entity: Entity, j: int, attr: Any) -> None:
     if not isinstance(attr, dict):
         col.reject(f"{entity.where}.attributes[{j}]", entity, f"must be an object, got {kind(attr)}")
         return
@@ -315,7 +187,7 @@ def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> No
     if "name" not in attr:
         col.reject(f"{entity.where}.attributes[{j}]", entity, "missing 'name'")
         return
-    if not col.name_ok(entity, name, entity.where) or name in col.time_names:
+    if not col.name_ok(entity, name, entity.where) or name in entity.times:
         return
     where = f"{entity.where}.{name}"
     if "value" not in attr:
@@ -333,7 +205,7 @@ def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> No
     }
     attr_type = attr.get("type")
     unit = meta.get("unitCode")
-    if unit is None and isinstance(attr_type, str) and attr_type.lower() not in _GENERIC_TYPES:
+    if unit is None and isinstance(attr_type, str) and attr_type and attr_type.lower() not in _GENERIC_TYPES:
         unit = attr_type if len(attr_type) <= MAX_UNIT else None  # NGSIv1 habit: the type is the unit
     col.add(entity, where, str(name), attr_type, attr["value"], unit, meta)
 
@@ -341,19 +213,49 @@ def _legacy_attribute(col: _Collector, entity: _Entity, j: int, attr: Any) -> No
 # --- NGSI-LD ------------------------------------------------------------------------------------------
 
 
-def _parse_ld(body: dict[str, Any], col_args: tuple[datetime, str]) -> ParsedNotification:
+def _parse_ld(body: dict[str, Any], opts: ParseOptions) -> ParsedNotification:
+    data = body.get("data")
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        body = {**body, "data": _features(data)}
     envelope = load_envelope(LD_NOTIFICATION, body)
-    col = _Collector("ld", envelope["subscriptionId"], *col_args)
+    col = Collector("ld", envelope["subscriptionId"], opts)
     for i, obj in enumerate(envelope["data"]):
-        entity = col.entity(f"data[{i}]", obj)
-        if entity:
+        entity = col.entity(f"data[{i}]", _one_type(obj))
+        if entity and "deletedAt" in obj:  # Orion-LD's deletion notification: the entity is gone
+            col.result.rejected.append(Rejected(entity.where, entity.id, DELETED))
+        elif entity:
+            marks = col.marks()
             _ld_entity(col, entity, obj)
+            col.settle(entity, *marks)
     return col.finish("data")
 
 
-def _ld_entity(col: _Collector, entity: _Entity, obj: dict[str, Any]) -> None:
+def _one_type(obj: Any) -> Any:
+    """An NGSI-LD entity of several types (`"type": ["A", "B"]`) as one of type "A,B"."""
+    types = obj.get("type") if isinstance(obj, dict) else None
+    if isinstance(types, list) and types and all(isinstance(t, str) for t in types):
+        return {**obj, "type": ",".join(types)}
+    return obj
+
+
+def _features(collection: dict[str, Any]) -> Any:
+    """The entities of a GeoJSON FeatureCollection (Orion-LD's application/geo+json notifications): each
+    Feature's id, and its properties (the entity's type among them); the geometry repeats `location`."""
+    features = collection.get("features")
+    if not isinstance(features, list):
+        return features  # the envelope check names what is wrong
+    return [_feature_entity(f) for f in features]
+
+
+def _feature_entity(feature: Any) -> Any:
+    if not isinstance(feature, dict) or not isinstance(feature.get("properties"), dict):
+        return feature  # rejected as an entity, with the reason
+    return {**feature["properties"], "id": feature.get("id")}
+
+
+def _ld_entity(col: Collector, entity: Entity, obj: dict[str, Any]) -> None:
     for name, attr in obj.items():
-        if name in _LD_MEMBERS or name in col.time_names or not col.name_ok(entity, name, entity.where):
+        if name in _LD_MEMBERS or name in entity.times or not col.name_ok(entity, name, entity.where):
             continue
         where = f"{entity.where}.{name}"
         if isinstance(attr, list) and attr and all(_is_ld_attribute(a) for a in attr):
@@ -367,12 +269,12 @@ def _is_ld_attribute(attr: Any) -> bool:
     return isinstance(attr, dict) and any(key in attr for key in _LD_VALUE_KEYS)
 
 
-def _ld_attribute(col: _Collector, entity: _Entity, where: str, name: str, attr: Any) -> None:
+def _ld_attribute(col: Collector, entity: Entity, where: str, name: str, attr: Any) -> None:
     if not _is_ld_attribute(attr):
         col.add(entity, where, name, None, attr, None, _NO_META)  # concise form: the value itself
         return
     value = next(attr[key] for key in _LD_VALUE_KEYS if key in attr)
-    meta = {n: _plain(attr[n]) for n in TIME_NAMES if n in attr}
+    meta = {n: plain(attr[n]) for n in TIME_NAMES if n in attr}
     col.add(entity, where, name, attr.get("type"), value, attr.get("unitCode"), meta)
 
 
@@ -380,7 +282,12 @@ def _ld_attribute(col: _Collector, entity: _Entity, where: str, name: str, attr:
 
 
 def parse_notification(
-    body: Any, headers: Headers, received_at: datetime, time_attribute: str = ""
+    body: Any,
+    headers: Headers,
+    received_at: datetime,
+    time_attribute: str = "",
+    earliest: datetime = EARLIEST,
+    latest: datetime = LATEST,
 ) -> ParsedNotification:
     """The readings and rejected parts of one decoded notification body.
 
@@ -392,21 +299,54 @@ def parse_notification(
     attrsFormat 'values', or all of its entities are invalid. Otherwise invalid entities and attributes
     are listed in `rejected` and every valid attribute value becomes one Reading, timed by the first of:
     `time_attribute`, TimeInstant metadata, the entity's TimeInstant, observedAt, dateObserved,
-    timestamp, dateModified, else `received_at` (time_source "receipt").
+    timestamp, dateModified, else `received_at` (time_source "receipt"); a source that holds no
+    date-time is passed over. A reading observed before `earliest` or after `latest` is rejected.
+    When `headers.service_paths` lists several paths (legacy multi-entity notifications), the n-th entity's
+    readings carry the n-th path. Raises NotificationError with `.format` set to the detected format.
     """
     if not isinstance(body, dict):
         raise NotificationError(f"body is {json_kind(body)}, expected a notification object")
     if not body:
         raise NotificationError("body is an empty object, expected a notification")
-    col_args = (received_at, time_attribute)
+    opts = ParseOptions(received_at, time_attribute, earliest, latest, headers.service_paths)
+    try:
+        return _dispatch(body, headers, opts)
+    except NotificationError as exc:
+        exc.format = exc.format or detect_format(body, headers)
+        raise
+
+
+def detect_format(body: Any, headers: Headers) -> str:
+    """The format a body is written in, as far as its shape tells ("unknown" when it is no notification)."""
+    if not isinstance(body, dict) or not body:
+        return "unknown"
     if headers.attrs_format in ("simplifiedNormalized", "simplifiedKeyValues"):
-        return _parse_simplified(body, headers, col_args)
+        return headers.attrs_format
     if "contextResponses" in body:
-        return _parse_legacy(body, col_args)
+        return "legacy"
     if body.get("type") == "Notification" or "notifiedAt" in body:
-        return _parse_ld(body, col_args)
+        return "ld"
     if "data" in body and "id" not in body:
-        return _parse_v2(body, headers, col_args)
+        data = body["data"]
+        if headers.attrs_format == "values" or (
+            isinstance(data, list) and data and all(isinstance(e, list) for e in data)
+        ):
+            return "values"
+        return headers.attrs_format if headers.attrs_format in ("normalized", "keyValues") else "normalized"
     if "id" in body:
-        return _parse_simplified(body, headers, col_args)
+        return "simplifiedNormalized" if _looks_normalized(body) else "simplifiedKeyValues"
+    return "unknown"
+
+
+def _dispatch(body: dict[str, Any], headers: Headers, opts: ParseOptions) -> ParsedNotification:
+    if headers.attrs_format in ("simplifiedNormalized", "simplifiedKeyValues"):
+        return _parse_simplified(body, headers, opts)
+    if "contextResponses" in body:
+        return _parse_legacy(body, opts)
+    if body.get("type") == "Notification" or "notifiedAt" in body:
+        return _parse_ld(body, opts)
+    if "data" in body and "id" not in body:
+        return _parse_v2(body, headers, opts)
+    if "id" in body:
+        return _parse_simplified(body, headers, opts)
     raise NotificationError("body has none of 'data', 'contextResponses' or an entity 'id'")

@@ -9,6 +9,7 @@ their messages follow the same vocabulary so integrators see one consistent styl
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ MAX_TIME_TEXT = 64
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 # A JSON number written as a string. Decimal() alone would also take "NaN", "Infinity", "1_000", " 1 ".
 _SURROGATES = re.compile("[\ud800-\udfff]")
+NOT_FINITE = "not a number: NaN, Infinity or a number beyond a double's range (no JSON form to store)"
 _SURROGATE_PROBLEM = "value contains an unpaired surrogate (not valid Unicode)"
 _NUMERIC = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -77,7 +79,12 @@ def text_problem(value: Any, what: str, max_len: int = MAX_ID) -> str | None:
 
 
 def parse_time(raw: Any) -> datetime | str:
-    """The ISO 8601 date-time `raw` as timezone-aware UTC, or the reason it is not one (see _parse_time)."""
+    """The ISO 8601 date-time `raw` as timezone-aware UTC, or the reason it is not one (see _parse_time).
+
+    An NGSI-LD typed value `{"@type": "DateTime", "@value": "..."}` is the date-time it holds.
+    """
+    if type(raw) is dict and raw.get("@type") == "DateTime" and "@value" in raw:
+        raw = raw["@value"]
     if type(raw) is str:  # a notification repeats its times (one per entity, often the same): remember them
         return _parse_time_text(raw)
     return _parse_time(raw)
@@ -110,11 +117,14 @@ def _parse_time(raw: Any) -> datetime | str:
 def to_number(value: Any) -> Decimal | None | str:
     """`value` as an exact Decimal when it is a number or a numeric string, None when it is not one.
 
-    Returns a reason (str) for numbers the store cannot keep (too long, absurd exponent). Booleans,
-    NaN and infinities are not numbers.
+    Returns a reason (str) for numbers the store cannot keep (too long, absurd exponent) and for NaN,
+    Infinity, -Infinity and numbers beyond a double's range (which the JSON decoder turns into infinity):
+    they are not numbers and have no JSON form to store. Booleans are not numbers (None).
     """
     if isinstance(value, bool):
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return NOT_FINITE
     try:
         if isinstance(value, int):
             number = Decimal(value)
@@ -134,7 +144,7 @@ def to_number(value: Any) -> Decimal | None | str:
 
 
 def value_problem(value: Any) -> str | None:
-    """None when `value` is valid Unicode all the way down, else the reason.
+    """None when `value` is valid Unicode and holds only finite numbers all the way down, else the reason.
 
     json.loads lets unpaired surrogates ("\\ud800") through; such text cannot be encoded as UTF-8, so the
     store could not keep the value. Walks nested arrays and objects without recursion.
@@ -142,7 +152,7 @@ def value_problem(value: Any) -> str | None:
     if isinstance(value, str):
         return _SURROGATE_PROBLEM if _SURROGATES.search(value) else None
     if not isinstance(value, list | dict):
-        return None
+        return None if not isinstance(value, float) or math.isfinite(value) else NOT_FINITE
     pending = [value]
     while pending:
         item = pending.pop()
@@ -150,6 +160,8 @@ def value_problem(value: Any) -> str | None:
         for part in parts:
             if isinstance(part, str) and _SURROGATES.search(part):
                 return _SURROGATE_PROBLEM
+            if isinstance(part, float) and not math.isfinite(part):
+                return NOT_FINITE
             if isinstance(part, list | dict):
                 pending.append(part)
     return None

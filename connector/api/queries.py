@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Row, func, select
 from connector.api.errors import Conflict, NotFound
 from connector.api.tenancy import Scope
 from connector.keystore import KEY_MISSING
-from connector.store.models import LedgerOutbox, Meter, Reading, Window
+from connector.store.models import LedgerOutbox, Meter, Reading, ReadingConflict, Window
 
 TRANSFER = "TRANSFER"
 
@@ -194,6 +194,29 @@ def readings_where(
     if to:
         where += [Reading.observed_at < to, Reading.window_start < to]
     return where
+
+
+MAX_CONFLICTS = 1000  # conflicts shown per answer; the oldest first
+
+
+def conflicts(
+    conn: Connection,
+    meter_id: int,
+    from_: datetime | None,
+    to: datetime | None,
+    attr: str | None,
+) -> list[Row[Any]]:
+    """The meter's conflicting readings observed in [from_, to) (at most MAX_CONFLICTS), oldest first."""
+    where: list[Any] = [ReadingConflict.meter_id == meter_id]
+    if from_:
+        where.append(ReadingConflict.observed_at >= from_)
+    if to:
+        where.append(ReadingConflict.observed_at < to)
+    if attr:
+        where.append(ReadingConflict.attr == attr)
+    stmt = select(ReadingConflict).where(*where)
+    order = (ReadingConflict.observed_at, ReadingConflict.attr, ReadingConflict.id)
+    return list(conn.execute(stmt.order_by(*order).limit(MAX_CONFLICTS)).all())  # type: ignore[arg-type]
 
 
 def window_bounds(conn: Connection, meter_id: int) -> tuple[datetime | None, datetime | None]:

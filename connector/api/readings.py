@@ -37,7 +37,8 @@ CSV_DOC = {
 def readings(entity_id: str, **args: Any) -> Any:
     """The raw readings observed in [from, to), by observation time; `Accept: text/csv` for CSV.
 
-    The page's total is in the X-Total-Count header of a CSV answer.
+    The page's total is in the X-Total-Count header of a CSV answer. `conflicts` lists the readings that
+    came later with the key of a stored reading but another value (evidence, never fingerprinted).
     """
     svc = services()
     with svc.store.reading() as conn:
@@ -52,6 +53,7 @@ def readings(entity_id: str, **args: Any) -> Any:
             args["limit"],
             args["offset"],
         )
+        conflicts = queries.conflicts(conn, meter.id, args["from_"], args["to"], args.get("attr"))
     if _wants_csv():
         return _csv(rows, total)
     return {
@@ -60,6 +62,7 @@ def readings(entity_id: str, **args: Any) -> Any:
         "limit": args["limit"],
         "offset": args["offset"],
         "readings": [present.reading(r) for r in rows],
+        "conflicts": [present.reading(c) for c in conflicts],
     }
 
 

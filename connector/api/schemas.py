@@ -171,12 +171,32 @@ class ReadingSchema(ma.Schema):
     late = fields.Boolean(required=True)
 
 
+class ConflictSchema(ma.Schema):
+    """A reading that came with the key of a stored reading but another value (kept as evidence only)."""
+
+    attr = fields.String(required=True)
+    attrType = fields.String(allow_none=True, required=True)
+    observedAt = fields.DateTime(required=True)
+    receivedAt = fields.DateTime(required=True)
+    timeSource = fields.String(required=True)
+    value = fields.Raw(allow_none=True, required=True, metadata={"description": "the conflicting value"})
+    number = fields.String(allow_none=True, required=True)
+    unit = fields.String(allow_none=True, required=True)
+    windowStart = fields.DateTime(required=True)
+    late = fields.Boolean(required=True)
+
+
 class ReadingsPageSchema(ma.Schema):
     entityId = fields.String(required=True)
     total = fields.Integer(required=True)
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
     readings = fields.List(fields.Nested(ReadingSchema), required=True)
+    conflicts = fields.List(
+        fields.Nested(ConflictSchema),
+        required=True,
+        metadata={"description": "conflicting readings observed in [from, to) (all of them, not paged)"},
+    )
 
 
 class HashesSchema(ma.Schema):
@@ -197,6 +217,13 @@ class WindowVerdictSchema(ma.Schema):
     ledger = fields.Nested(HashesSchema, allow_none=True, required=True)
     recomputed = fields.Nested(HashesSchema, allow_none=True, required=True)
     lateReadings = fields.List(fields.Nested(ReadingSchema), required=True)
+    conflicts = fields.List(
+        fields.Nested(ConflictSchema),
+        required=True,
+        metadata={
+            "description": "readings that conflicted with this window's stored ones (not fingerprinted)"
+        },
+    )
 
 
 class VerifySchema(ma.Schema):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = 
         meter = queries.find_meter(conn, request_scope(), entity_id)
         from_, to = _bounded(conn, meter.id, from_, to)
         off_chain = load_off_chain(conn, meter.id, from_, to)
+        conflicts = queries.conflicts(conn, meter.id, from_, to, None)
     history = ledger_reader().window_transfers(meter.asset_id, from_, to) if meter.asset_id else None
     verdicts = verify_meter(
         off_chain,
@@ -51,7 +53,7 @@ def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = 
         "assetId": meter.asset_id,
         "verdict": verdict,
         "counts": counts,
-        "windows": [verdict_dict(v) for v in verdicts],
+        "windows": [verdict_dict(v, conflicts) for v in verdicts],
     }
     return present.json_response(body)
 
@@ -75,8 +77,9 @@ def _bounded(conn: Any, meter_id: int, from_: datetime | None, to: datetime | No
     return from_, to
 
 
-def verdict_dict(v: WindowVerdict) -> dict[str, Any]:
-    """One window's verdict as the API (and the command's JSON) shows it."""
+def verdict_dict(v: WindowVerdict, conflicts: Sequence[Any] = ()) -> dict[str, Any]:
+    """One window's verdict as the API (and the command's JSON) shows it, with the conflicting readings
+    (from `conflicts`, any window's) that belong to this window."""
     return {
         "start": v.start,
         "end": v.end,
@@ -86,6 +89,7 @@ def verdict_dict(v: WindowVerdict) -> dict[str, Any]:
         "ledger": v.ledger,
         "recomputed": v.recomputed,
         "lateReadings": [present.reading(r) for r in v.late],
+        "conflicts": [present.reading(c) for c in conflicts if c.window_start == v.start],
     }
 
 

@@ -7,17 +7,24 @@ decimals stay strings exactly as the store keeps them, times are ISO 8601 UTC wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.canonical import canonical_json
 from connector.settings import Settings
 from connector.store.models import Meter, Window
 
 WINDOW_SCHEMA = "smartmeter-connector/window/v1"
 METER_SCHEMA = "smartmeter-connector/meter/v1"
-# Tendermint caps a transaction at about 10 kB in BigchainDB deployments (reference/bigchaindb.md).
-MAX_METADATA_BYTES = 10_000
+# Tendermint caps a transaction at about 10 kB in BigchainDB deployments (reference/bigchaindb.md); the
+# rest of a TRANSFER (ids, keys, signature) takes about 1 kB, so window metadata is kept within this.
+MAX_METADATA_BYTES = 8_000
+# Past MAX_METADATA_BYTES, per-attribute summaries are left out (configured kinds are kept first) and
+# replaced by their count and digest under this key; the chain hash still covers every summary.
+OMITTED_KEY = "attributes_omitted"
+_ENTRY_RESERVE = 200  # bytes kept for OMITTED_KEY's own member: {"count": n, "digest": "<64 hex>"}
 
 
 class MetadataError(ValueError):
@@ -63,9 +70,9 @@ def create_metadata(meter: Meter) -> dict[str, Any]:
 
 
 def transfer_metadata(meter: Meter, window: Window) -> dict[str, Any]:
-    """The metadata of a window's TRANSFER (Figure 19 extended); raises MetadataError if it is not legal
-    BigchainDB metadata or larger than MAX_METADATA_BYTES."""
-    metadata = {
+    """The metadata of a window's TRANSFER (Figure 19 extended), at most MAX_METADATA_BYTES whatever the
+    window holds (see `bound_attributes`); raises MetadataError if it is not legal BigchainDB metadata."""
+    metadata: dict[str, Any] = {
         "schema": WINDOW_SCHEMA,
         "meter": meter.entity_id,
         "window": {"start": iso(window.start), "end": iso(window.end)},
@@ -81,10 +88,41 @@ def transfer_metadata(meter: Meter, window: Window) -> dict[str, Any]:
         },
     }
     check_legal(metadata, "metadata")
-    size = len(json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    size = _size(metadata)
     if size > MAX_METADATA_BYTES:
-        raise MetadataError(f"window metadata is {size} bytes, over the {MAX_METADATA_BYTES}-byte limit")
+        summary = metadata["attributes"]
+        room = MAX_METADATA_BYTES - (size - _size(summary)) - _ENTRY_RESERVE
+        metadata["attributes"], metadata[OMITTED_KEY] = bound_attributes(summary, room)
     return metadata
+
+
+def bound_attributes(summary: list[dict[str, Any]], room: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The summaries kept within `room` bytes, and the count and digest of those left out.
+
+    Summaries of configured attributes (kind power or energy_register) are taken first, then the others,
+    each in attribute order, as long as they fit; the kept ones stay in attribute order. The digest is
+    `omitted_digest` of the left-out summaries in attribute order.
+    """
+    ordered = sorted(range(len(summary)), key=lambda k: summary[k].get("kind") == "stats")  # stable
+    chosen: set[int] = set()
+    used = 2  # the list's brackets
+    for k in ordered:
+        cost = _size(summary[k]) + 1  # and its comma
+        if used + cost <= room:
+            chosen.add(k)
+            used += cost
+    kept = [s for k, s in enumerate(summary) if k in chosen]
+    left = [s for k, s in enumerate(summary) if k not in chosen]
+    return kept, {"count": len(left), "digest": omitted_digest(left)}
+
+
+def omitted_digest(entries: list[dict[str, Any]]) -> str:
+    """SHA-256 (hex) of the canonical JSON (docs/fingerprint.md) of the left-out summaries, in order."""
+    return hashlib.sha256(canonical_json(entries)).hexdigest()
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def check_legal(value: Any, where: str) -> None:

@@ -17,6 +17,9 @@ from connector.store.models import LedgerOutbox
 
 CREATE = "CREATE"
 TRANSFER = "TRANSFER"
+# The seq of every CREATE: below any TRANSFER's (a window start in Unix seconds, negative before 1970, and
+# never below year 1's -62,135,596,800), so a meter's CREATE always goes first (migration 0005).
+CREATE_SEQ = -(2**62)
 
 
 def create_key(meter_id: int) -> str:
@@ -30,19 +33,19 @@ def window_key(window_id: int) -> str:
 
 
 def enqueue_create(conn: Connection, meter_id: int, now: datetime) -> None:
-    """Queue the CREATE of `meter_id`'s asset (seq 0); a no-op if it is already queued."""
+    """Queue the CREATE of `meter_id`'s asset (seq CREATE_SEQ); a no-op if it is already queued."""
     enqueue_creates(conn, [(meter_id, now)])
 
 
 def enqueue_creates(conn: Connection, meters: list[tuple[int, datetime]]) -> None:
     """`enqueue_create` for several (meter id, now) in one statement."""
     if meters:
-        _insert_if_absent(conn, [(create_key(m), m, None, CREATE, 0, now) for m, now in meters])
+        _insert_if_absent(conn, [(create_key(m), m, None, CREATE, CREATE_SEQ, now) for m, now in meters])
 
 
 def enqueue_transfer(conn: Connection, meter_id: int, window_id: int, seq: int, now: datetime) -> None:
     """Queue the TRANSFER of a closed window; `seq` is the window start in Unix seconds (order within the
-    meter). A no-op if the window is already queued."""
+    meter, whatever its sign: a CREATE's CREATE_SEQ is below every one). A no-op if already queued."""
     _insert_if_absent(conn, [(window_key(window_id), meter_id, window_id, TRANSFER, seq, now)])
 
 

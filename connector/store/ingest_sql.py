@@ -8,6 +8,8 @@ processors, so a row written here is byte-for-byte the row the ORM would write (
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +31,11 @@ MeterRow = tuple[str, str, str, str, str | None, str | None, datetime, str, str,
 # meter id, attr, attr type, observed at, received at, time source, value, number, unit, window start, late,
 # correlator; the three times as the dialect binds them (time_binder)
 ReadingRow = tuple[int, str, Any, Any, Any, str, str, Any, Any, Any, bool, Any]
+Content = tuple[Any, str, Any]  # attribute type, value (canonical JSON), unit: what tells two readings apart
+CONFLICT_COLUMNS = (
+    "meter_id, attr, attr_type, observed_at, received_at, time_source, value_json, number, unit, "
+    "window_start, late, correlator, digest"
+)
 _CHUNK = 300  # rows per statement: far below both databases' parameter limits
 
 
@@ -125,6 +132,34 @@ class IngestSql:
             stored.append(cursor.rowcount == 1)
         return stored
 
+    def stored_contents(self, rows: Sequence[ReadingRow]) -> list[Content | None]:
+        """For each row, the content of the stored reading with its key (None if there is none). Only
+        readings the unique key refused are looked up: rare, so one indexed lookup each."""
+        ph = self.ph
+        sql = (
+            "SELECT attr_type, value_json, unit FROM readings "
+            f"WHERE meter_id = {ph} AND window_start = {ph} AND observed_at = {ph} AND attr = {ph}"
+        )
+        found: list[Content | None] = []
+        for r in rows:
+            self.cursor.execute(sql, (r[0], r[9], r[3], r[1]))
+            row = self.cursor.fetchone()
+            found.append(None if row is None else (row[0], row[1], row[2]))
+        return found
+
+    def insert_conflicts(self, rows: Sequence[ReadingRow]) -> None:
+        """Keep conflicting readings as evidence; the same conflicting reading again is kept once."""
+        ph = ",".join([self.ph] * 13)
+        self.cursor.executemany(
+            f"INSERT INTO reading_conflicts ({CONFLICT_COLUMNS}) VALUES ({ph}) ON CONFLICT DO NOTHING",
+            [(*r, conflict_digest(r[2], r[6], r[8])) for r in rows],
+        )
+
+    def time_text(self, bound: Any) -> str:
+        """A bound time (as `time_binder` gives it) as ISO 8601 UTC text with a Z."""
+        moment: datetime = self.time_out(bound)
+        return moment.isoformat().replace("+00:00", "Z")
+
     def mark_pending(self, params: Sequence[tuple[int, datetime, int]]) -> None:
         """Upsert (meter, window start, duplicates seen): the closer's work list, duplicates added up."""
         ph = self.ph
@@ -145,6 +180,12 @@ class IngestSql:
 
     def close(self) -> None:
         self.cursor.close()
+
+
+def conflict_digest(attr_type: Any, value_json: str, unit: Any) -> str:
+    """The key of one conflicting reading's content (its value may be too long for an index)."""
+    text = json.dumps([attr_type, value_json, unit], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def time_binder(dialect: Dialect) -> Callable[[datetime], Any]:

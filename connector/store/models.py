@@ -113,6 +113,34 @@ class Reading(Base):
     correlator: Mapped[str | None] = mapped_column(String(256))
 
 
+class ReadingConflict(Base):
+    """A reading that arrived with the key (meter, attribute, observation time) of a stored reading but a
+    different type, value or unit. The stored (first) reading stays the one fingerprinted; this is the
+    evidence that the sender said otherwise later (migration 0005). Never changed after it is stored."""
+
+    __tablename__ = "reading_conflicts"
+    __table_args__ = (
+        UniqueConstraint(
+            "meter_id", "window_start", "observed_at", "attr", "digest", name="uq_reading_conflicts_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
+    attr: Mapped[str] = mapped_column(String(256))
+    attr_type: Mapped[str | None] = mapped_column(String(256))
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    time_source: Mapped[str] = mapped_column(String(16))
+    value_json: Mapped[str] = mapped_column(Text)
+    number: Mapped[str | None] = mapped_column(String(64))
+    unit: Mapped[str | None] = mapped_column(String(64))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    correlator: Mapped[str | None] = mapped_column(String(256))
+    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of [type, value, unit]: one row per content
+
+
 class PendingWindow(Base):
     """A (meter, window) that has readings and is not closed yet; the closer's work list."""
 
@@ -167,7 +195,9 @@ class LedgerOutbox(Base):
     meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
     window_id: Mapped[int | None] = mapped_column(ForeignKey("windows.id"), unique=True)
     operation: Mapped[str] = mapped_column(String(16))  # CREATE | TRANSFER
-    seq: Mapped[int] = mapped_column(BigInteger)  # order within the meter (0 = CREATE)
+    # Order within the meter: CREATE_SEQ for the CREATE (below any window), a TRANSFER's window start in
+    # Unix seconds (negative before 1970).
+    seq: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from connector.ingest import Incoming, IngestWriter, write_batch
+from connector.ledger.outbox import CREATE_SEQ
 from connector.store.ingest_sql import IngestSql
 from connector.store.models import LedgerOutbox, Meter, PendingWindow, Reading
 from ngsi.headers import resolve_headers
@@ -186,7 +187,7 @@ def test_new_meters_of_a_group_are_registered_in_one_statement(store, settings, 
         assert row.first_seen == clock.now() and row.first_seen.tzinfo is not None
         assert row.chain_seed == row.chain_head == chain_seed(row.tenant, row.service_path, row.entity_id)
         assert row.late_since_close == 0 and row.last_window_start is None
-    assert sorted(creates) == sorted((m.id, "CREATE", 0) for m in meters)
+    assert sorted(creates) == sorted((m.id, "CREATE", CREATE_SEQ) for m in meters)
 
 
 def test_meter_registered_meanwhile_by_another_process_is_looked_up(store, settings, clock, monkeypatch):

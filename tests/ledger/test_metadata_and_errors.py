@@ -14,10 +14,12 @@ from sqlalchemy import select
 from connector.ledger.errors import Verdict, classify
 from connector.ledger.metadata import (
     MAX_METADATA_BYTES,
+    OMITTED_KEY,
     MetadataError,
     check_legal,
     create_asset,
     create_metadata,
+    omitted_digest,
     transfer_metadata,
 )
 from connector.ledger.testing import FakeLedger, http_error
@@ -98,12 +100,18 @@ def test_create_shape_with_and_without_attributes(settings) -> None:
     }
 
 
-def test_many_attributes_fit_and_too_many_are_refused() -> None:
-    """24 attributes stay under 10 kB; a window too large for BigchainDB raises a clear MetadataError."""
+def test_many_attributes_fit_and_too_many_are_bounded() -> None:
+    """24 attributes are written whole; 60 are cut to the byte limit, the rest counted and digested."""
     meta = transfer_metadata(make_meter(), make_window(24))
-    assert len(json.dumps(meta, separators=(",", ":"))) < MAX_METADATA_BYTES
-    with pytest.raises(MetadataError, match="over the 10000-byte limit"):
-        transfer_metadata(make_meter(), make_window(60))
+    assert len(json.dumps(meta, separators=(",", ":"))) < MAX_METADATA_BYTES and OMITTED_KEY not in meta
+    window = make_window(60)
+    meta = transfer_metadata(make_meter(), window)
+    assert len(json.dumps(meta, separators=(",", ":"), sort_keys=True)) <= MAX_METADATA_BYTES
+    full = json.loads(window.summary_json)
+    kept = {e["attr"] for e in meta["attributes"]}
+    left = [e for e in full if e["attr"] not in kept]
+    assert meta["attributes"] == [e for e in full if e["attr"] in kept] and left
+    assert meta[OMITTED_KEY] == {"count": len(left), "digest": omitted_digest(left)}
 
 
 @pytest.mark.parametrize("key", ["a.b", "$where", "nul\x00", "language"])
@@ -113,8 +121,8 @@ def test_illegal_keys_are_refused(key: str) -> None:
         check_legal({"ok": [{key: 1}]}, "metadata")
 
 
-def test_oversized_window_is_dead_not_sent(store, clock, make_writer) -> None:
-    """A window whose metadata cannot be written is marked dead with the reason and never sent."""
+def test_oversized_window_is_sent_bounded_not_dead(store, clock, make_writer) -> None:
+    """A window of 60 attributes is anchored with bounded metadata: nothing is marked dead."""
     from connector.ledger.outbox import enqueue_create, enqueue_transfer
 
     meter_id = add_meter(store, "urn:ngsi-ld:SMX:big", clock.now())
@@ -124,10 +132,10 @@ def test_oversized_window_is_dead_not_sent(store, clock, make_writer) -> None:
         enqueue_transfer(conn, meter_id, window_id, int(START.timestamp()), clock.now())
     fake = FakeLedger()
     counts = make_writer(client_factory=lambda: fake).dispatch_once()
-    assert counts["dead"] == 1 and len(fake.committed) == 1
+    assert counts.get("dead", 0) == 0 and len(fake.committed) == 2
     with store.reading() as conn:
         row = conn.execute(select(LedgerOutbox).where(LedgerOutbox.window_id == window_id)).one()
-    assert row.status == "dead" and "10000-byte" in row.last_error and row.tx_json is None
+    assert row.status == "confirmed" and OMITTED_KEY in json.loads(row.tx_json)["metadata"]
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from connector.ledger.outbox import enqueue_create, enqueue_transfer
+from connector.ledger.outbox import CREATE_SEQ, enqueue_create, enqueue_transfer
 from connector.store.db import Store
 from connector.store.models import LedgerOutbox
 
@@ -26,7 +26,7 @@ def test_enqueue_is_idempotent(store: Store, clock) -> None:
     with store.reading() as conn:
         rows = conn.execute(select(LedgerOutbox).order_by(LedgerOutbox.seq)).all()
     assert [(r.idempotency_key, r.operation, r.seq, r.status, r.attempts) for r in rows] == [
-        (f"create:{meter_id}", "CREATE", 0, "pending", 0),
+        (f"create:{meter_id}", "CREATE", CREATE_SEQ, "pending", 0),
         (f"window:{window_id}", "TRANSFER", int(start.timestamp()), "pending", 0),
     ]
     assert rows[1].window_id == window_id and rows[0].window_id is None

@@ -58,7 +58,6 @@ INVALID = [
     ({"Fiware-ServicePath": "/a//b"}, "Fiware-ServicePath: '/a//b' has a component that is empty"),
     ({"Fiware-ServicePath": "/Service sr"}, "Fiware-ServicePath: '/Service sr' has a component"),
     ({"Fiware-ServicePath": "/a/#"}, "Fiware-ServicePath: '/a/#' has a component"),
-    ({"Fiware-ServicePath": "/a,/b"}, "Fiware-ServicePath: '/a,/b' has a component"),
     ({"Fiware-ServicePath": "/" + "a" * 51}, "has a component that is empty, longer than 50 characters"),
     ({"Fiware-ServicePath": "/" + "/".join(["a"] * 11)}, "has more than 10 levels"),
 ]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ngsi.model import TIME_SOURCES
-from tests.ngsi.helpers import RECEIVED, parse
+from tests.ngsi.helpers import RECEIVED, parse, utc
 
 T = {k: f"2024-03-18T16:0{k}:00Z" for k in range(10)}  # distinct times, one per candidate
 
@@ -103,35 +103,24 @@ def test_iso_times_become_aware_utc(text, expected):
 
 
 @pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        ("yesterday", "TimeInstant metadata: not an ISO 8601 date-time: 'yesterday'"),
-        ("", "TimeInstant metadata: not an ISO 8601 date-time: ''"),
-        ("2019-13-01T00:00:00Z", "TimeInstant metadata: not an ISO 8601 date-time: '2019-13-01T00:00:00Z'"),
-        (
-            "0001-01-01T00:00:00+01:00",
-            "TimeInstant metadata: not an ISO 8601 date-time: '0001-01-01T00:00:00+01:00'",
-        ),
-        (1552925625, "TimeInstant metadata: expected an ISO 8601 date-time string, got a number"),
-        (None, "TimeInstant metadata: expected an ISO 8601 date-time string, got null"),
-        ("9" * 100, "TimeInstant metadata: not an ISO 8601 date-time: '" + "9" * 40 + "'..."),
-    ],
+    "value",
+    ["yesterday", "", "2019-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00", 1552925625, None, "9" * 100],
 )
-def test_unparseable_attribute_time_rejects_only_that_attribute(value, reason):
-    """A bad time rejects its attribute with the reason; the other attribute is still stored."""
-    body = entity({"TimeInstant": {"type": "DateTime", "value": value}})
+def test_unparseable_attribute_time_falls_back_to_the_next_source(value):
+    """An attribute's TimeInstant metadata that is no date-time is passed over: the entity's time is used."""
+    body = entity({"TimeInstant": {"type": "DateTime", "value": value}}, TimeInstant=dt(2))
     body["Q"] = {"type": "Number", "value": 2, "metadata": {"TimeInstant": dt(1)}}
     result = parse({"data": [body]}, "normalized")
-    assert [(r.where, r.entity_id, r.reason) for r in result.rejected] == [("data[0].P", "m1", reason)]
-    assert [r.attr for r in result.readings] == ["Q"]
+    assert result.rejected == []
+    got = {r.attr: (r.time_source, r.observed_at) for r in result.readings}
+    assert got == {"P": ("entity", utc(T[2])), "Q": ("metadata", utc(T[1]))}
 
 
-def test_bad_entity_time_rejects_the_attributes_that_use_it():
-    """A bad entity TimeInstant rejects every attribute that falls back to it, without an exception."""
+def test_bad_entity_time_is_an_ordinary_attribute_and_no_time_source():
+    """An entity TimeInstant that is no date-time is stored as a reading and the others fall back."""
     body = entity(TimeInstant={"type": "DateTime", "value": "soon"})
     body["Q"] = {"type": "Number", "value": 2, "metadata": {"TimeInstant": dt(1)}}
     result = parse({"data": [body]}, "normalized")
-    assert [(r.where, r.reason) for r in result.rejected] == [
-        ("data[0].P", "attribute TimeInstant: not an ISO 8601 date-time: 'soon'")
-    ]
-    assert [r.attr for r in result.readings] == ["Q"]
+    assert result.rejected == []
+    got = {r.attr: (r.time_source, r.value) for r in result.readings}
+    assert got == {"P": ("receipt", 1), "Q": ("metadata", 2), "TimeInstant": ("receipt", "soon")}
