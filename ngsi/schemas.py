@@ -23,7 +23,10 @@ from ngsi.errors import NotificationError
 MAX_ID = 256  # entity id, entity type, attribute name and type: the store's column widths
 MAX_UNIT = 64
 MAX_NUMBER_TEXT = 64  # the store keeps numbers as decimal text of at most 64 characters
-MAX_EXPONENT = 1000  # |adjusted exponent| beyond this is no meter reading and would overflow sums
+# |adjusted exponent| beyond this is no meter reading (a double reaches 1e308 and 5e-324); the bound keeps a
+# window's sums, differences and trapezoid products well inside the canonical form's 1,000 digits
+# (connector/canonical.py MAX_DECIMAL_TEXT), so no reading can make a window unclosable.
+MAX_EXPONENT = 400
 MAX_TIME_TEXT = 64
 
 # Control characters break logs; unpaired surrogates cannot be encoded as UTF-8 by the store.

@@ -169,7 +169,7 @@ class Window(Base):
     duplicate_count: Mapped[int] = mapped_column(Integer)
     late_count: Mapped[int] = mapped_column(Integer)
     summary_json: Mapped[str] = mapped_column(Text)  # canonical JSON of the per-attribute summary
-    energy_wh: Mapped[str | None] = mapped_column(String(64))  # decimal text, total over energy attributes
+    energy_wh: Mapped[str | None] = mapped_column(Text)  # decimal text, total over energy attributes (0006)
     fingerprint: Mapped[str] = mapped_column(String(64))
     prev_chain_hash: Mapped[str] = mapped_column(String(64))
     chain_hash: Mapped[str] = mapped_column(String(64))

@@ -120,3 +120,18 @@ def test_bounded_summary_check_catches_a_changed_omitted_summary():
     changed = [*summary[:-1], {"attr": "a49", "kind": "stats", "max": "999"}]
     assert not summary_matches(changed, on)
     assert not summary_matches(summary[:-1], on)
+
+
+def test_extreme_but_finite_numbers_close_anchor_and_verify(client, store, api_settings, ledger, tmp_path):
+    """Doubles near their limits and numeric strings at the exponent bound close, anchor and verify (a
+    window's energy ran to 300 digits and PostgreSQL refused VARCHAR(64), stalling the meter)."""
+    values = {"P": 1.7e308, "E": "9e399", "stat": 5e-324}
+    later = {"P": -1.7e308, "E": "-9e399", "stat": "1e-399"}
+    for when, vals in (("2024-02-01T10:01:00Z", values), ("2024-02-01T10:14:00Z", later)):
+        resp = client.post("/notify", data=notification("urn:x:extreme", when, vals), headers=HEADERS)
+        assert resp.status_code == 200 and resp.get_json()["accepted"] == 3, resp.get_json()
+    beyond = notification("urn:x:extreme", "2024-02-01T10:02:00Z", {"P": "1e401"})
+    refused = client.post("/notify", data=beyond, headers=HEADERS)
+    assert refused.status_code == 200 and refused.get_json()["rejected"], refused.get_json()
+    close_and_anchor(store, api_settings, ledger, tmp_path, datetime(2024, 2, 1, 11, tzinfo=UTC))
+    assert verify(client, "urn:x:extreme")["verdict"] == "ok"
