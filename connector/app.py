@@ -21,6 +21,7 @@ from connector.context import Services, services
 from connector.ingest import Incoming, IngestResult, IngestWriter, observation_range
 from connector.metrics import Metrics
 from connector.settings import SettingsError
+from devledger.jsondepth import json_depth
 from ngsi.errors import NotificationError
 from ngsi.headers import resolve_headers
 from ngsi.model import Headers, ParsedNotification
@@ -274,6 +275,7 @@ def _json_body(raw: bytes) -> Any:
 
 _DIGITS = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # every digit -> "9", the rest -> " "
 _LONG_NUMBER = b"9" * 19
+MAX_JSON_DEPTH = 1024  # orjson's own limit; far beyond any notification; see devledger/jsondepth.py
 
 
 def decode_json(raw: bytes) -> Any:
@@ -288,6 +290,10 @@ def decode_json(raw: bytes) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
+    if json_depth(raw) > MAX_JSON_DEPTH:  # json.loads recurses in C per level: a stack overflow kills us
+        raise ApiError(
+            400, "BadRequest", f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels"
+        )
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from devledger import queries
 from devledger.errors import InvalidTransaction, ParameterError
+from devledger.jsondepth import json_depth
 from devledger.ledger import CommitFailed, Ledger
 from devledger.params import (
     Param,
@@ -180,6 +181,10 @@ class LedgerApp:
     def post(self, request: Request) -> Response:
         """POST /api/v1/transactions?mode=async|sync|commit"""
         mode = parse(request.query, [Param("mode", valid_mode)])["mode"] or "async"
+        if json_depth(request.body) > MAX_NESTING:  # before parsing: json.loads recurses in C per level
+            return make_error(
+                400, f"Invalid transaction (ValidationError): nested deeper than {MAX_NESTING} levels"
+            )
         try:
             tx = json.loads(request.body)
         except ValueError:

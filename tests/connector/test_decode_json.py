@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -20,7 +21,7 @@ SAME = [
     b'\xef\xbb\xbf{"v":1}',  # a UTF-8 byte-order mark
     '{"v":"\u00e9"}'.encode("utf-16"),
     b' [ 1.5e-7 , 0.1 , -0.0 , "x" ] ',
-    b"[" * 2000 + b"]" * 2000,
+    b"[" * 500 + b"]" * 500,
 ]
 
 
@@ -45,3 +46,20 @@ def test_invalid_json_keeps_the_stdlib_message(raw):
     with pytest.raises(ValueError) as std:
         json.loads(raw)
     assert err.value.description == f"body is not valid JSON: {std.value}"
+
+
+@pytest.mark.parametrize("depth", [1_025, 2_000, 100_000])
+@pytest.mark.parametrize("first", [b"", b"NaN,"])  # orjson refuses NaN first, then json.loads would recurse
+def test_deep_nesting_is_refused_before_parsing(depth, first):
+    """A body nested deeper than 1,024 levels (orjson's own limit) is a 400 naming the nesting, even with
+    the recursion limit raised as py_ecc (loaded by web3) raises it: json.loads would overflow the C stack
+    and kill the process."""
+    raw = b"[" + first + b"[" * (depth - 1) + b"]" * depth
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 100_000))
+    try:
+        with pytest.raises(ApiError) as err:
+            decode_json(raw)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert err.value.description == "body is not valid JSON: nested deeper than 1024 levels"

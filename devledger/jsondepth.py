@@ -1,0 +1,30 @@
+"""How deep a JSON text nests, found before parsing it.
+
+`json.loads` recurses in C once per level of arrays and objects, bounded only by the interpreter's recursion
+limit. Libraries raise that limit on import (py_ecc, which web3 and eth-account load, sets 100,000), and then
+a body nested 100,000 levels deep overflows the thread's C stack: the whole process dies with SIGSEGV
+instead of answering 400. So every JSON body from the network is measured first and refused when too deep.
+Shared by the dev ledger and the connector's /notify (the lowest package of the two, with no dependencies).
+"""
+
+from __future__ import annotations
+
+import re
+
+# A JSON string (escapes included); brackets inside strings do not nest anything.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_OPEN = frozenset(b"[{")
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in `raw` (0 for a scalar), strings skipped. For malformed
+    text (an unclosed string, say) an upper bound, never less than what a parser would descend."""
+    depth = deepest = 0
+    for byte in _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        if byte in _OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest

@@ -1,0 +1,42 @@
+"""json_depth: the nesting a parser would descend, measured without parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devledger.jsondepth import json_depth
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n'),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\a'), inner, max_size=3)
+    ),
+    max_leaves=20,
+)
+
+
+def depth_of(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    return 0
+
+
+@given(JSON)
+def test_depth_is_the_parsed_values_nesting(value):
+    """For any JSON text (brackets and escaped quotes inside strings included) the depth is the value's."""
+    assert json_depth(json.dumps(value).encode()) == depth_of(value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "depth"),
+    [(b"1", 0), (b"[]", 1), (b'{"a": [[{}]]}', 4), (b'["]]]", "\\"[["]', 1), (b"[" * 100_000, 100_000)],
+)
+def test_depth_table(raw, depth):
+    """Scalars are 0, strings do not count, unclosed text counts what it opens."""
+    assert json_depth(raw) == depth
