@@ -63,10 +63,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def ledger_process(data: Path) -> Iterator[tuple[str, int]]:
-    """A devledger subprocess on `data`; yields its URL and process id."""
+def ledger_process(data: Path, block_interval: float = 0.0) -> Iterator[tuple[str, int]]:
+    """A devledger subprocess on `data` (with `--block-interval` when > 0); yields its URL and process id."""
     port, ws_port = free_port(), free_port()
     command = [sys.executable, "-m", "connector", "devledger", "--port", str(port), "--ws-port", str(ws_port)]
+    if block_interval:
+        command += ["--block-interval", f"{block_interval}s"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     with subprocess.Popen(
@@ -252,13 +254,18 @@ def sign_all(pool: ProcessPoolExecutor, key: Any, to: str, creates: int) -> tupl
     return signed, [tx for chunk in pool.map(_sign_transfers, parts) for tx in chunk]
 
 
-def run(txs: int, seq_txs: int, connections: int, preload_count: int) -> dict[str, Any]:
+def run(
+    txs: int, seq_txs: int, connections: int, preload_count: int, block_interval: float = 1.0
+) -> dict[str, Any]:
     """Every measurement; returns the figures."""
     results: dict[str, Any] = {}
     alice, bob = generate_keypair(), generate_keypair()
+    # Commit mode under a block interval holds one HTTP thread per transaction until its block: 10 blocks.
+    blocked_commit = 10 * connections if block_interval else 0
+    total = 2 * txs + seq_txs + (txs + blocked_commit if block_interval else 0)
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(2) as pool:
-        log(f"signing {2 * txs + seq_txs} CREATEs and {2 * txs + seq_txs} TRANSFERs")
-        creates, transfers = sign_all(pool, alice, bob.public_key, 2 * txs + seq_txs)
+        log(f"signing {total} CREATEs and {total} TRANSFERs")
+        creates, transfers = sign_all(pool, alice, bob.public_key, total)
         seq = slice(0, seq_txs)
         tput = slice(seq_txs, seq_txs + txs)
         commit = slice(seq_txs + txs, seq_txs + 2 * txs)
@@ -288,6 +295,12 @@ def run(txs: int, seq_txs: int, connections: int, preload_count: int) -> dict[st
                 results["load"][name] = os.getloadavg()[0]
                 results[name] = measure()
                 log(f"{name}: {results[name]}")
+        if block_interval:
+            results.update(
+                blocked_runs(
+                    Path(tmp), block_interval, creates, transfers, 2 * txs + seq_txs, txs, connections
+                )
+            )
         if preload_count:
             log(f"preloading {preload_count} transactions (signed, 2 processes)")
             preload(Path(tmp) / "big", preload_count)
@@ -296,18 +309,59 @@ def run(txs: int, seq_txs: int, connections: int, preload_count: int) -> dict[st
     return results
 
 
+def blocked_runs(
+    tmp: Path,
+    interval: float,
+    creates: list[Any],
+    transfers: list[Any],
+    start: int,
+    txs: int,
+    connections: int,
+) -> dict[str, Any]:
+    """Async and commit-mode TRANSFERs against a ledger cutting a block every `interval` seconds (the
+    CREATEs they spend are committed first, untimed)."""
+    results: dict[str, Any] = {"load": {}}
+    commit_txs = 10 * connections
+    with ledger_process(tmp / "blocked", interval) as (url, pid):
+        concurrent_post(url, pid, creates[start : start + txs + commit_txs], "async", connections)
+        tail = slice(start + txs, start + txs + commit_txs)
+        runs: list[tuple[str, Callable[[], Any]]] = [
+            (
+                f"TRANSFER concurrent send_async, {interval:g} s blocks",
+                lambda: concurrent_post(url, pid, transfers[start : start + txs], "async", connections),
+            ),
+            (
+                f"TRANSFER concurrent send_commit, {interval:g} s blocks ({commit_txs} txs)",
+                lambda: concurrent_post(url, pid, transfers[tail], "commit", connections),
+            ),
+        ]
+        for name, measure in runs:
+            results["load"][name] = os.getloadavg()[0]
+            results[name] = measure()
+            log(f"{name}: {results[name]}")
+    return results
+
+
 def get_latencies(url: str, count: int) -> dict[str, dict[str, float]]:
     """GET latencies on the preloaded ledger."""
     bdb = BigchainDB(url)
     some = bdb.assets.get(search=f"sn{count // 2}", limit=1)[0]["id"]
+    owner = bdb.transactions.retrieve(some)["outputs"][0]["public_keys"][0]
     out = {
         "GET transaction by id": latency(lambda: bdb.transactions.retrieve(some), 300),
         "GET transactions by asset_id": latency(lambda: bdb.transactions.get(asset_id=some), 300),
         "assets search, 1 match": latency(lambda: bdb.assets.get(search=f"sn{count // 3}"), 300),
         "assets search, 10% match, limit 10": latency(lambda: bdb.assets.get(search="graz", limit=10), 100),
         "metadata search, limit 10": latency(lambda: bdb.metadata.get(search="nothing", limit=10), 100),
-        "outputs by public_key (1,000 outputs)": latency(
-            lambda: bdb.outputs.get(bdb.transactions.retrieve(some)["outputs"][0]["public_keys"][0]), 50
+        "outputs by public_key (1,000 outputs)": latency(lambda: bdb.outputs.get(owner), 50),
+        "outputs by public_key, spent=false (1,000 outputs)": latency(
+            lambda: bdb.outputs.get(owner, spent=False), 50
+        ),
+        "transactions by asset_id, operation=CREATE": latency(
+            lambda: bdb.transactions.get(asset_id=some, operation="CREATE"), 300
+        ),
+        "transactions by asset_id, operation=TRANSFER": latency(
+            lambda: bdb.transactions.get(asset_id=some, operation="TRANSFER"), 300
         ),
     }
     for name, figures in out.items():
@@ -326,13 +380,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seq-txs", type=int, default=300, help="transactions per sequential run")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive client connections")
     parser.add_argument("--preload", type=int, default=100_000, help="stored txs for latencies (0 skips)")
+    parser.add_argument(
+        "--block-interval",
+        type=float,
+        default=1.0,
+        help="seconds between blocks for the block-interval rows (0 skips them; default 1)",
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 / 100 txs and 10,000 stored (iterating)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "devledger.md")
     args = parser.parse_args(argv)
     if args.quick:
         args.txs, args.seq_txs, args.preload = 1000, 100, min(args.preload, 10_000)
     started = time.time()
-    results = run(args.txs, args.seq_txs, args.connections, args.preload)
+    results = run(args.txs, args.seq_txs, args.connections, args.preload, args.block_interval)
     command = "python -m bench.devledger_bench" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
     args.out.write_text(report(results, args, command, time.time() - started))
     log(f"report written to {args.out}")
@@ -359,7 +419,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, command: str, seco
         f"| {name} | {f['mean']:.2f} ms | {f['p50']:.2f} ms | {f['p95']:.2f} ms |"
         for name, f in results.get("latency", {}).items()
     ]
-    concurrent = [f["tx_s"] for name, f in results.items() if "concurrent" in name]
+    concurrent = [f["tx_s"] for name, f in results.items() if "concurrent" in name and "blocks" not in name]
     verdict = "reached" if concurrent and min(concurrent) >= 1000 else "not reached in every concurrent row"
     return "\n".join(
         [
