@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,6 +22,7 @@ from devledger.storage import DB_FILE, Storage
 from devledger.testing import running_ledger
 
 from .conftest import create, error_text, post, spend_input, transfer
+from .test_durability import free_port
 
 HUNG = 120  # a guard against a hang, not a speed budget
 NEVER = 3600.0  # an interval no test waits for: only stopping the ledger cuts that block
@@ -125,3 +130,23 @@ def test_block_interval_option_refuses_nonsense(text: str) -> None:
     """--block-interval refuses what is not a non-negative duration, naming it."""
     with pytest.raises(argparse.ArgumentTypeError, match="not a duration"):
         duration(text)
+
+
+def test_command_line_block_interval(alice) -> None:
+    """`devledger --block-interval 1s` says so and answers a commit-mode POST after the next block."""
+    port, ws_port = free_port(), free_port()
+    command = [sys.executable, "-m", "connector", "devledger", "--memory", "--port", str(port)]
+    command += ["--ws-port", str(ws_port), "--block-interval", "1s"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
+        try:
+            line = process.stdout.readline() if process.stdout else ""
+            assert "listening on" in line and "blocks every 1 s" in line
+            url = f"http://127.0.0.1:{port}/api/v1/transactions?mode=commit"
+            started = time.monotonic()
+            for tx in (create(alice), create(alice)):
+                assert requests.post(url, json=tx, timeout=HUNG).status_code == 202
+            assert time.monotonic() - started >= 1.0  # the second waited for block 2, 1 s after block 1
+        finally:
+            process.terminate()
+            process.wait(timeout=HUNG)
