@@ -326,11 +326,11 @@ def run(
                 results[name] = measure()
                 log(f"{name}: {results[name]}")
         if block_interval:
-            results.update(
-                blocked_runs(
-                    Path(tmp), block_interval, creates, transfers, 2 * txs + seq_txs, txs, connections
-                )
+            blocked = blocked_runs(
+                Path(tmp), block_interval, creates, transfers, 2 * txs + seq_txs, txs, connections
             )
+            results["load"].update(blocked.pop("load"))
+            results.update(blocked)
         if preload_count:
             log(f"preloading {preload_count} transactions (signed, 2 processes)")
             preload(Path(tmp) / "big", preload_count)
@@ -456,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.time()
     results = run(args.txs, args.seq_txs, args.connections, args.preload, args.block_interval, args.chain)
     command = "python -m bench.devledger_bench" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
+    log(f"figures: {json.dumps(results)}")  # kept in the log even if the report cannot be written
     args.out.write_text(report(results, args, command, time.time() - started))
     log(f"report written to {args.out}")
     return 0
