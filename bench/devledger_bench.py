@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,10 +30,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import requests
 from bigchaindb_driver import BigchainDB
 from bigchaindb_driver.crypto import CryptoKeypair, generate_keypair
 from bigchaindb_driver.offchain import fulfill_transaction, prepare_transaction
+
+from bench.devledger_reads import chain_latencies, get_latencies, preload, preload_chain
+from bench.devledger_report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = [
@@ -188,75 +189,6 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return int(lines[0].split()[1]), await reader.readexactly(length)
 
 
-def latency(call: Callable[[], Any], n: int) -> dict[str, float]:
-    """Mean, p50 and p95 in milliseconds of n sequential calls."""
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {"mean": statistics.fmean(samples), "p50": samples[n // 2], "p95": samples[int(n * 0.95)]}
-
-
-def _checked_chunk(args: tuple[int, int]) -> list[Any]:
-    from devledger.validation import check_stateless
-
-    start, count = args
-    key = generate_keypair()
-    return [
-        check_stateless(
-            _create(
-                key,
-                {"meter": f"urn:ngsi-ld:Meter:pre-{i}", "site": SITES[i % 10], "serial": f"sn{i}"},
-                {"n": i},
-            )
-        )
-        for i in range(start, start + count)
-    ]
-
-
-def preload(data: Path, count: int) -> None:
-    """Write `count` signed and checked CREATEs straight through the storage layer, 1,000 per block."""
-    from devledger.storage import Storage
-
-    storage = Storage(data)
-    chunk = 1000
-    started = time.perf_counter()
-    with ProcessPoolExecutor(2) as pool:
-        for done, checked in enumerate(
-            pool.map(_checked_chunk, [(s, chunk) for s in range(0, count, chunk)]), 1
-        ):
-            storage.append_block(checked)
-            if done % 10 == 0:
-                log(f"preloaded {done * chunk} in {time.perf_counter() - started:.0f} s")
-    storage.close()
-
-
-def preload_chain(data: Path, length: int) -> dict[str, str]:
-    """One meter's chain as the connector writes it: a CREATE and `length` window TRANSFERs back to the same
-    key, each spending the previous one (signed with the connector's fast builder, 1,000 per block)."""
-    from connector.ledger.fast_tx import create_transaction, transfer_transaction
-    from devledger.storage import Storage
-    from devledger.validation import check_stateless
-
-    key = generate_keypair()
-    head = create_transaction(key.public_key, key.private_key, {"data": {"meter": "urn:chain"}}, None)
-    asset_id, block = head["id"], [check_stateless(head)]
-    storage = Storage(data)
-    for window in range(length):
-        metadata = {"window": window, "fingerprint": f"{window:064x}"}
-        head = transfer_transaction(key.public_key, key.private_key, asset_id, head["id"], metadata)
-        block.append(check_stateless(head))
-        if len(block) == 1000:
-            storage.append_block(block)
-            block = []
-    if block:
-        storage.append_block(block)
-    storage.close()
-    return {"public_key": key.public_key, "asset_id": asset_id, "head": head["id"]}
-
-
 def _sign_creates(args: tuple[str, str, int, int]) -> list[dict[str, Any]]:
     public, private, start, count = args
     key = CryptoKeypair(private, public)
@@ -376,54 +308,6 @@ def blocked_runs(
     return results
 
 
-def chain_latencies(url: str, meter: dict[str, str], chain: int) -> dict[str, dict[str, float]]:
-    """The reads that find a long chain's head: unspent outputs of its key, or its last transaction."""
-    bdb = BigchainDB(url)
-    assert bdb.outputs.get(meter["public_key"], spent=False) == [
-        {"transaction_id": meter["head"], "output_index": 0}
-    ]
-    last = f"{url}/api/v1/transactions?asset_id={meter['asset_id']}&last_tx=true"
-    assert requests.get(last, timeout=60).json()[0]["id"] == meter["head"]
-    out = {
-        f"outputs by public_key, spent=false (a chain of {chain:,} outputs, 1 unspent)": latency(
-            lambda: bdb.outputs.get(meter["public_key"], spent=False), 20
-        ),
-        f"transactions by asset_id, last_tx=true (a chain of {chain:,})": latency(
-            lambda: requests.get(last, timeout=60), 100
-        ),
-    }
-    for name, figures in out.items():
-        log(f"{name}: mean {figures['mean']:.2f} ms, p50 {figures['p50']:.2f}, p95 {figures['p95']:.2f}")
-    return out
-
-
-def get_latencies(url: str, count: int) -> dict[str, dict[str, float]]:
-    """GET latencies on the preloaded ledger."""
-    bdb = BigchainDB(url)
-    some = bdb.assets.get(search=f"sn{count // 2}", limit=1)[0]["id"]
-    owner = bdb.transactions.retrieve(some)["outputs"][0]["public_keys"][0]
-    out = {
-        "GET transaction by id": latency(lambda: bdb.transactions.retrieve(some), 300),
-        "GET transactions by asset_id": latency(lambda: bdb.transactions.get(asset_id=some), 300),
-        "assets search, 1 match": latency(lambda: bdb.assets.get(search=f"sn{count // 3}"), 300),
-        "assets search, 10% match, limit 10": latency(lambda: bdb.assets.get(search="graz", limit=10), 100),
-        "metadata search, limit 10": latency(lambda: bdb.metadata.get(search="nothing", limit=10), 100),
-        "outputs by public_key (1,000 outputs)": latency(lambda: bdb.outputs.get(owner), 50),
-        "outputs by public_key, spent=false (1,000 outputs)": latency(
-            lambda: bdb.outputs.get(owner, spent=False), 50
-        ),
-        "transactions by asset_id, operation=CREATE": latency(
-            lambda: bdb.transactions.get(asset_id=some, operation="CREATE"), 300
-        ),
-        "transactions by asset_id, operation=TRANSFER": latency(
-            lambda: bdb.transactions.get(asset_id=some, operation="TRANSFER"), 300
-        ),
-    }
-    for name, figures in out.items():
-        log(f"{name}: mean {figures['mean']:.2f} ms, p50 {figures['p50']:.2f}, p95 {figures['p95']:.2f}")
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and write the report."""
     parser = argparse.ArgumentParser(
@@ -460,97 +344,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(report(results, args, command, time.time() - started))
     log(f"report written to {args.out}")
     return 0
-
-
-BIGCHAINDB = "4 nodes: 300-1,000 tx/s finalized, 95 % within ~5 s (BEP-23)"
-
-
-def report(results: dict[str, Any], args: argparse.Namespace, command: str, seconds: float) -> str:
-    """The Markdown report of one run."""
-    rows = []
-    for name, figures in results.items():
-        if name in ("latency", "load"):
-            continue
-        cpu = "-"
-        if "cpu_ms" in figures:  # what one core fully given to the ledger would sustain at that CPU cost
-            cpu = f"{figures['cpu_ms']:.2f} ms (= {1000 / figures['cpu_ms']:.0f} tx/s per core)"
-        published = BIGCHAINDB if "concurrent" in name and "CREATE" in name else ""
-        rows.append(
-            f"| {name} | {figures['tx_s']:.0f} tx/s | {cpu} | {results['load'][name]:.1f} | {published} |"
-        )
-    latency = [
-        f"| {name} | {f['mean']:.2f} ms | {f['p50']:.2f} ms | {f['p95']:.2f} ms |"
-        for name, f in results.get("latency", {}).items()
-    ]
-    concurrent = [f["tx_s"] for name, f in results.items() if "concurrent" in name and "blocks" not in name]
-    verdict = "reached" if concurrent and min(concurrent) >= 1000 else "not reached in every concurrent row"
-    return "\n".join(
-        [
-            "# Dev ledger benchmark",
-            "",
-            f"Command: `{command}` (written by the command itself; {seconds / 60:.1f} min). "
-            f"{args.txs} transactions per concurrent run over {args.connections} keep-alive connections, "
-            f"{args.seq_txs} per sequential run, GET latencies with {args.preload:,} stored CREATEs "
-            f"(as many assets, 1,000 per key) plus one meter's chain of {args.chain:,} TRANSFERs.",
-            "",
-            _SETUP,
-            "",
-            f"## Throughput (run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{os.cpu_count()} cores)",
-            "",
-            "| measurement | dev ledger (1 node) | ledger CPU per tx | load average (1 min) before | "
-            "BigchainDB 2.x published |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
-            "## GET latency" + (f" ({args.preload:,} stored transactions)" if latency else " (skipped)"),
-            "",
-            "| query | mean | p50 | p95 |",
-            "|---|---|---|---|",
-            *latency,
-            "",
-            "## Against the aim (1,000 committed tx/s on the 2-core machine; ~2,000 tx/s asked in issue 18)",
-            "",
-            f"Aim {verdict} in this run. {_NOTES}",
-            "",
-        ]
-    )
-
-
-_SETUP = """\
-Setup: the ledger runs as `smartmeter-connector devledger --data TMP` in its own process (file-backed SQLite,
-WAL, synchronous=FULL: every block is fsynced before a commit-mode answer). Sequential rows use
-bigchaindb-driver 0.6.2's `send_commit`, one transaction at a time, so they measure one round trip plus one
-fsync each. Concurrent rows post pre-signed, pre-serialized bodies (`mode=async` or `mode=commit`) from a
-separate asyncio process and stop the clock when the last transactions read back committed. "Ledger CPU per
-tx" is the ledger process's user+system CPU time over the run divided by the transactions: it is much less
-sensitive to other load on the machine than tx/s, which shares the 2 cores with the client and with
-whatever else runs. The machine is shared with other engineers' test runs; the load average is recorded
-beside each row."""
-
-_NOTES = """\
-Where the ledger's time goes per transaction (py-spy on the ledger process during the TRANSFER async run, busy
-samples only): waitress about half (socket send ~19 %, recv ~13 %, parsing, task hand-off between threads);
-validation ~16 %, nearly all of it the one Ed25519 verification in libsodium (~14 %; the fast path of
-`devledger/fastpath.py` leaves nothing else of note: schema ~2 %); JSON parsing of the body ~7 %; the block
-writer ~14-18 %, most of it the COMMIT's fsync. No Python-level hot spot is left to cut; what would cut
-further is an HTTP front end without a thread hand-off per request (e.g. asyncio) and fewer syscalls per
-answer. Commit mode costs more per transaction than async mode because every answer waits for its block's
-fsync: blocks are smaller (at most one transaction per connection) and each request thread is parked and
-woken.
-
-Block-interval rows: the ledger cuts a block at most once per interval (`--block-interval`, Tendermint's
-`timeout_commit` with no empty blocks). Async posts are validated as fast as without blocks and committed
-in large blocks (the clock stops when the last ones read back committed, so the last block's wait is
-included). Commit mode holds one of the 16 HTTP threads per transaction until its block, so it confirms at
-most 16 transactions per block (a real BigchainDB 2.2.2 node on 2 cores: 5 gunicorn workers): against a
-real network, post with mode=sync and confirm from the event stream or in bulk.
-
-Bulk and recovery reads (GET latency rows): `outputs?public_key=&spent=false` walks the key's outputs in
-the `output_keys` primary key (public_key, seq, idx) and joins each to `outputs` for its spent state, so it
-costs O(outputs of that key), whatever the ledger's size; `transactions?asset_id=&operation=` uses the
-(asset_id, seq) index, O(transactions of that asset). The wide text search is slow because bm25 ranks every
-match before the limit applies (MongoDB also sorts all matches by textScore)."""
 
 
 if __name__ == "__main__":
