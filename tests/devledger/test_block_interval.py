@@ -75,8 +75,7 @@ def test_second_spend_in_the_same_block_is_refused(alice, bob) -> None:
 
 
 def test_commit_mode_answers_when_the_block_commits(alice) -> None:
-    """mode=commit answers after the block, which comes no sooner than the interval after the previous one;
-    the stream announces each block's transactions then."""
+    """mode=commit answers once its block commits, an interval after the last; the stream tells it then."""
     interval = 1.0
     with running_ledger(block_interval=interval) as ledger, connect(ledger.ws_url) as ws:
         first, second = create(alice), create(alice)
