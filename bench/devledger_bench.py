@@ -20,7 +20,6 @@ import json
 import multiprocessing
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,9 @@ from typing import Any
 from bigchaindb_driver import BigchainDB
 from bigchaindb_driver.crypto import CryptoKeypair, generate_keypair
 from bigchaindb_driver.offchain import fulfill_transaction, prepare_transaction
+
+from bench.devledger_reads import chain_latencies, get_latencies, preload, preload_chain
+from bench.devledger_report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 SITES = [
@@ -63,10 +65,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def ledger_process(data: Path) -> Iterator[tuple[str, int]]:
-    """A devledger subprocess on `data`; yields its URL and process id."""
+def ledger_process(data: Path, block_interval: float = 0.0) -> Iterator[tuple[str, int]]:
+    """A devledger subprocess on `data` (with `--block-interval` when > 0); yields its URL and process id."""
     port, ws_port = free_port(), free_port()
     command = [sys.executable, "-m", "connector", "devledger", "--port", str(port), "--ws-port", str(ws_port)]
+    if block_interval:
+        command += ["--block-interval", f"{block_interval}s"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     with subprocess.Popen(
@@ -185,51 +189,6 @@ async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return int(lines[0].split()[1]), await reader.readexactly(length)
 
 
-def latency(call: Callable[[], Any], n: int) -> dict[str, float]:
-    """Mean, p50 and p95 in milliseconds of n sequential calls."""
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {"mean": statistics.fmean(samples), "p50": samples[n // 2], "p95": samples[int(n * 0.95)]}
-
-
-def _checked_chunk(args: tuple[int, int]) -> list[Any]:
-    from devledger.validation import check_stateless
-
-    start, count = args
-    key = generate_keypair()
-    return [
-        check_stateless(
-            _create(
-                key,
-                {"meter": f"urn:ngsi-ld:Meter:pre-{i}", "site": SITES[i % 10], "serial": f"sn{i}"},
-                {"n": i},
-            )
-        )
-        for i in range(start, start + count)
-    ]
-
-
-def preload(data: Path, count: int) -> None:
-    """Write `count` signed and checked CREATEs straight through the storage layer, 1,000 per block."""
-    from devledger.storage import Storage
-
-    storage = Storage(data)
-    chunk = 1000
-    started = time.perf_counter()
-    with ProcessPoolExecutor(2) as pool:
-        for done, checked in enumerate(
-            pool.map(_checked_chunk, [(s, chunk) for s in range(0, count, chunk)]), 1
-        ):
-            storage.append_block(checked)
-            if done % 10 == 0:
-                log(f"preloaded {done * chunk} in {time.perf_counter() - started:.0f} s")
-    storage.close()
-
-
 def _sign_creates(args: tuple[str, str, int, int]) -> list[dict[str, Any]]:
     public, private, start, count = args
     key = CryptoKeypair(private, public)
@@ -252,13 +211,23 @@ def sign_all(pool: ProcessPoolExecutor, key: Any, to: str, creates: int) -> tupl
     return signed, [tx for chunk in pool.map(_sign_transfers, parts) for tx in chunk]
 
 
-def run(txs: int, seq_txs: int, connections: int, preload_count: int) -> dict[str, Any]:
+def run(
+    txs: int,
+    seq_txs: int,
+    connections: int,
+    preload_count: int,
+    block_interval: float = 1.0,
+    chain: int = 35_040,
+) -> dict[str, Any]:
     """Every measurement; returns the figures."""
     results: dict[str, Any] = {}
     alice, bob = generate_keypair(), generate_keypair()
+    # Commit mode under a block interval holds one HTTP thread per transaction until its block: 10 blocks.
+    blocked_commit = 10 * connections if block_interval else 0
+    total = 2 * txs + seq_txs + (txs + blocked_commit if block_interval else 0)
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(2) as pool:
-        log(f"signing {2 * txs + seq_txs} CREATEs and {2 * txs + seq_txs} TRANSFERs")
-        creates, transfers = sign_all(pool, alice, bob.public_key, 2 * txs + seq_txs)
+        log(f"signing {total} CREATEs and {total} TRANSFERs")
+        creates, transfers = sign_all(pool, alice, bob.public_key, total)
         seq = slice(0, seq_txs)
         tput = slice(seq_txs, seq_txs + txs)
         commit = slice(seq_txs + txs, seq_txs + 2 * txs)
@@ -288,31 +257,55 @@ def run(txs: int, seq_txs: int, connections: int, preload_count: int) -> dict[st
                 results["load"][name] = os.getloadavg()[0]
                 results[name] = measure()
                 log(f"{name}: {results[name]}")
+        if block_interval:
+            blocked = blocked_runs(
+                Path(tmp), block_interval, creates, transfers, 2 * txs + seq_txs, txs, connections
+            )
+            results["load"].update(blocked.pop("load"))
+            results.update(blocked)
         if preload_count:
             log(f"preloading {preload_count} transactions (signed, 2 processes)")
             preload(Path(tmp) / "big", preload_count)
+            log(f"preloading one meter's chain of {chain:,} TRANSFERs")
+            meter = preload_chain(Path(tmp) / "big", chain) if chain else None
             with ledger_process(Path(tmp) / "big") as (url, _):
                 results["latency"] = get_latencies(url, preload_count)
+                if meter is not None:
+                    results["latency"].update(chain_latencies(url, meter, chain))
     return results
 
 
-def get_latencies(url: str, count: int) -> dict[str, dict[str, float]]:
-    """GET latencies on the preloaded ledger."""
-    bdb = BigchainDB(url)
-    some = bdb.assets.get(search=f"sn{count // 2}", limit=1)[0]["id"]
-    out = {
-        "GET transaction by id": latency(lambda: bdb.transactions.retrieve(some), 300),
-        "GET transactions by asset_id": latency(lambda: bdb.transactions.get(asset_id=some), 300),
-        "assets search, 1 match": latency(lambda: bdb.assets.get(search=f"sn{count // 3}"), 300),
-        "assets search, 10% match, limit 10": latency(lambda: bdb.assets.get(search="graz", limit=10), 100),
-        "metadata search, limit 10": latency(lambda: bdb.metadata.get(search="nothing", limit=10), 100),
-        "outputs by public_key (1,000 outputs)": latency(
-            lambda: bdb.outputs.get(bdb.transactions.retrieve(some)["outputs"][0]["public_keys"][0]), 50
-        ),
-    }
-    for name, figures in out.items():
-        log(f"{name}: mean {figures['mean']:.2f} ms, p50 {figures['p50']:.2f}, p95 {figures['p95']:.2f}")
-    return out
+def blocked_runs(
+    tmp: Path,
+    interval: float,
+    creates: list[Any],
+    transfers: list[Any],
+    start: int,
+    txs: int,
+    connections: int,
+) -> dict[str, Any]:
+    """Async and commit-mode TRANSFERs against a ledger cutting a block every `interval` seconds (the
+    CREATEs they spend are committed first, untimed)."""
+    results: dict[str, Any] = {"load": {}}
+    commit_txs = 10 * connections
+    with ledger_process(tmp / "blocked", interval) as (url, pid):
+        concurrent_post(url, pid, creates[start : start + txs + commit_txs], "async", connections)
+        tail = slice(start + txs, start + txs + commit_txs)
+        runs: list[tuple[str, Callable[[], Any]]] = [
+            (
+                f"TRANSFER concurrent send_async, {interval:g} s blocks",
+                lambda: concurrent_post(url, pid, transfers[start : start + txs], "async", connections),
+            ),
+            (
+                f"TRANSFER concurrent send_commit, {interval:g} s blocks ({commit_txs} txs)",
+                lambda: concurrent_post(url, pid, transfers[tail], "commit", connections),
+            ),
+        ]
+        for name, measure in runs:
+            results["load"][name] = os.getloadavg()[0]
+            results[name] = measure()
+            log(f"{name}: {results[name]}")
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,94 +319,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seq-txs", type=int, default=300, help="transactions per sequential run")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive client connections")
     parser.add_argument("--preload", type=int, default=100_000, help="stored txs for latencies (0 skips)")
+    parser.add_argument(
+        "--block-interval",
+        type=float,
+        default=1.0,
+        help="seconds between blocks for the block-interval rows (0 skips them; default 1)",
+    )
+    parser.add_argument(
+        "--chain",
+        type=int,
+        default=35_040,
+        help="TRANSFERs in one meter's preloaded chain (default: a year of 15-minute windows; 0 skips)",
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 / 100 txs and 10,000 stored (iterating)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "devledger.md")
     args = parser.parse_args(argv)
     if args.quick:
         args.txs, args.seq_txs, args.preload = 1000, 100, min(args.preload, 10_000)
+        args.chain = min(args.chain, 3_000)
     started = time.time()
-    results = run(args.txs, args.seq_txs, args.connections, args.preload)
+    results = run(args.txs, args.seq_txs, args.connections, args.preload, args.block_interval, args.chain)
     command = "python -m bench.devledger_bench" + (" " + " ".join(argv or sys.argv[1:])).rstrip()
+    log(f"figures: {json.dumps(results)}")  # kept in the log even if the report cannot be written
     args.out.write_text(report(results, args, command, time.time() - started))
     log(f"report written to {args.out}")
     return 0
-
-
-BIGCHAINDB = "4 nodes: 300-1,000 tx/s finalized, 95 % within ~5 s (BEP-23)"
-
-
-def report(results: dict[str, Any], args: argparse.Namespace, command: str, seconds: float) -> str:
-    """The Markdown report of one run."""
-    rows = []
-    for name, figures in results.items():
-        if name in ("latency", "load"):
-            continue
-        cpu = "-"
-        if "cpu_ms" in figures:  # what one core fully given to the ledger would sustain at that CPU cost
-            cpu = f"{figures['cpu_ms']:.2f} ms (= {1000 / figures['cpu_ms']:.0f} tx/s per core)"
-        published = BIGCHAINDB if "concurrent" in name and "CREATE" in name else ""
-        rows.append(
-            f"| {name} | {figures['tx_s']:.0f} tx/s | {cpu} | {results['load'][name]:.1f} | {published} |"
-        )
-    latency = [
-        f"| {name} | {f['mean']:.2f} ms | {f['p50']:.2f} ms | {f['p95']:.2f} ms |"
-        for name, f in results.get("latency", {}).items()
-    ]
-    concurrent = [f["tx_s"] for name, f in results.items() if "concurrent" in name]
-    verdict = "reached" if concurrent and min(concurrent) >= 1000 else "not reached in every concurrent row"
-    return "\n".join(
-        [
-            "# Dev ledger benchmark",
-            "",
-            f"Command: `{command}` (written by the command itself; {seconds / 60:.1f} min). "
-            f"{args.txs} transactions per concurrent run over {args.connections} keep-alive connections, "
-            f"{args.seq_txs} per sequential run, GET latencies with {args.preload:,} stored transactions.",
-            "",
-            _SETUP,
-            "",
-            f"## Throughput (run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"{os.cpu_count()} cores)",
-            "",
-            "| measurement | dev ledger (1 node) | ledger CPU per tx | load average (1 min) before | "
-            "BigchainDB 2.x published |",
-            "|---|---|---|---|---|",
-            *rows,
-            "",
-            "## GET latency" + (f" ({args.preload:,} stored transactions)" if latency else " (skipped)"),
-            "",
-            "| query | mean | p50 | p95 |",
-            "|---|---|---|---|",
-            *latency,
-            "",
-            "## Against the aim (1,000 committed tx/s on the 2-core machine)",
-            "",
-            f"Aim {verdict} in this run. {_NOTES}",
-            "",
-        ]
-    )
-
-
-_SETUP = """\
-Setup: the ledger runs as `smartmeter-connector devledger --data TMP` in its own process (file-backed SQLite,
-WAL, synchronous=FULL: every block is fsynced before a commit-mode answer). Sequential rows use
-bigchaindb-driver 0.6.2's `send_commit`, one transaction at a time, so they measure one round trip plus one
-fsync each. Concurrent rows post pre-signed, pre-serialized bodies (`mode=async` or `mode=commit`) from a
-separate asyncio process and stop the clock when the last transactions read back committed. "Ledger CPU per
-tx" is the ledger process's user+system CPU time over the run divided by the transactions: it is much less
-sensitive to other load on the machine than tx/s, which shares the 2 cores with the client and with
-whatever else runs. The machine is shared with other engineers' test runs; the load average is recorded
-beside each row."""
-
-_NOTES = """\
-Where the ledger's CPU goes per transaction (py-spy, GIL-holding samples): the HTTP server (waitress: parsing,
-task dispatch, response writing) about a third; validation about a sixth (the signature fast path of
-`devledger/fastpath.py`, ~0.1 ms: one Ed25519 verification through cryptoconditions/PyNaCl, the
-fastjsonschema check, three canonical serializations); the block writer (one SQLite transaction per block,
-one `executemany` per table, FTS5 indexing) and waking the waiting request threads in commit mode the
-rest. Commit mode costs more per transaction than async mode because every answer waits for its block's
-fsync: blocks are smaller (at most one transaction per connection) and each request thread is parked and
-woken. The wide text search is slow because bm25 ranks every match before the limit applies (MongoDB also
-sorts all matches by textScore)."""
 
 
 if __name__ == "__main__":

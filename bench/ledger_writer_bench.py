@@ -8,6 +8,7 @@ with the configured concurrency and send mode. Reported:
   network would cost this connector per window.
 
     .venv/bin/python bench/ledger_writer_bench.py --meters 1000 [--mode commit] [--concurrency 8]
+        [--block-interval 1]   # the dev ledger cuts a block at most once a second, as Tendermint does
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from connector.store.models import LedgerOutbox, Meter, Window
 WINDOW = datetime(2019, 3, 18, 16, 0, tzinfo=UTC)
 
 
-def _serve_ledger(queue: multiprocessing.Queue, stop: multiprocessing.Event) -> None:  # type: ignore[type-arg]
+def _serve_ledger(
+    queue: multiprocessing.Queue, stop: multiprocessing.Event, block_interval: float = 0.0
+) -> None:  # type: ignore[type-arg]
     from devledger.server import start_ledger
 
-    handle = start_ledger(host="127.0.0.1", port=0, ws_port=0, data_dir=None)
+    handle = start_ledger(host="127.0.0.1", port=0, ws_port=0, data_dir=None, block_interval=block_interval)
     queue.put(handle.url)
     stop.wait()
     handle.stop()
@@ -153,12 +156,18 @@ def main() -> None:
     parser.add_argument("--mode", default="commit", choices=["async", "sync", "commit"])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--store", help="store URL (default: a SQLite file in a temporary folder)")
+    parser.add_argument(
+        "--block-interval",
+        type=float,
+        default=0.0,
+        help="the dev ledger's seconds between blocks (default 0)",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     url = args.store or f"sqlite:///{tmp}/store.sqlite3"
     ctx = multiprocessing.get_context("spawn")
     queue, stop = ctx.Queue(), ctx.Event()
-    ledger = ctx.Process(target=_serve_ledger, args=(queue, stop), daemon=True)
+    ledger = ctx.Process(target=_serve_ledger, args=(queue, stop, args.block_interval), daemon=True)
     ledger.start()
     ledger_url = queue.get(timeout=30)
     store = open_store(url)
@@ -188,6 +197,7 @@ def main() -> None:
         "meters": args.meters,
         "mode": args.mode,
         "concurrency": args.concurrency,
+        "block_interval_s": args.block_interval,
         "store": store.dialect,
         "creates_wall_s": round(create_wall, 2),
         "transfers_wall_s": round(wall, 2),

@@ -23,8 +23,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     store = parser.add_mutually_exclusive_group()
     store.add_argument("--data", metavar="DIR", help="keep the ledger in a SQLite file in DIR")
     store.add_argument("--memory", action="store_true", help="keep the ledger in memory only")
+    parser.add_argument(
+        "--block-interval",
+        type=duration,
+        default=0.0,
+        metavar="TIME",
+        help="emulate Tendermint's time between blocks, e.g. 1s or 500ms: transactions wait for the next "
+        "block and mode=commit answers then (default 0: every transaction is committed at once)",
+    )
     parser.add_argument("--check", action="store_true", help="verify the block hash chain in --data and exit")
     parser.set_defaults(func=handler)
+
+
+def duration(text: str) -> float:
+    """Seconds from "1s", "500ms", "0.5" or "2" (seconds when no unit); >= 0."""
+    value = text.strip().lower()
+    scale = 1.0
+    if value.endswith("ms"):
+        value, scale = value[:-2], 0.001
+    elif value.endswith("s"):
+        value = value[:-1]
+    try:
+        seconds = float(value) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 1s, 500ms)") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 1s, 500ms)")
+    return seconds
 
 
 def handler(args: argparse.Namespace, settings: Any) -> int:
@@ -59,11 +84,13 @@ def _check(data: str | None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from devledger.server import start_ledger
 
-    handle = start_ledger(args.host, args.port, args.ws_port, None if args.memory else args.data)
+    data = None if args.memory else args.data
+    handle = start_ledger(args.host, args.port, args.ws_port, data, block_interval=args.block_interval)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"devledger: listening on {handle.url} (stream {handle.ws_url})", flush=True)
+    blocks = f", blocks every {args.block_interval:g} s" if args.block_interval else ""
+    print(f"devledger: listening on {handle.url} (stream {handle.ws_url}){blocks}", flush=True)
     try:
         stop.wait()
     finally:

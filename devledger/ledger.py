@@ -4,12 +4,18 @@ POSTs are validated in their own threads (the stateless part in parallel), then 
 the reservation of the spent outputs happen under the ledger lock, so of two conflicting transactions
 exactly one gets in and the other gets BigchainDB's error. A single writer thread takes everything
 pending and commits it as one block in one SQLite transaction (group commit).
+
+With a block interval (Tendermint's `timeout_commit` with `create_empty_blocks = false`, BigchainDB's
+deployment), a block is cut no sooner than the interval after the previous block committed: accepted
+transactions wait for it, are committed together, and commit-mode callers are answered then. Validation
+sees the pending block's transactions, so a second spend of an output in the same block is refused.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +25,10 @@ from devledger.validation import Checked, OutputInfo, check_against, check_state
 
 log = logging.getLogger(__name__)
 
-MAX_BLOCK_TXS = 2000
+MAX_BLOCK_TXS = 2000  # without a block interval: the group commit's largest batch
+# With a block interval, a block is bounded by bytes like Tendermint's (consensus params block.max_bytes,
+# 22,020,096 by default in v0.31); what does not fit waits for the next block.
+MAX_BLOCK_BYTES = 22_020_096
 # Listeners get (height, transactions) for every committed block, on the writer thread.
 BlockListener = Callable[[int, Sequence[Checked]], None]
 
@@ -89,8 +98,12 @@ class _State:
 class Ledger:
     """Validates and commits transactions; thread-safe. `start()` before use, `stop()` flushes and ends."""
 
-    def __init__(self, storage: Storage, commit_timeout: float = 30.0) -> None:
+    def __init__(self, storage: Storage, commit_timeout: float = 30.0, block_interval: float = 0.0) -> None:
+        if block_interval < 0:
+            raise ValueError("block_interval must be >= 0")
         self.storage = storage
+        self.block_interval = block_interval
+        self._last_block = float("-inf")  # monotonic time the previous block committed
         self._state = _State.load(storage)
         self._cond = threading.Condition()
         self._pending: list[_Ticket] = []
@@ -140,9 +153,30 @@ class Ledger:
                     self._cond.wait()
                 if not self._pending:
                     return
-                batch = self._pending[:MAX_BLOCK_TXS]
-                del self._pending[:MAX_BLOCK_TXS]
+                self._wait_for_block_time()
+                batch = self._take_block()
             self._commit(batch)
+            self._last_block = time.monotonic()
+
+    def _wait_for_block_time(self) -> None:
+        # Called holding the lock; submissions go on meanwhile (the wait releases it). Stopping cuts at once.
+        due = self._last_block + self.block_interval
+        while not self._stopping and (now := time.monotonic()) < due:
+            self._cond.wait(due - now)
+
+    def _take_block(self) -> list[_Ticket]:
+        if self.block_interval == 0:
+            count = min(len(self._pending), MAX_BLOCK_TXS)
+        else:
+            count, size = 0, 0
+            for ticket in self._pending:
+                size += len(ticket.checked.serialized)
+                if count and size > MAX_BLOCK_BYTES:
+                    break
+                count += 1
+        batch = self._pending[:count]
+        del self._pending[:count]
+        return batch
 
     def _commit(self, batch: list[_Ticket]) -> None:
         checked = [ticket.checked for ticket in batch]

@@ -4,7 +4,8 @@
     ... handle.url, handle.ws_url ...
     handle.stop()
 
-Port 0 picks a free port; `data_dir=None` keeps everything in memory.
+Port 0 picks a free port; `data_dir=None` keeps everything in memory; `block_interval` (seconds, 0 = every
+transaction batch is committed at once) emulates Tendermint's time between blocks.
 """
 
 from __future__ import annotations
@@ -53,11 +54,19 @@ class LedgerHandle:
 
 
 def start_ledger(
-    host: str = "127.0.0.1", port: int = 0, ws_port: int = 0, data_dir: str | Path | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ws_port: int = 0,
+    data_dir: str | Path | None = None,
+    block_interval: float = 0.0,
 ) -> LedgerHandle:
-    """Start a dev ledger in background threads; it answers requests when this returns."""
+    """Start a dev ledger in background threads; it answers requests when this returns.
+
+    With `block_interval` > 0 a block is committed at most once per interval (after the previous one):
+    accepted transactions wait for it and `mode=commit` answers then.
+    """
     storage = Storage(Path(data_dir) if data_dir is not None else None)
-    ledger = Ledger(storage)
+    ledger = Ledger(storage, block_interval=block_interval)
     stream = EventStream(host, ws_port)
     stream.start()
     ledger.add_listener(stream.publish)
@@ -82,9 +91,11 @@ def start_ledger(
     return handle
 
 
-def serve_forever(host: str, port: int, ws_port: int, data_dir: str | Path | None) -> LedgerHandle:
+def serve_forever(
+    host: str, port: int, ws_port: int, data_dir: str | Path | None, block_interval: float = 0.0
+) -> LedgerHandle:
     """Start the ledger for the command line (caller waits and stops it)."""
-    return start_ledger(host, port, ws_port, data_dir)
+    return start_ledger(host, port, ws_port, data_dir, block_interval)
 
 
 def _stop_http(http: object, thread: threading.Thread) -> None:

@@ -1,8 +1,11 @@
-"""Building and signing the connector's BigchainDB v2.0 transactions with bigchaindb-driver.
+"""Building and signing the connector's BigchainDB v2.0 transactions.
 
 A meter's asset is one indivisible output owned by the meter's key. Each window TRANSFER spends output 0 of
 the previous transaction of that asset and pays it back to the same key, so the asset's history is a chain.
 Ed25519 signatures are deterministic, so the same inputs always give the same transaction id.
+
+Signing goes through `connector.ledger.fast_tx`, which builds exactly what bigchaindb-driver 0.6.2's
+`prepare_*_transaction` + `fulfill_transaction` build (tested byte for byte) at about a tenth of the CPU.
 """
 
 from __future__ import annotations
@@ -10,13 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bigchaindb_driver.offchain import (
-    fulfill_transaction,
-    prepare_create_transaction,
-    prepare_transfer_transaction,
-)
-
 from connector.keystore import KeyPair
+from connector.ledger.fast_tx import create_transaction, transfer_transaction
 
 
 def serialize(tx: dict[str, Any]) -> str:
@@ -25,24 +23,14 @@ def serialize(tx: dict[str, Any]) -> str:
 
 
 def sign_create(keys: KeyPair, asset: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
-    """A signed CREATE of `asset` owned by `keys.public_key`."""
-    prepared = prepare_create_transaction(signers=keys.public_key, asset=asset, metadata=metadata)
-    signed: dict[str, Any] = fulfill_transaction(prepared, private_keys=keys.private_key)
-    return signed
+    """A signed CREATE of `asset` owned by `keys.public_key` (the driver's transaction, byte for byte)."""
+    return create_transaction(keys.public_key, keys.private_key, asset, metadata)
 
 
 def sign_transfer(keys: KeyPair, asset_id: str, prev_tx_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
-    """A signed TRANSFER of asset `asset_id` spending output 0 of `prev_tx_id`, back to the same key."""
-    spent = {
-        "fulfillment": {"type": "ed25519-sha-256", "public_key": keys.public_key},
-        "fulfills": {"transaction_id": prev_tx_id, "output_index": 0},
-        "owners_before": [keys.public_key],
-    }
-    prepared = prepare_transfer_transaction(
-        inputs=spent, recipients=keys.public_key, asset={"id": asset_id}, metadata=metadata
-    )
-    signed: dict[str, Any] = fulfill_transaction(prepared, private_keys=keys.private_key)
-    return signed
+    """A signed TRANSFER of asset `asset_id` spending output 0 of `prev_tx_id`, back to the same key
+    (the driver's transaction, byte for byte)."""
+    return transfer_transaction(keys.public_key, keys.private_key, asset_id, prev_tx_id, metadata)
 
 
 def spent_tx_id(tx: dict[str, Any]) -> str | None:
