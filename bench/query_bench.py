@@ -40,12 +40,12 @@ from sqlalchemy import insert, select, update
 
 from connector.api import init_app
 from connector.closer import insert_window
-from connector.context import Services
 from connector.fingerprint import chain_seed, close_window
 from connector.keystore import KeyPair
 from connector.ledger.metadata import create_asset, create_metadata, transfer_metadata
 from connector.ledger.transactions import serialize, sign_create, sign_transfer
 from connector.readings import StoredReading
+from connector.service import build_services
 from connector.settings import Settings, load_settings
 from connector.store.db import Store, migrate, open_store
 from connector.store.models import LedgerOutbox, Meter, Reading, Window
@@ -303,7 +303,7 @@ def main() -> None:
     ledger = start_ledger(port=0, ws_port=0, data_dir=data / "ledger")
     try:
         app = Flask("bench")
-        app.extensions["connector"] = Services(settings, store, ledger_urls=[ledger.url])
+        app.extensions["connector"] = build_services(settings, store, ledger_urls=[ledger.url])
         init_app(app)
         load_before = os.getloadavg()
         rows = measure(app.test_client(), store, settings, meter_id, args.runs, args.days)

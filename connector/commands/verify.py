@@ -60,9 +60,9 @@ def ledger_urls(settings: Settings) -> list[str]:
 
 
 def _verify(store, settings: Settings, args, from_, to, out: TextIO) -> int:  # type: ignore[no-untyped-def]
-    from connector.api.errors import ApiError
     from connector.api.queries import find_meter, window_bounds
     from connector.api.tenancy import Scope
+    from connector.errors import ApiError
     from connector.verify import LedgerReadError, load_off_chain, overall, verify_meter
     from ngsi.tenants import TenantError, normalise_tenant
 

@@ -77,11 +77,11 @@ def test_window_of_1000_attributes_is_anchored_and_verifies(client, store, api_s
     assert answer["verdict"] == "ok" and answer["counts"]["ok"] == 1
 
 
-def test_a_window_before_1970_cannot_stall_the_meter(make_app, store, api_settings, ledger, tmp_path):
+def test_a_window_before_1970_cannot_stall_the_meter(make_client, store, api_settings, ledger, tmp_path):
     """Allowed by ingest.earliest_observation, a 1969 window is anchored after its meter's CREATE."""
     ingest = dataclasses.replace(api_settings.ingest, earliest_observation="1960-01-01T00:00:00Z")
     settings = api_settings.replace(ingest=ingest)
-    client = make_app(settings).test_client()
+    client = make_client(settings)
     for when in ("1969-12-31T23:50:00Z", "1970-01-01T00:05:00Z"):
         body = notification("old", when, {"P": 5})
         assert client.post("/notify", data=body, headers=HEADERS).get_json()["accepted"] == 1

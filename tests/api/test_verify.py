@@ -143,7 +143,7 @@ def _row(r, ws):  # type: ignore[no-untyped-def]
     )
 
 
-def test_verify_answers_404_400_and_503(anchored, client, make_app, api_settings):
+def test_verify_answers_404_400_and_503(anchored, client, make_client, api_settings):
     """Unknown meter: 404; from after to: 400; an unreachable ledger: 503 with a message, not a 500."""
     m = anchored(n=2)
     assert client.get("/v1/meters/nope/verify").status_code == 404
@@ -156,9 +156,9 @@ def test_verify_answers_404_400_and_503(anchored, client, make_app, api_settings
     )
     assert huge.status_code == 400 and "narrow from/to" in huge.json["description"]
     ledger = api_settings.ledger.__class__(**{**api_settings.ledger.__dict__, "timeout": 0.5})
-    down = make_app(api_settings.replace(ledger=ledger), extras={})
-    down.extensions["connector"].ledger_urls = ["http://127.0.0.1:9"]
-    answer = down.test_client().get(f"/v1/meters/{m.entity_id}/verify")
+    down = make_client(api_settings.replace(ledger=ledger))
+    down.app.svc.ledger_urls = ["http://127.0.0.1:9"]
+    answer = down.get(f"/v1/meters/{m.entity_id}/verify")
     assert answer.status_code == 503 and "ledger cannot be read" in answer.json["description"]
 
 
