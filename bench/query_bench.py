@@ -40,11 +40,11 @@ from sqlalchemy import insert, select, update
 
 from connector.api import init_app
 from connector.closer import insert_window
-from connector.fingerprint import chain_seed, close_window
+from connector.core.fingerprint import chain_seed, close_window
+from connector.core.readings import StoredReading
 from connector.keystore import KeyPair
 from connector.ledger.metadata import create_asset, create_metadata, transfer_metadata
 from connector.ledger.transactions import serialize, sign_create, sign_transfer
-from connector.readings import StoredReading
 from connector.service import build_services
 from connector.settings import Settings, load_settings
 from connector.store.db import Store, migrate, open_store

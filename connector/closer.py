@@ -16,14 +16,14 @@ from decimal import Decimal
 import structlog
 from sqlalchemy import Connection, delete, insert, select, update
 
-from connector.canonical import decimal_text
-from connector.fingerprint import ClosedWindow, close_window
+from connector.core.canonical import decimal_text
+from connector.core.fingerprint import ClosedWindow, close_window
+from connector.core.readings import StoredReading
+from connector.core.windows import last_closable_start, window_end
 from connector.ledger.outbox import enqueue_transfer
-from connector.readings import StoredReading
 from connector.settings import Settings
 from connector.store.db import Store
 from connector.store.models import Meter, PendingWindow, Reading, Window
-from connector.windows import last_closable_start, window_end
 
 log = structlog.get_logger("connector.closer")
 

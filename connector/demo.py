@@ -22,9 +22,9 @@ from typing import Any, TextIO
 import requests
 from sqlalchemy import func, select
 
+from connector.core.windows import window_start
 from connector.settings import Settings, load_settings
 from connector.store.models import LedgerOutbox, Meter, Window
-from connector.windows import window_start
 
 
 class ScaledClock:

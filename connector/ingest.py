@@ -21,13 +21,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect
 
-from connector.fingerprint import chain_seed
+from connector.core.fingerprint import chain_seed
+from connector.core.windows import window_start
 from connector.ingest_rows import insert_readings, reading_rows, record_conflicts
 from connector.ledger.outbox import enqueue_creates
 from connector.settings import IngestSettings, Settings
 from connector.store.db import Store
 from connector.store.ingest_sql import IngestSql, MeterKey, MeterRow, time_binder
-from connector.windows import window_start
 from ngsi.model import Headers, ParsedNotification
 from ngsi.parse import EARLIEST, LATEST
 from ngsi.schemas import parse_time

@@ -30,7 +30,7 @@ from connector.ingest import IngestWriter
 from connector.keystore import Keystore
 from connector.ledger.dispatcher import LedgerWriter
 from connector.metrics import Metrics
-from connector.settings import Settings, SettingsError
+from connector.settings import Settings, SettingsError, subscription_settings
 from connector.settings_env import exposure_warning
 from connector.store.db import Store, migrate, open_store
 from connector.store.models import State, Window
@@ -234,7 +234,9 @@ class Connector:
             return
         from ngsi.subscriptions import SubscriptionManager
 
-        manager = SubscriptionManager(self.settings, clock=self.clock, registry=self.services.registry)
+        manager = SubscriptionManager(
+            subscription_settings(self.settings), clock=self.clock, registry=self.services.registry
+        )
         self.services.subscriptions = manager
         if orion.subscribe_on_run:  # check() = ensure() + Orion's counters, so /health knows at once
             _logged(

@@ -19,6 +19,9 @@ from typing import Any
 
 import yaml
 
+from connector.core.aggregate import AggregationError, unit_factor
+from connector.core.kinds import ATTRIBUTE_KINDS, REGISTER_DIRECTIONS, AttributeSpec
+from ngsi.config import OrionSettings, SubscribedType, SubscriptionSettings
 from ngsi.tenants import TenantError, normalise_tenant
 
 # The checkout's config/connector.yaml; an installed package carries the same file as
@@ -27,23 +30,11 @@ _CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connecto
 _PACKAGED_CONFIG = Path(__file__).resolve().parent / "default_config" / "connector.yaml"
 DEFAULT_CONFIG = _CHECKOUT_CONFIG if _CHECKOUT_CONFIG.exists() else _PACKAGED_CONFIG
 
-ATTRIBUTE_KINDS = ("power", "energy_register", "stats")
 MAX_WORKERS = 64
 
 
 class SettingsError(ValueError):
     """The configuration is not valid; the message names the setting."""
-
-
-@dataclass(frozen=True)
-class AttributeSpec:
-    """What one attribute of an entity type means for aggregation."""
-
-    kind: str = "stats"  # power (W -> Wh by integration) | energy_register (delta) | stats
-    unit: str = ""  # W or kW for power; Wh or kWh for a register
-    # Sign of a register's energy: "import" registers count drawn energy, reported negative (the seeds'
-    # generator convention, where consumption is negative); "export" and "net" registers as they count.
-    direction: str = "net"
 
 
 @dataclass(frozen=True)
@@ -130,21 +121,6 @@ class EthereumSettings:
 
 
 @dataclass(frozen=True)
-class OrionSettings:
-    url: str = ""  # e.g. http://orion:1026; empty = no subscription management
-    ld: bool = False  # NGSI-LD (Orion-LD) instead of NGSIv2
-    notify_url: str = ""  # the connector's notify URL as Orion reaches it
-    attrs_format: str = "normalized"
-    subscribe_on_run: bool = False
-    check_interval: float = 60.0
-    expires: str = "2040-01-01T00:00:00.00Z"
-    max_fails_limit: int = 10
-    timeout_ms: int = 5000
-    tenants: list[str] = field(default_factory=lambda: [""])  # "" = default tenant
-    service_path: str = "/#"
-
-
-@dataclass(frozen=True)
 class ApiSettings:
     tokens: dict[str, str] = field(default_factory=dict)  # tenant -> bearer token; empty = no auth
 
@@ -193,6 +169,16 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         """A copy with top-level fields replaced (tests and embedded runs)."""
         return dataclasses.replace(self, **changes)
+
+
+def subscription_settings(settings: Settings) -> SubscriptionSettings:
+    """The slice of `settings` ngsi's subscription manager reads (ngsi imports nothing of the connector)."""
+    types = {
+        name: SubscribedType(list(et.subscribe_attrs), et.serial_number_attr, et.manufacturer_attr)
+        for name, et in settings.entity_types.items()
+    }
+    ingest = settings.ingest
+    return SubscriptionSettings(settings.orion, ingest.notify_secret, ingest.notify_secret_header, types)
 
 
 def load_settings(
@@ -353,7 +339,7 @@ def validate(settings: Settings) -> Settings:
                     f"entity_types.{name}.attributes.{attr}.kind: must be one of {', '.join(ATTRIBUTE_KINDS)}"
                 )
             _check_unit(name, attr, spec)
-            if spec.direction not in ("net", "import", "export"):
+            if spec.direction not in REGISTER_DIRECTIONS:
                 raise SettingsError(
                     f"entity_types.{name}.attributes.{attr}.direction: must be net, import or export"
                 )
@@ -390,8 +376,6 @@ def _tenant_name(where: str, name: str) -> str:
 
 
 def _check_unit(entity_type: str, attr: str, spec: AttributeSpec) -> None:
-    from connector.aggregate import AggregationError, unit_factor  # local: aggregate imports settings
-
     try:
         unit_factor(spec)
     except AggregationError as exc:

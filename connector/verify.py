@@ -29,10 +29,10 @@ from bigchaindb_driver.exceptions import BigchaindbException
 from requests import RequestException
 from sqlalchemy import Connection, func, select
 
-from connector.fingerprint import close_window
+from connector.core.fingerprint import close_window
+from connector.core.kinds import AttributeSpec
+from connector.core.readings import StoredReading
 from connector.ledger.metadata import OMITTED_KEY, omitted_digest
-from connector.readings import StoredReading
-from connector.settings import AttributeSpec
 from connector.store.models import LedgerOutbox, Reading, Window
 
 STATUSES = ("ok", "tampered", "missing_on_ledger", "missing_off_chain", "broken_chain")

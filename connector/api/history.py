@@ -109,7 +109,7 @@ def block_heights(tx_ids: list[str], new_reader: Callable[[], DriverLedger]) -> 
 
 
 def _ledger_fold_items(meter: Any, args: dict[str, Any]) -> Iterator[folding.FoldItem]:
-    from connector.aggregate import window_energy_wh
+    from connector.core.aggregate import window_energy_wh
 
     for w, tx in _ledger_pairs(ledger_reader(), meter, args):
         energy = window_energy_wh(w.summary)

@@ -11,11 +11,11 @@ from decimal import Decimal
 from sqlalchemy import insert, select, update
 
 from connector.closer import insert_window
-from connector.fingerprint import chain_seed, close_window
+from connector.core.fingerprint import chain_seed, close_window
+from connector.core.readings import StoredReading
 from connector.keystore import Keystore
 from connector.ledger.dispatcher import LedgerWriter
 from connector.ledger.outbox import enqueue_create, enqueue_transfer
-from connector.readings import StoredReading
 from connector.settings import Settings
 from connector.store.db import Store
 from connector.store.models import LedgerOutbox, Meter, Reading

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from connector.commands.verify import handler
-from connector.fingerprint import chain_seed, close_window
+from connector.core.fingerprint import chain_seed, close_window
 from connector.settings import Settings
 from connector.store.models import LedgerOutbox, Reading, Window
 from connector.verify import LedgerHistory, LedgerWindow, OffChainWindow, verify_meter

@@ -163,7 +163,7 @@ def with_identity(entity_id: str, serial: str, maker: str) -> str:
 def test_new_meters_of_a_group_are_registered_in_one_statement(store, settings, clock, monkeypatch):
     """Five new meters in one group: one INSERT registers them all, each with its identity, first-seen
     time and chain seed as the model reads them back, and one CREATE queued per meter."""
-    from connector.fingerprint import chain_seed
+    from connector.core.fingerprint import chain_seed
 
     statements: list[str] = []
     original = IngestSql.register_meters

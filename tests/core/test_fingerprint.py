@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.fingerprint import (
+from connector.core.fingerprint import (
     StoredReading,
     chain_hash,
     chain_seed,
@@ -20,7 +20,7 @@ from connector.fingerprint import (
     fingerprint,
     fingerprint_steps,
 )
-from connector.windows import split_into_windows, window_end
+from connector.core.windows import split_into_windows, window_end
 
 from ._factory import SEED, T0, rd, specs
 

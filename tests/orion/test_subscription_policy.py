@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from connector.service import build_services
+from connector.settings import subscription_settings
 from ngsi.orion import OrionRequestError, OrionUnavailable
 from ngsi.subscriptions import SubscriptionManager
 from tests.asgi_client import connector_client
@@ -23,7 +24,7 @@ SECRET = {"ingest__notify_secret": "s3cret-value", "ingest__notify_secret_header
 
 def manager(settings, registry=None, attempts=3):
     return SubscriptionManager(
-        settings,
+        subscription_settings(settings),
         requests.Session(),
         clock=lambda: NOW,
         registry=registry,

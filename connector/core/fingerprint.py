@@ -16,10 +16,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from connector.aggregate import summarize, window_energy_wh
-from connector.canonical import CanonicalError, canonical_json, decimal_text, time_text
-from connector.readings import StoredReading
-from connector.settings import AttributeSpec
+from connector.core.aggregate import summarize, window_energy_wh
+from connector.core.canonical import CanonicalError, canonical_json, decimal_text, time_text
+from connector.core.kinds import AttributeSpec
+from connector.core.readings import StoredReading
 
 __all__ = [
     "SEED_DOMAIN",
