@@ -32,10 +32,11 @@ from connector.ledger.dispatcher import LedgerWriter
 from connector.metrics import Metrics
 from connector.settings import Settings, SettingsError, subscription_settings
 from connector.settings_env import exposure_warning
+from connector.signals import StopSignals
 from connector.store.db import Store, migrate, open_store
 from connector.store.models import State, Window
-from connector.supervisor import StopSignals
 from devledger.server import LedgerHandle, start_ledger
+from ngsi.subscriptions import SubscriptionManager
 
 log = structlog.get_logger("connector.service")
 
@@ -232,8 +233,6 @@ class Connector:
         orion = self.settings.orion
         if not orion.url:
             return
-        from ngsi.subscriptions import SubscriptionManager
-
         manager = SubscriptionManager(
             subscription_settings(self.settings), clock=self.clock, registry=self.services.registry
         )

@@ -21,6 +21,16 @@ import yaml
 
 from connector.core.aggregate import AggregationError, unit_factor
 from connector.core.kinds import ATTRIBUTE_KINDS, REGISTER_DIRECTIONS, AttributeSpec
+from connector.settings_env import (
+    SettingsError as SettingsError,  # defined below settings, raised by both
+)
+from connector.settings_env import (
+    check_env_names,
+    env_name,
+    env_names,
+    with_file_secrets,
+    with_store_password,
+)
 from ngsi.config import OrionSettings, SubscribedType, SubscriptionSettings
 from ngsi.tenants import TenantError, normalise_tenant
 
@@ -31,10 +41,6 @@ _PACKAGED_CONFIG = Path(__file__).resolve().parent / "default_config" / "connect
 DEFAULT_CONFIG = _CHECKOUT_CONFIG if _CHECKOUT_CONFIG.exists() else _PACKAGED_CONFIG
 
 MAX_WORKERS = 64
-
-
-class SettingsError(ValueError):
-    """The configuration is not valid; the message names the setting."""
 
 
 @dataclass(frozen=True)
@@ -197,14 +203,8 @@ def load_settings(
             raw = yaml.safe_load(config_path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise SettingsError(f"cannot read {config_path}: {exc}") from exc
-    from connector.settings_env import (  # it imports this module
-        check_env_names,
-        with_file_secrets,
-        with_store_password,
-    )
-
     environ = with_file_secrets(environ or {})
-    check_env_names(environ)
+    check_env_names(environ, settings_env_names())
     for dotted, value in _env_overrides(environ).items():
         _set_path(raw, dotted, value)
     for dotted, value in (overrides or {}).items():
@@ -214,7 +214,7 @@ def load_settings(
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     leaves = _leaf_types(Settings, "")
-    names = {_env_name(p): p for p in leaves}
+    names = {env_name(p): p for p in leaves}
     found: dict[str, Any] = {}
     for key, text in environ.items():
         if key in names:
@@ -232,8 +232,9 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
-def _env_name(dotted: str) -> str:
-    return "CONNECTOR_" + dotted.replace(".", "_").upper()
+def settings_env_names() -> dict[str, str]:
+    """Every environment variable the settings read -> the dotted setting it sets (secrets' _FILE too)."""
+    return env_names(_leaf_types(Settings, ""))
 
 
 def _leaf_types(cls: type, prefix: str) -> dict[str, Any]:
@@ -321,9 +322,7 @@ def _scalar(t: Any, value: Any, where: str) -> Any:
 
 def validate(settings: Settings) -> Settings:
     """Check cross-field rules; raise SettingsError naming the setting."""
-    from connector.settings_env import check_orion
-
-    check_orion(settings)
+    _check_orion(settings)
     if settings.window.length <= 0 or 86400 % settings.window.length and settings.window.length % 86400:
         raise SettingsError("window.length: must be a positive divisor or multiple of a day in seconds")
     if settings.window.grace < 0:
@@ -344,6 +343,17 @@ def validate(settings: Settings) -> Settings:
                     f"entity_types.{name}.attributes.{attr}.direction: must be net, import or export"
                 )
     return check_tenants(settings)
+
+
+def _check_orion(settings: Settings) -> None:
+    """Refuse orion settings Orion itself would refuse."""
+    o = settings.orion
+    if o.attrs_format == "legacy" and not o.ld:
+        raise SettingsError(
+            "orion.attrs_format: legacy (NGSIv1) was removed in Orion 4.0, which answers 400 to a "
+            "subscription asking for it; use normalized (the connector still accepts legacy notifications "
+            "from an older Orion's existing subscriptions)"
+        )
 
 
 def check_tenants(settings: Settings) -> Settings:

@@ -14,6 +14,7 @@ from web3.contract import Contract
 
 from connector.ethereum.contract import artifact
 from connector.ethereum.errors import EthereumError
+from connector.keystore import Keystore
 from connector.settings import Settings
 from connector.store.db import Store
 from connector.store.models import State
@@ -39,8 +40,6 @@ def reporter_account(settings: Settings, keystore_factory: Callable[..., Any] | 
     if settings.ethereum.reporter_key:
         return Account.from_key(settings.ethereum.reporter_key)
     if keystore_factory is None:
-        from connector.keystore import Keystore
-
         keystore_factory = Keystore
     keystore = keystore_factory(settings.keystore.path, settings.keystore.passphrase)
     secret = keystore.secret(KEYSTORE_NAME, create=lambda: os.urandom(32))
