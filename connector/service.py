@@ -28,7 +28,7 @@ from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
 from connector.ingest import IngestWriter
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
+from connector.ledger.writer import LedgerWriter
 from connector.metrics import Metrics
 from connector.settings import Settings, SettingsError, subscription_settings
 from connector.settings_env import exposure_warning
@@ -214,7 +214,7 @@ class Connector:
         eth = self.settings.ethereum
         if not eth.enabled:
             return
-        from connector.ethereum.relay import RelayService
+        from connector.ethereum.relay import RelayService, relay_round
 
         settings = self.settings
         if eth.embedded_anvil and not eth.rpc_url:
@@ -284,16 +284,6 @@ def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
             log.error("job.failed", job=name, error=type(exc).__name__, detail=str(exc)[:500])
 
     return job
-
-
-def relay_round(relay: Any, max_batches: int = 50) -> None:
-    """One oracle round: queue confirmed windows, send due batches, follow open transactions, settle."""
-    relay.enqueue()
-    for _ in range(max_batches):
-        if not relay.dispatch_once():
-            break
-    relay.confirm_once()
-    relay.settle_once()
 
 
 def migrate_store(settings: Settings) -> None:

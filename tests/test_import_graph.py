@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("connector", "ngsi", "devledger")
+PACKAGES = ("connector", "ngsi", "devledger", "demo")
 
 # Imports inside functions that stay, each with its measured or structural reason: (importer, imported),
 # "*" for every import of that importer. Import times: `python -X importtime -c "import MODULE"`.
@@ -24,7 +24,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("connector.service", "connector.ethereum.relay"): _WEB3,
     ("connector.service", "connector.ethereum.anvil"): _WEB3,
     ("connector.api.verification", "connector.ethereum.report"): _WEB3,
-    ("connector.demo", "connector.demo_ethereum"): _WEB3,
+    ("demo.run", "demo.ethereum"): _WEB3,
     # prometheus_client picks its multiprocess value class from PROMETHEUS_MULTIPROC_DIR at its first
     # import; the service imports it, so the supervisor imports the service only after setting the folder.
     ("connector.supervisor", "connector.service"): "PROMETHEUS_MULTIPROC_DIR must be set first",

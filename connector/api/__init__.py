@@ -14,7 +14,7 @@ from connector import __version__
 from connector.api import errors, history, meters, readings, verification
 from connector.api.base import TENANCY_PARAMETERS
 from connector.api.docs import docs_blueprint
-from connector.verify import LedgerReadError
+from connector.audit import LedgerReadError
 
 BLUEPRINTS = (meters.blp, history.blp, readings.blp, verification.blp)
 

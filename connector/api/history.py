@@ -17,9 +17,9 @@ from connector.api import folding, present, queries
 from connector.api.base import ApiBlueprint, request_scope
 from connector.api.errors import NotFound
 from connector.api.schemas import HistoryArgs, HistoryPageSchema
+from connector.audit import DriverLedger
 from connector.context import services
 from connector.core.aggregate import window_energy_wh
-from connector.verify import DriverLedger
 
 blp = ApiBlueprint("history", __name__, url_prefix="/v1/meters", description="Anchored history of a meter")
 

@@ -13,8 +13,8 @@ from connector.api.base import ApiBlueprint, request_scope
 from connector.api.errors import BadParameter, NotFound
 from connector.api.history import ledger_reader
 from connector.api.schemas import RangeArgs, SettlementSchema, VerifyArgs, VerifySchema
+from connector.audit import LedgerHistory, WindowVerdict, load_off_chain, overall, verify_meter
 from connector.context import services
-from connector.verify import LedgerHistory, WindowVerdict, load_off_chain, overall, verify_meter
 
 # One request verifies at most this many windows (a month of 15-minute windows is 2,976); the command
 # line verifies any range in chunks.

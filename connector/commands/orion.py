@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from connector.settings import Settings, subscription_settings
 
 if TYPE_CHECKING:
-    from ngsi.simulator import SimulationReport
+    from demo.simulator import SimulationReport
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -93,7 +93,7 @@ def _subscribe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from ngsi.simulator import SimulationConfig, SimulationError, simulate
+    from demo.simulator import SimulationConfig, SimulationError, simulate
 
     config = SimulationConfig(
         target=args.target,

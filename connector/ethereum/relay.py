@@ -366,3 +366,13 @@ def _unlink_settle(conn: Any, tx_id: int, now: datetime) -> None:
         .where(RelayOutbox.settle_transaction_id == tx_id)
         .values(settle_transaction_id=None, updated_at=now)
     )
+
+
+def relay_round(relay: RelayService, max_batches: int = 50) -> None:
+    """One oracle round: queue confirmed windows, send due batches, follow open transactions, settle."""
+    relay.enqueue()
+    for _ in range(max_batches):
+        if not relay.dispatch_once():
+            break
+    relay.confirm_once()
+    relay.settle_once()

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from connector.closer import close_due_windows
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
 from connector.ledger.metadata import MAX_METADATA_BYTES, OMITTED_KEY
+from connector.ledger.writer import LedgerWriter
 from connector.store.models import LedgerOutbox, Meter
 from tests.connector import payloads as p
 
@@ -109,8 +109,8 @@ def test_verify_shows_a_windows_conflicts(client, store, api_settings, ledger, t
 
 def test_bounded_summary_check_catches_a_changed_omitted_summary():
     """The verifier recomputes the left-out summaries' digest: a changed one no longer matches."""
+    from connector.audit import LedgerWindow, summary_matches
     from connector.ledger.metadata import bound_attributes
-    from connector.verify import LedgerWindow, summary_matches
 
     summary = [{"attr": f"a{k}", "kind": "stats", "max": str(k)} for k in range(50)]
     kept, omitted = bound_attributes(summary, 300)

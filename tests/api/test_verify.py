@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select
 
+from connector.audit import LedgerHistory, LedgerWindow, OffChainWindow, verify_meter
 from connector.commands.verify import handler
-from connector.core.fingerprint import chain_seed, close_window
+from connector.core.fingerprint import chain_seed, seal_window
 from connector.settings import Settings
 from connector.store.models import LedgerOutbox, Reading, Window
-from connector.verify import LedgerHistory, LedgerWindow, OffChainWindow, verify_meter
 from tests.api import history as h
 from tests.api import tamper
 
@@ -120,7 +120,7 @@ def test_broken_chain_link_is_reported(settings):
         ws = h.T0 + i * h.WINDOW
         readings = h.minute_readings(ws, base=i)
         link = "ab" * 32 if i == 2 else prev  # window 2 was chained to something else
-        cw = close_window(readings, ws, ws + h.WINDOW, link, spec)
+        cw = seal_window(readings, ws, ws + h.WINDOW, link, spec)
         ledger.append(
             LedgerWindow(f"tx{i}", ws, ws + h.WINDOW, cw.summary, cw.fingerprint, cw.chain_hash, link)
         )

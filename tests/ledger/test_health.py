@@ -6,8 +6,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
 from connector.ledger.outbox import enqueue_create
+from connector.ledger.writer import LedgerWriter
 from connector.service import build_services
 from connector.store.db import open_store
 from tests.asgi_client import connector_client

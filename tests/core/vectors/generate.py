@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.core.canonical import decimal_text, time_text
-from connector.core.fingerprint import StoredReading, chain_seed, close_window, fingerprint_steps
+from connector.core.fingerprint import StoredReading, chain_seed, fingerprint_steps, seal_window
 from connector.core.kinds import AttributeSpec
 from connector.core.windows import split_into_windows, window_end
 
@@ -130,7 +130,7 @@ def expected(case: dict[str, Any]) -> dict[str, Any]:
     seed = chain_seed(**case["meter"])
     prev, windows = seed, []
     for start, group in split_into_windows(map(stored, case["readings"]), case["window_length"]):
-        w = close_window(
+        w = seal_window(
             group,
             start,
             window_end(start, case["window_length"]),

@@ -26,7 +26,7 @@ from connector.core.windows import window_start
 from connector.service import Connector, configure_logging
 from connector.settings import Settings, load_settings
 from connector.store.models import LedgerOutbox, Meter, Window
-from ngsi.simulator import SimulationConfig, simulate
+from demo.simulator import SimulationConfig, simulate
 
 
 class ScaledClock:
@@ -215,7 +215,7 @@ def _verify(connector: Any, progress: Progress) -> str:
 
 
 def _start_ethereum(settings: Settings, clock: ScaledClock, progress: Progress) -> Any:
-    from connector.demo_ethereum import DemoEthereum
+    from demo.ethereum import DemoEthereum
 
     eth = DemoEthereum.start(settings, clock.now())
     progress.line(f"anvil {eth.rpc_url}   contract {eth.address}")
