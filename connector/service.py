@@ -26,7 +26,7 @@ from connector.app import create_app
 from connector.asgi import ConnectorAsgi, HttpServer, bind
 from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
-from connector.ingest import IngestWriter
+from connector.ingest import IngestConfig, IngestWriter
 from connector.keystore import Keystore
 from connector.ledger.writer import LedgerWriter
 from connector.metrics import Metrics
@@ -78,7 +78,7 @@ def build_services(
     metrics = Metrics(registry)
     for outcome in ("accepted", "duplicate", "late", "rejected", "conflict"):
         metrics.readings.labels(outcome)
-    ingest = IngestWriter(store, settings, metrics.batch_size.observe)
+    ingest = IngestWriter(store, IngestConfig.of(settings), metrics.batch_size.observe)
     return Services(
         settings,
         store,
