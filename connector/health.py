@@ -94,7 +94,7 @@ def _ledger_writer(svc: Services) -> dict[str, Any]:
 
 def _ethereum(svc: Services) -> dict[str, Any]:
     relay = svc.relay  # its settings carry the embedded anvil's URL
-    rpc = (relay.settings if relay is not None else svc.settings).ethereum.rpc_url
+    rpc = (relay.eth if relay is not None else svc.settings.ethereum).rpc_url
     if not rpc:
         return {"status": "unconfigured"}
     body = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}

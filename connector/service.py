@@ -214,6 +214,7 @@ class Connector:
         eth = self.settings.ethereum
         if not eth.enabled:
             return
+        from connector.ethereum.client import reporter_account
         from connector.ethereum.relay import RelayService, relay_round
 
         settings = self.settings
@@ -224,7 +225,12 @@ class Connector:
             self._stoppers.append(anvil.stop)
             settings = settings.replace(ethereum=dataclasses.replace(eth, rpc_url=anvil.url))
         relay = RelayService(
-            settings, self.store, self.clock, registry=self.services.registry, stuck_after=eth.stuck_after
+            settings.ethereum,
+            self.store,
+            self.clock,
+            account=reporter_account(settings),
+            registry=self.services.registry,
+            stuck_after=eth.stuck_after,
         )
         self.services.relay = relay
         self._schedule("ethereum-relay", lambda: relay_round(relay), eth.relay_interval)

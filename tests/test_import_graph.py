@@ -22,6 +22,7 @@ DEFERRED: dict[tuple[str, str], str] = {
     ("connector.commands.verify", "*"): _CLI,
     ("devledger.cli", "*"): "the dev ledger's own command line: `check` needs no server, `--help` nothing",
     ("connector.service", "connector.ethereum.relay"): _WEB3,
+    ("connector.service", "connector.ethereum.client"): _WEB3,
     ("connector.service", "connector.ethereum.anvil"): _WEB3,
     ("connector.api.verification", "connector.ethereum.report"): _WEB3,
     ("demo.run", "demo.ethereum"): _WEB3,
