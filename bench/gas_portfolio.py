@@ -13,10 +13,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from connector.core.trees import Period, PeriodTree, WindowLeaf
 from connector.ethereum.client import settlement_contract
 from connector.ethereum.deploy import deploy
 from connector.ethereum.portfolio import deploy_portfolio, portfolio_contract, portfolio_key, prove_args
-from connector.trees import Period, PeriodTree, WindowLeaf
 
 METERS = 2_000
 BATCH = 100  # meters per transaction in per-meter mode (what the relay's gas cap allows)

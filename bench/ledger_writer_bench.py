@@ -25,10 +25,10 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
 from connector.ledger.metadata import transfer_metadata
 from connector.ledger.outbox import OPEN, enqueue_create, enqueue_transfer
 from connector.ledger.transactions import sign_transfer
+from connector.ledger.writer import LedgerWriter
 from connector.settings import load_settings
 from connector.store.db import Store, migrate, open_store
 from connector.store.models import LedgerOutbox, Meter, Window

@@ -5,7 +5,7 @@ every window anchored as a signed TRANSFER on a dev ledger.
                                           [--report docs/benchmarks/query.md]
 
 The year is bulk-loaded (not through /notify): readings of one power attribute, windows closed with the
-real fingerprint core (`close_window`, chained) and written with the closer's `insert_window`, and per window
+real fingerprint core (`seal_window`, chained) and written with the closer's `insert_window`, and per window
 a TRANSFER built with the connector's own `transfer_metadata` and signed with its own `sign_transfer`
 (one key, one asset, each TRANSFER spending the previous one). The signed transactions are written
 straight into a dev ledger's storage (one block per day, each transaction checked with the ledger's own
@@ -39,17 +39,17 @@ from flask import Flask
 from sqlalchemy import insert, select, update
 
 from connector.api import init_app
+from connector.audit import IndexLedger, load_off_chain, verify_meter
 from connector.closer import insert_window
-from connector.context import Services
-from connector.fingerprint import chain_seed, close_window
+from connector.core.fingerprint import chain_seed, seal_window
+from connector.core.readings import StoredReading
 from connector.keystore import KeyPair
 from connector.ledger.metadata import create_asset, create_metadata, transfer_metadata
 from connector.ledger.transactions import serialize, sign_create, sign_transfer
-from connector.readings import StoredReading
+from connector.service import build_services
 from connector.settings import Settings, load_settings
 from connector.store.db import Store, migrate, open_store
 from connector.store.models import LedgerOutbox, Meter, Reading, Window
-from connector.verify import IndexLedger, load_off_chain, verify_meter
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 WINDOW = timedelta(minutes=15)
@@ -110,7 +110,7 @@ class Loader:
         for w in range(PER_DAY):
             ws = T0 + (day * PER_DAY + w) * WINDOW
             stored = [_reading(ws + timedelta(minutes=m), rng) for m in range(15)]
-            cw = close_window(stored, ws, ws + WINDOW, head, spec_for)
+            cw = seal_window(stored, ws, ws + WINDOW, head, spec_for)
             head = cw.chain_hash
             readings += [_reading_row(meter.id, ws, r) for r in stored]
             windows.append(cw)
@@ -303,7 +303,7 @@ def main() -> None:
     ledger = start_ledger(port=0, ws_port=0, data_dir=data / "ledger")
     try:
         app = Flask("bench")
-        app.extensions["connector"] = Services(settings, store, ledger_urls=[ledger.url])
+        app.extensions["connector"] = build_services(settings, store, ledger_urls=[ledger.url])
         init_app(app)
         load_before = os.getloadavg()
         rows = measure(app.test_client(), store, settings, meter_id, args.runs, args.days)

@@ -1,71 +1,89 @@
-"""The connector's HTTP server: uvicorn (httptools on uvloop) in front of the Flask app.
+"""The connector's HTTP door: uvicorn (httptools on uvloop) serving `ConnectorAsgi`.
 
-Orion notifications are by far the most frequent request. POST /notify and /v2/notify are answered here on
-the event loop: the body is read, checked and parsed by the same `prepare_notify` as the Flask route, and
-the request then waits for its group commit (connector/ingest.py) without holding a thread, so one process
-answers thousands of notifications a second where a threaded Python server spent most of its CPU on HTTP.
-Statuses, JSON bodies, messages, metrics and logs are those of the Flask route (connector/app.py).
-
-Chunked notification bodies (no Content-Length) are read here too, up to ingest.max_body. Every other
-request (query API, /health, /metrics, and notifications whose body needs werkzeug's handling: no
-Content-Length and not chunked, over the size limit) goes to the Flask WSGI app, run in a thread pool by
-a2wsgi. `HttpServer` runs uvicorn in a thread of the connector process on a socket bound beforehand.
+Orion notifications are by far the most frequent request. Every POST /notify and /v2/notify is answered
+here on the event loop: the body is read (with a Content-Length or chunked, up to ingest.max_body), handed
+to the notify use case (connector/notify.py), and the request then waits for its group commit
+(connector/ingest.py) without holding a thread, so one process answers thousands of notifications a
+second where a threaded Python server spent most of its CPU on HTTP. Every other request (query API,
+/health, /metrics, /version) goes to the Flask WSGI app (connector/app.py), run in a thread pool by a2wsgi.
+`HttpServer` runs uvicorn in a thread of the connector process on a socket bound beforehand.
 """
 
 from __future__ import annotations
 
+import functools
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import structlog
 import uvicorn
 from a2wsgi import WSGIMiddleware
+from a2wsgi.asgi_typing import HTTPScope, Receive, Scope, Send
+from a2wsgi.wsgi_typing import WSGIApp
+from flask import Flask
+from werkzeug.http import parse_options_header
 
-from connector.app import ApiError, error_answer, notify_answer_async, too_large
 from connector.context import Services
-from connector.notify_wsgi import NOTIFY_PATHS, answer_bytes, media_type, plain_body_length
+from connector.errors import ApiError, error_answer
+from connector.notify import NOTIFY_PATHS, answer_bytes, notify_answer, too_large
 
 log = structlog.get_logger("connector.http")
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# As Flask answered another method on its POST-only /notify route.
+NOT_ALLOWED = ApiError(
+    "The method is not allowed for the requested URL.",
+    status=405,
+    error="MethodNotAllowed",
+    headers={"Allow": "POST"},
+)
 
 
 class ConnectorAsgi:
     """The ASGI app: notifications answered on the loop, everything else handed to the WSGI app."""
 
-    def __init__(self, wsgi_app: Any, svc: Services, threads: int) -> None:
+    def __init__(self, flask_app: Flask, svc: Services, threads: int) -> None:
         self.svc = svc
         self.max_body = svc.settings.ingest.max_body
-        self.wsgi = WSGIMiddleware(wsgi_app, workers=threads)
+        # Flask types its environ as a plain dict, a2wsgi as a TypedDict: the same WSGI call.
+        self.wsgi = WSGIMiddleware(cast(WSGIApp, flask_app), workers=threads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in NOTIFY_PATHS:
-            return await self.wsgi(scope, receive, send)  # type: ignore[no-any-return]
+        if scope["type"] != "http" or scope["path"] not in NOTIFY_PATHS:
+            return await self.wsgi(scope, receive, send)
+        if scope["method"] != "POST":
+            return await _answer(send, *error_answer(NOT_ALLOWED))
+        return await self._notify(scope, receive, send)
+
+    async def _notify(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        length = plain_body_length(
-            headers.get("transfer-encoding"), headers.get("content-length", ""), self.max_body
-        )
-        if length is None and not _chunked(headers):
-            return await self.wsgi(scope, receive, send)  # type: ignore[no-any-return]
-        # A chunked body has no Content-Length: it is read here up to ingest.max_body (werkzeug's WSGI
-        # path read it as empty).
-        body = await _read_body(receive, self.max_body)
+        body = await _read_body(receive, _declared_length(headers), self.max_body)
         if body is None:  # the client went away before sending its whole body: nobody to answer
             return None
-        if len(body) > self.max_body:
-            return await _answer(send, *error_answer(too_large(self.max_body)))
         mimetype = media_type(headers.get("content-type", ""))
-        extra: list[tuple[str, str]] = []
         try:
-            status, answer = await notify_answer_async(self.svc, headers, mimetype, body)
+            status, answer = await notify_answer(self.svc, headers, mimetype, self._reader(body))
+            extra: list[tuple[str, str]] = []
         except ApiError as exc:
             status, answer, extra = error_answer(exc)
         return await _answer(send, status, answer, extra)
+
+    def _reader(self, body: bytes | _TooLarge) -> Callable[[], bytes]:
+        """The body for the use case, read once its secret and media type are checked (a body over the
+        limit answers 413 then, as werkzeug's MAX_CONTENT_LENGTH did)."""
+
+        def read() -> bytes:
+            if isinstance(body, _TooLarge):
+                raise too_large(self.max_body)
+            return body
+
+        return read
+
+
+class _TooLarge:
+    """A body over ingest.max_body, not read to its end."""
 
 
 async def _answer(send: Send, status: int, answer: dict[str, Any], extra: list[tuple[str, str]]) -> None:
@@ -73,30 +91,43 @@ async def _answer(send: Send, status: int, answer: dict[str, Any], extra: list[t
     response_headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
     response_headers += [(k.lower().encode(), v.encode()) for k, v in extra]
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
-    await send({"type": "http.response.body", "body": data})
+    await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
-def _chunked(headers: dict[str, str]) -> bool:
-    """True for a body sent with Transfer-Encoding: chunked and no Content-Length."""
-    encoding = headers.get("transfer-encoding", "").lower()
-    return "chunked" in encoding and "content-length" not in headers
+def _declared_length(headers: dict[str, str]) -> int | None:
+    """The Content-Length of a plain body; None when chunked or missing or not a number (read what
+    comes, as werkzeug did: no usable length and not chunked reads as empty)."""
+    if headers.get("transfer-encoding"):
+        return None
+    length = headers.get("content-length", "")
+    return int(length) if length.isdigit() and length.isascii() else None
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body; None if the client went away. Reading stops once more than `limit` bytes came
-    (the caller answers 413)."""
+async def _read_body(receive: Receive, declared: int | None, limit: int) -> bytes | _TooLarge | None:
+    """The request body; None if the client went away; _TooLarge once more than `limit` bytes are
+    declared or came (the rest is not read)."""
+    if declared is not None and declared > limit:
+        return _TooLarge()
     parts: list[bytes] = []
     size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
+        if message["type"] != "http.request":  # http.disconnect
             return None
         part = message.get("body", b"")
         parts.append(part)
         size += len(part)
-        if size > limit or not message.get("more_body", False):
+        if size > limit:
+            return _TooLarge()
+        if not message.get("more_body", False):
             break
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+@functools.lru_cache(maxsize=64)  # a sender uses one or two Content-Type values
+def media_type(content_type: str) -> str:
+    """The media type, lower-cased, exactly as werkzeug's `Request.mimetype` reads it."""
+    return parse_options_header(content_type)[0].lower()
 
 
 class HttpServer:

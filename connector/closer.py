@@ -16,14 +16,14 @@ from decimal import Decimal
 import structlog
 from sqlalchemy import Connection, delete, insert, select, update
 
-from connector.canonical import decimal_text
-from connector.fingerprint import ClosedWindow, close_window
+from connector.core.canonical import decimal_text
+from connector.core.fingerprint import ClosedWindow, seal_window
+from connector.core.readings import StoredReading
+from connector.core.windows import last_closable_start, window_end
 from connector.ledger.outbox import enqueue_transfer
-from connector.readings import StoredReading
 from connector.settings import Settings
 from connector.store.db import Store
 from connector.store.models import Meter, PendingWindow, Reading, Window
-from connector.windows import last_closable_start, window_end
 
 log = structlog.get_logger("connector.closer")
 
@@ -78,7 +78,7 @@ def close_one(
         return None  # cannot happen through ingest (those readings are late); never rewrite history
     end = window_end(start, settings.window.length)
     readings = _window_readings(conn, meter_id, start)
-    cw = close_window(
+    cw = seal_window(
         readings, start, end, meter.chain_head, lambda attr: settings.attribute_spec(meter.entity_type, attr)
     )
     window_id = insert_window(conn, meter_id, cw, now, pending.duplicates, meter.late_since_close)

@@ -1,4 +1,5 @@
-"""The services one connector process shares, built once at start-up and handed to the Flask app.
+"""The services one connector process shares: typed fields, built once by the composition root
+(`connector.service.build_services` and `Connector`) and handed to the HTTP app.
 
 Routes reach them with `services()`; nothing else is global.
 """
@@ -8,14 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
+from connector.ingest import IngestWriter
 from connector.ledger.client import LedgerReads
+from connector.metrics import Metrics
 from connector.settings import Settings
 from connector.store.db import Store
+
+if TYPE_CHECKING:  # only started when their capability is on (web3, Orion client): annotations only
+    from connector.ethereum.relay import RelayService
+    from ngsi.subscriptions import SubscriptionManager
 
 Clock = Callable[[], datetime]
 
@@ -27,16 +34,22 @@ def utc_now() -> datetime:
 
 @dataclass
 class Services:
+    """What the HTTP app and its routes use; `relay` and `subscriptions` are None when switched off."""
+
     settings: Settings
     store: Store
+    metrics: Metrics
+    ingest: IngestWriter
     clock: Clock = utc_now
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     # BigchainDB node URLs the connector writes to (the embedded dev ledger's URL when embedded).
     ledger_urls: list[str] = field(default_factory=list)
     # The query API's ledger reads: one bounded pool of connections, closed when the connector stops.
     ledger_reads: LedgerReads = field(default_factory=LedgerReads)
-    # Parts started by later capabilities (metrics, keystore, ledger writer, relay) hang here by name.
-    extras: dict[str, Any] = field(default_factory=dict)
+    # server.workers > 1: the folder every process writes its metric values to; /metrics sums them.
+    metrics_dir: str | None = None
+    relay: RelayService | None = None  # /health probes the Ethereum node the relay uses
+    subscriptions: SubscriptionManager | None = None  # /health reports Orion's subscriptions
 
 
 def services() -> Services:

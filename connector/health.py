@@ -40,10 +40,8 @@ def health_report(svc: Services) -> tuple[int, dict[str, Any]]:
         checks["ledger_writer"] = _ledger_writer(svc)
     if svc.settings.ethereum.enabled:
         checks["ethereum"] = _ethereum(svc)
-    if svc.settings.orion.url and "subscriptions" in svc.extras:
-        checks["orion"] = svc.extras["subscriptions"].health()
-    for name, check in svc.extras.get("health_checks", {}).items():
-        checks[name] = check()
+    if svc.settings.orion.url and svc.subscriptions is not None:
+        checks["orion"] = svc.subscriptions.health()
     if checks["store"]["status"] != OK:
         return 503, {"status": UNHEALTHY, "checks": checks}
     worst = DEGRADED if any(c.get("status") != OK for c in checks.values()) else OK
@@ -95,8 +93,8 @@ def _ledger_writer(svc: Services) -> dict[str, Any]:
 
 
 def _ethereum(svc: Services) -> dict[str, Any]:
-    relay = svc.extras.get("relay")  # its settings carry the embedded anvil's URL
-    rpc = (relay.settings if relay is not None else svc.settings).ethereum.rpc_url
+    relay = svc.relay  # its settings carry the embedded anvil's URL
+    rpc = (relay.eth if relay is not None else svc.settings.ethereum).rpc_url
     if not rpc:
         return {"status": "unconfigured"}
     body = {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}

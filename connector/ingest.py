@@ -21,13 +21,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect
 
-from connector.fingerprint import chain_seed
+from connector.core.fingerprint import chain_seed
+from connector.core.windows import window_start
 from connector.ingest_rows import insert_readings, reading_rows, record_conflicts
 from connector.ledger.outbox import enqueue_creates
 from connector.settings import IngestSettings, Settings
 from connector.store.db import Store
 from connector.store.ingest_sql import IngestSql, MeterKey, MeterRow, time_binder
-from connector.windows import window_start
 from ngsi.model import Headers, ParsedNotification
 from ngsi.parse import EARLIEST, LATEST
 from ngsi.schemas import parse_time
@@ -58,8 +58,29 @@ class IngestResult:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class IngestConfig:
+    """The slice of the settings the ingest path reads."""
+
+    window_length: int  # seconds (window.length)
+    # Entity type -> (serial number attribute, manufacturer attribute) of its meters (entity_types).
+    identity_attrs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    workers: int = 1  # server.workers: more than one shares SQLite's write turn between processes
+
+    @classmethod
+    def of(cls, settings: Settings) -> IngestConfig:
+        """The ingest slice of `settings`."""
+        identity = {
+            name: (et.serial_number_attr, et.manufacturer_attr) for name, et in settings.entity_types.items()
+        }
+        return cls(settings.window.length, identity, settings.server.workers)
+
+
+DEFAULT_IDENTITY = ("serialNumber", "manufacturer")
+
+
 def write_batch(
-    conn: Connection, items: list[Incoming], settings: Settings, prepared: list[Prepared] | None = None
+    conn: Connection, items: list[Incoming], config: IngestConfig, prepared: list[Prepared] | None = None
 ) -> list[IngestResult]:
     """Store every item's readings inside `conn`'s transaction; return one result per item, in order.
 
@@ -69,7 +90,7 @@ def write_batch(
     built here when not given.
     """
     if prepared is None:
-        builder = RowBuilder(conn.dialect, settings.window.length)
+        builder = RowBuilder(conn.dialect, config.window_length)
         prepared = [builder.build(item) for item in items]
     results = [IngestResult() for _ in items]
     wanted: dict[MeterKey, tuple[str, int]] = {}  # meter -> (entity type, first item carrying it)
@@ -84,7 +105,7 @@ def write_batch(
         # processes on PostgreSQL, two transactions locking the same rows in opposite orders would deadlock.
         new = sorted(k for k in wanted if k not in meters)
         if new:
-            registered = _register_meters(conn, sql, new, wanted, items, settings)
+            registered = _register_meters(conn, sql, new, wanted, items, config)
             meters.update(registered)
             for key in new:
                 results[wanted[key][1]].new_meters.append(key[2])
@@ -152,7 +173,7 @@ def _register_meters(
     keys: list[MeterKey],
     wanted: dict[MeterKey, tuple[str, int]],
     items: list[Incoming],
-    settings: Settings,
+    config: IngestConfig,
 ) -> dict[MeterKey, tuple[int, datetime | None]]:
     """Register meters seen for the first time (`keys`, in key order) with one INSERT, and queue their
     CREATEs in the same transaction. A meter another process registered first is looked up instead.
@@ -165,9 +186,9 @@ def _register_meters(
         entity_type, i = wanted[key]
         item = items[i]
         attrs = item.parsed.entity_attrs.get(key[2], {})
-        et = settings.entity_types.get(entity_type)
-        serial = _text_attr(attrs, et.serial_number_attr if et else "serialNumber")
-        maker = _text_attr(attrs, et.manufacturer_attr if et else "manufacturer")
+        serial_attr, maker_attr = config.identity_attrs.get(entity_type, DEFAULT_IDENTITY)
+        serial = _text_attr(attrs, serial_attr)
+        maker = _text_attr(attrs, maker_attr)
         seed = chain_seed(*key)
         rows.append((*key, entity_type, serial, maker, item.received_at, seed, seed, 0))
     found: dict[MeterKey, tuple[int, datetime | None]] = {
@@ -227,22 +248,22 @@ class IngestWriter:
     def __init__(
         self,
         store: Store,
-        settings: Settings,
+        config: IngestConfig,
         on_batch: Callable[[int], None] | None = None,
         max_batch: int = 128,
     ) -> None:
         self.store = store
-        self.settings = settings
+        self.config = config
         self.on_batch = on_batch
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | _AsyncJob | None] = queue.SimpleQueue()  # C, no Condition
-        self.rows = RowBuilder(store.write.dialect, settings.window.length)
+        self.rows = RowBuilder(store.write.dialect, config.window_length)
         self._thread: threading.Thread | None = None
         # Held while the writer runs a group's statements (not its commit): see `yield_to_writer`.
         self._inserting = threading.Lock()
         # Only SQLite's write turn is shared by the processes; PostgreSQL runs their transactions side by
         # side, and a statement waiting there for a row lock must not hold the event loop up.
-        self._shared_turn = settings.server.workers > 1 and store.write_lock is not None
+        self._shared_turn = config.workers > 1 and store.write_lock is not None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="ingest-writer", daemon=True)
@@ -258,7 +279,7 @@ class IngestWriter:
         """Store `item`; return when committed. Raises the store's error if it could not be stored."""
         if self._thread is None:  # not started (tests, one-off use): write synchronously
             with self.store.begin() as conn:
-                return write_batch(conn, [item], self.settings)[0]
+                return write_batch(conn, [item], self.config)[0]
         job = _Job(item, self.rows.build(item))
         self._queue.put(job)
         if not job.done.acquire(timeout=timeout):
@@ -324,7 +345,7 @@ class IngestWriter:
     def _commit_group(self, jobs: list[_Job | _AsyncJob], answers: dict[Any, list[Any]]) -> None:
         try:
             with self.store.begin() as conn, self._inserting:
-                results = write_batch(conn, [j.item for j in jobs], self.settings, [j.rows for j in jobs])
+                results = write_batch(conn, [j.item for j in jobs], self.config, [j.rows for j in jobs])
         except Exception as exc:  # noqa: BLE001 - isolate the failing notification, hand its error back
             if len(jobs) == 1:
                 jobs[0].finish(None, exc, answers)

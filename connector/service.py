@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -25,10 +26,17 @@ from connector.app import create_app
 from connector.asgi import ConnectorAsgi, HttpServer, bind
 from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
-from connector.settings import Settings, SettingsError
+from connector.ingest import IngestConfig, IngestWriter
+from connector.keystore import Keystore
+from connector.ledger.writer import LedgerWriter
+from connector.metrics import Metrics
+from connector.settings import Settings, SettingsError, subscription_settings
+from connector.settings_env import exposure_warning
+from connector.signals import StopSignals
 from connector.store.db import Store, migrate, open_store
 from connector.store.models import State, Window
-from connector.supervisor import StopSignals
+from devledger.server import LedgerHandle, start_ledger
+from ngsi.subscriptions import SubscriptionManager
 
 log = structlog.get_logger("connector.service")
 
@@ -55,6 +63,39 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
+def build_services(
+    settings: Settings,
+    store: Store,
+    clock: Clock = utc_now,
+    *,
+    ledger_urls: list[str] | None = None,
+    metrics_dir: Path | None = None,
+) -> Services:
+    """The services the HTTP app needs, built on `store`: metrics on a fresh registry (every reading
+    outcome exported from the start, as 0) and the ingest writer (not started: `submit` then writes in
+    the caller's thread). The ledger, relay and subscriptions are added by `Connector.start`."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    for outcome in ("accepted", "duplicate", "late", "rejected", "conflict"):
+        metrics.readings.labels(outcome)
+    ingest = IngestWriter(store, IngestConfig.of(settings), metrics.batch_size.observe)
+    return Services(
+        settings,
+        store,
+        metrics,
+        ingest,
+        clock,
+        registry,
+        ledger_urls=list(ledger_urls or []),
+        metrics_dir=None if metrics_dir is None else str(metrics_dir),
+    )
+
+
+def http_app(svc: Services, threads: int = 4) -> ConnectorAsgi:
+    """The ASGI app uvicorn serves: the notify door in front of the Flask app (`threads` for WSGI)."""
+    return ConnectorAsgi(create_app(svc), svc, threads)
+
+
 class Connector:
     """Everything one connector process runs, started and stopped as a unit."""
 
@@ -62,9 +103,11 @@ class Connector:
         self.settings = settings
         self.clock = clock
         self.store = open_store(settings.store.url, settings.store.pool_size)
-        self.services = Services(settings, self.store, clock)
-        if metrics_dir is not None:  # several processes: /metrics sums them all (connector/supervisor.py)
-            self.services.extras["metrics_dir"] = str(metrics_dir)
+        # several processes (metrics_dir): /metrics sums them all (connector/supervisor.py)
+        self.services = build_services(settings, self.store, clock, metrics_dir=metrics_dir)
+        self.devledger: LedgerHandle | None = None
+        self.keystore: Keystore | None = None
+        self.ledger_writer: LedgerWriter | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self._stoppers: list[Callable[[], None]] = []
         self.server: Any = None
@@ -85,7 +128,7 @@ class Connector:
         else:
             self._use_primary_ledger()
         self.app = create_app(self.services)
-        ingest = self.services.extras["ingest"]
+        ingest = self.services.ingest
         ingest.start()
         self._stoppers.append(ingest.stop)
         if serve_http and not primary:
@@ -115,7 +158,7 @@ class Connector:
     def close_windows(self) -> int:
         """One run of the window closer (also called directly by tests and the demo)."""
         closed = close_due_windows(self.store, self.settings, self.clock())
-        self.services.extras["metrics"].windows_closed.inc(len(closed))
+        self.services.metrics.windows_closed.inc(len(closed))
         return len(closed)
 
     def _schedule(self, name: str, fn: Callable[[], Any], seconds: float) -> None:
@@ -132,8 +175,6 @@ class Connector:
             return
         if not ledger.embedded:
             raise RuntimeError("ledger.urls is empty and ledger.embedded is false: no BigchainDB to write to")
-        from devledger.server import start_ledger
-
         handle = start_ledger(
             host=ledger.embedded_host,
             port=ledger.embedded_port,
@@ -142,7 +183,7 @@ class Connector:
         )
         self._stoppers.append(handle.stop)
         self.services.ledger_urls = [handle.url]
-        self.services.extras["devledger"] = handle
+        self.devledger = handle
         log.info("devledger.started", url=handle.url)
 
     def _use_primary_ledger(self) -> None:
@@ -156,9 +197,6 @@ class Connector:
     def _start_ledger_writer(self) -> None:
         if not self.settings.ledger.enabled:
             return
-        from connector.keystore import Keystore
-        from connector.ledger.dispatcher import LedgerWriter
-
         keystore = Keystore(self.settings.keystore.path, self.settings.keystore.passphrase)
         writer = LedgerWriter(
             self.settings,
@@ -168,8 +206,7 @@ class Connector:
             self.clock,
             registry=self.services.registry,
         )
-        self.services.extras["keystore"] = keystore
-        self.services.extras["ledger_writer"] = writer
+        self.keystore, self.ledger_writer = keystore, writer
         dispatch = _counting_blocked(writer.dispatch_once, self.services.registry)
         self._schedule("ledger-dispatch", dispatch, self.settings.ledger.dispatch_interval)
 
@@ -177,7 +214,8 @@ class Connector:
         eth = self.settings.ethereum
         if not eth.enabled:
             return
-        from connector.ethereum.relay import RelayService
+        from connector.ethereum.client import reporter_account
+        from connector.ethereum.relay import RelayService, relay_round
 
         settings = self.settings
         if eth.embedded_anvil and not eth.rpc_url:
@@ -187,19 +225,24 @@ class Connector:
             self._stoppers.append(anvil.stop)
             settings = settings.replace(ethereum=dataclasses.replace(eth, rpc_url=anvil.url))
         relay = RelayService(
-            settings, self.store, self.clock, registry=self.services.registry, stuck_after=eth.stuck_after
+            settings.ethereum,
+            self.store,
+            self.clock,
+            account=reporter_account(settings),
+            registry=self.services.registry,
+            stuck_after=eth.stuck_after,
         )
-        self.services.extras["relay"] = relay
+        self.services.relay = relay
         self._schedule("ethereum-relay", lambda: relay_round(relay), eth.relay_interval)
 
     def _start_subscriptions(self) -> None:
         orion = self.settings.orion
         if not orion.url:
             return
-        from ngsi.subscriptions import SubscriptionManager
-
-        manager = SubscriptionManager(self.settings, clock=self.clock, registry=self.services.registry)
-        self.services.extras["subscriptions"] = manager
+        manager = SubscriptionManager(
+            subscription_settings(self.settings), clock=self.clock, registry=self.services.registry
+        )
+        self.services.subscriptions = manager
         if orion.subscribe_on_run:  # check() = ensure() + Orion's counters, so /health knows at once
             _logged(
                 "orion-ensure", manager.check
@@ -219,8 +262,6 @@ class Connector:
 def _counting_blocked(dispatch: Callable[[], dict[str, int]], registry: Any) -> Callable[[], None]:
     """The ledger dispatch job, counting rows it could not sign (`connector_ledger_blocked_total`): a
     missing meter key or a wrong keystore passphrase blocks every row, and nothing else counts that."""
-    from prometheus_client import Counter
-
     blocked = Counter(
         "connector_ledger_blocked",
         "Outbox rows the ledger writer could not sign (keystore: wrong passphrase, missing key)",
@@ -236,8 +277,6 @@ def _counting_blocked(dispatch: Callable[[], dict[str, int]], registry: Any) -> 
 
 
 def _warn_if_exposed(settings: Settings) -> None:
-    from connector.settings_env import exposure_warning
-
     warning = exposure_warning(settings)
     if warning:
         log.warning("security.exposed", detail=warning)
@@ -251,16 +290,6 @@ def _logged(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
             log.error("job.failed", job=name, error=type(exc).__name__, detail=str(exc)[:500])
 
     return job
-
-
-def relay_round(relay: Any, max_batches: int = 50) -> None:
-    """One oracle round: queue confirmed windows, send due batches, follow open transactions, settle."""
-    relay.enqueue()
-    for _ in range(max_batches):
-        if not relay.dispatch_once():
-            break
-    relay.confirm_once()
-    relay.settle_once()
 
 
 def migrate_store(settings: Settings) -> None:

@@ -19,6 +19,19 @@ from typing import Any
 
 import yaml
 
+from connector.core.aggregate import AggregationError, unit_factor
+from connector.core.kinds import ATTRIBUTE_KINDS, REGISTER_DIRECTIONS, AttributeSpec
+from connector.settings_env import (
+    SettingsError as SettingsError,  # defined below settings, raised by both
+)
+from connector.settings_env import (
+    check_env_names,
+    env_name,
+    env_names,
+    with_file_secrets,
+    with_store_password,
+)
+from ngsi.config import OrionSettings, SubscribedType, SubscriptionSettings
 from ngsi.tenants import TenantError, normalise_tenant
 
 # The checkout's config/connector.yaml; an installed package carries the same file as
@@ -27,23 +40,7 @@ _CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "connecto
 _PACKAGED_CONFIG = Path(__file__).resolve().parent / "default_config" / "connector.yaml"
 DEFAULT_CONFIG = _CHECKOUT_CONFIG if _CHECKOUT_CONFIG.exists() else _PACKAGED_CONFIG
 
-ATTRIBUTE_KINDS = ("power", "energy_register", "stats")
 MAX_WORKERS = 64
-
-
-class SettingsError(ValueError):
-    """The configuration is not valid; the message names the setting."""
-
-
-@dataclass(frozen=True)
-class AttributeSpec:
-    """What one attribute of an entity type means for aggregation."""
-
-    kind: str = "stats"  # power (W -> Wh by integration) | energy_register (delta) | stats
-    unit: str = ""  # W or kW for power; Wh or kWh for a register
-    # Sign of a register's energy: "import" registers count drawn energy, reported negative (the seeds'
-    # generator convention, where consumption is negative); "export" and "net" registers as they count.
-    direction: str = "net"
 
 
 @dataclass(frozen=True)
@@ -130,21 +127,6 @@ class EthereumSettings:
 
 
 @dataclass(frozen=True)
-class OrionSettings:
-    url: str = ""  # e.g. http://orion:1026; empty = no subscription management
-    ld: bool = False  # NGSI-LD (Orion-LD) instead of NGSIv2
-    notify_url: str = ""  # the connector's notify URL as Orion reaches it
-    attrs_format: str = "normalized"
-    subscribe_on_run: bool = False
-    check_interval: float = 60.0
-    expires: str = "2040-01-01T00:00:00.00Z"
-    max_fails_limit: int = 10
-    timeout_ms: int = 5000
-    tenants: list[str] = field(default_factory=lambda: [""])  # "" = default tenant
-    service_path: str = "/#"
-
-
-@dataclass(frozen=True)
 class ApiSettings:
     tokens: dict[str, str] = field(default_factory=dict)  # tenant -> bearer token; empty = no auth
 
@@ -195,6 +177,16 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def subscription_settings(settings: Settings) -> SubscriptionSettings:
+    """The slice of `settings` ngsi's subscription manager reads (ngsi imports nothing of the connector)."""
+    types = {
+        name: SubscribedType(list(et.subscribe_attrs), et.serial_number_attr, et.manufacturer_attr)
+        for name, et in settings.entity_types.items()
+    }
+    ingest = settings.ingest
+    return SubscriptionSettings(settings.orion, ingest.notify_secret, ingest.notify_secret_header, types)
+
+
 def load_settings(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -211,14 +203,8 @@ def load_settings(
             raw = yaml.safe_load(config_path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise SettingsError(f"cannot read {config_path}: {exc}") from exc
-    from connector.settings_env import (  # it imports this module
-        check_env_names,
-        with_file_secrets,
-        with_store_password,
-    )
-
     environ = with_file_secrets(environ or {})
-    check_env_names(environ)
+    check_env_names(environ, settings_env_names())
     for dotted, value in _env_overrides(environ).items():
         _set_path(raw, dotted, value)
     for dotted, value in (overrides or {}).items():
@@ -228,7 +214,7 @@ def load_settings(
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     leaves = _leaf_types(Settings, "")
-    names = {_env_name(p): p for p in leaves}
+    names = {env_name(p): p for p in leaves}
     found: dict[str, Any] = {}
     for key, text in environ.items():
         if key in names:
@@ -246,8 +232,9 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
-def _env_name(dotted: str) -> str:
-    return "CONNECTOR_" + dotted.replace(".", "_").upper()
+def settings_env_names() -> dict[str, str]:
+    """Every environment variable the settings read -> the dotted setting it sets (secrets' _FILE too)."""
+    return env_names(_leaf_types(Settings, ""))
 
 
 def _leaf_types(cls: type, prefix: str) -> dict[str, Any]:
@@ -335,9 +322,7 @@ def _scalar(t: Any, value: Any, where: str) -> Any:
 
 def validate(settings: Settings) -> Settings:
     """Check cross-field rules; raise SettingsError naming the setting."""
-    from connector.settings_env import check_orion
-
-    check_orion(settings)
+    _check_orion(settings)
     if settings.window.length <= 0 or 86400 % settings.window.length and settings.window.length % 86400:
         raise SettingsError("window.length: must be a positive divisor or multiple of a day in seconds")
     if settings.window.grace < 0:
@@ -353,11 +338,22 @@ def validate(settings: Settings) -> Settings:
                     f"entity_types.{name}.attributes.{attr}.kind: must be one of {', '.join(ATTRIBUTE_KINDS)}"
                 )
             _check_unit(name, attr, spec)
-            if spec.direction not in ("net", "import", "export"):
+            if spec.direction not in REGISTER_DIRECTIONS:
                 raise SettingsError(
                     f"entity_types.{name}.attributes.{attr}.direction: must be net, import or export"
                 )
     return check_tenants(settings)
+
+
+def _check_orion(settings: Settings) -> None:
+    """Refuse orion settings Orion itself would refuse."""
+    o = settings.orion
+    if o.attrs_format == "legacy" and not o.ld:
+        raise SettingsError(
+            "orion.attrs_format: legacy (NGSIv1) was removed in Orion 4.0, which answers 400 to a "
+            "subscription asking for it; use normalized (the connector still accepts legacy notifications "
+            "from an older Orion's existing subscriptions)"
+        )
 
 
 def check_tenants(settings: Settings) -> Settings:
@@ -390,8 +386,6 @@ def _tenant_name(where: str, name: str) -> str:
 
 
 def _check_unit(entity_type: str, attr: str, spec: AttributeSpec) -> None:
-    from connector.aggregate import AggregationError, unit_factor  # local: aggregate imports settings
-
     try:
         unit_factor(spec)
     except AggregationError as exc:

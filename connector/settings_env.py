@@ -2,6 +2,8 @@
 
 `load_settings` (connector/settings.py) calls these: a CONNECTOR_* variable that is no setting stops the
 start naming the closest real one; `CONNECTOR_<SECRET>_FILE` reads a secret from a file (Docker secrets).
+This module sits below connector/settings.py (it imports nothing of the connector), so `SettingsError`,
+which both raise, is defined here and re-exported by connector/settings.py.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import dataclasses
 import difflib
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from connector.settings import Settings, SettingsError, _env_name, _leaf_types
+if TYPE_CHECKING:  # annotations only: connector.settings imports this module
+    from connector.settings import Settings
 
 ENV_PREFIX = "CONNECTOR_"
 # The test suite's own variables (e.g. CONNECTOR_TEST_PG_URL), inherited by connectors it starts.
@@ -32,20 +36,28 @@ SECRET_SETTINGS = (
 )
 
 
-def env_names() -> dict[str, str]:
-    """Every environment variable the settings read -> the dotted setting it sets (secrets' _FILE too)."""
-    names = {_env_name(p): p for p in _leaf_types(Settings, "")}
-    names.update({_env_name(p) + FILE_SUFFIX: p for p in SECRET_SETTINGS})
+class SettingsError(ValueError):
+    """The configuration is not valid; the message names the setting."""
+
+
+def env_name(dotted: str) -> str:
+    """The environment variable of a dotted setting: CONNECTOR_ + its path joined by _, upper-cased."""
+    return ENV_PREFIX + dotted.replace(".", "_").upper()
+
+
+def env_names(paths: Iterable[str]) -> dict[str, str]:
+    """Every environment variable of the settings at dotted `paths` -> its setting (secrets' _FILE too)."""
+    names = {env_name(p): p for p in paths}
+    names.update({env_name(p) + FILE_SUFFIX: p for p in SECRET_SETTINGS})
     return names
 
 
-def check_env_names(environ: Mapping[str, str]) -> None:
+def check_env_names(environ: Mapping[str, str], names: Mapping[str, str]) -> None:
     """Refuse a CONNECTOR_* variable that is no setting, naming the closest real one.
 
     A misspelled variable (`CONNECTOR_ORION_NOTIFYURL`) would otherwise be ignored silently and the
     connector would run on a default the operator meant to change.
     """
-    names = env_names()
     for key in sorted(environ):
         if key.startswith(ENV_PREFIX) and key not in names and not key.startswith(NOT_SETTINGS_PREFIX):
             raise SettingsError(_unknown_env_message(key, names))
@@ -81,7 +93,7 @@ def with_file_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     """
     resolved = dict(environ)
     for dotted in SECRET_SETTINGS:
-        name = _env_name(dotted)
+        name = env_name(dotted)
         path = resolved.pop(name + FILE_SUFFIX, None)
         if path is None:
             continue
@@ -109,17 +121,6 @@ def with_store_password(settings: Settings) -> Settings:
         raise SettingsError("store.url: not a database URL") from None
     store = dataclasses.replace(settings.store, url=url.render_as_string(hide_password=False))
     return settings.replace(store=store)
-
-
-def check_orion(settings: Settings) -> None:
-    """Refuse orion settings Orion itself would refuse."""
-    o = settings.orion
-    if o.attrs_format == "legacy" and not o.ld:
-        raise SettingsError(
-            "orion.attrs_format: legacy (NGSIv1) was removed in Orion 4.0, which answers 400 to a "
-            "subscription asking for it; use normalized (the connector still accepts legacy notifications "
-            "from an older Orion's existing subscriptions)"
-        )
 
 
 def exposure_warning(settings: Settings) -> str | None:

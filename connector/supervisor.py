@@ -33,6 +33,7 @@ from pathlib import Path
 import structlog
 
 from connector.settings import Settings
+from connector.signals import StopSignals
 
 log = structlog.get_logger("connector.supervisor")
 PR_SET_PDEATHSIG = 1
@@ -177,29 +178,6 @@ def wait_for(stop: StopSignals, primary_pid: int) -> None:
         if os.getppid() != primary_pid:
             log.warning("worker.orphaned", primary_pid=primary_pid)
             return
-
-
-class StopSignals:
-    """SIGTERM and SIGINT turned into a flag the main thread polls.
-
-    The handler takes no lock: Python runs signal handlers in the main thread between two bytecodes,
-    possibly while that thread holds a lock itself. `threading.Event.set()` as the handler deadlocked a
-    worker whose main thread was inside `Event.wait()` (seen as a worker surviving its primary's SIGKILL).
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, _signum: int, _frame: object) -> None:
-        self.requested = True
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep `seconds` unless a stop was requested already; True once one was."""
-        if not self.requested:
-            time.sleep(seconds)
-        return self.requested
 
 
 def _die_with_parent() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.settings import Settings
+from ngsi.config import SubscriptionSettings
 from ngsi.orion import LD_CORE_CONTEXT
 
 DESCRIPTION_PREFIX = "smartmeter-connector: "
@@ -52,7 +52,7 @@ def description(entity_type: str) -> str:
     return DESCRIPTION_PREFIX + entity_type
 
 
-def desired(settings: Settings, entity_type: str) -> Desired:
+def desired(settings: SubscriptionSettings, entity_type: str) -> Desired:
     """The subscription this connector wants for `entity_type`, in NGSIv2 or NGSI-LD form."""
     o = settings.orion
     if not o.notify_url:
@@ -66,12 +66,12 @@ def desired(settings: Settings, entity_type: str) -> Desired:
         if o.ld
         else _v2_body(settings, entity_type, watched, notified)
     )
-    secret = settings.ingest.notify_secret
-    header = settings.ingest.notify_secret_header if secret else ""
+    secret = settings.notify_secret
+    header = settings.notify_secret_header if secret else ""
     return Desired(entity_type, body, o.ld, header, secret)
 
 
-def _attrs(settings: Settings, entity_type: str) -> tuple[list[str], list[str]]:
+def _attrs(settings: SubscriptionSettings, entity_type: str) -> tuple[list[str], list[str]]:
     """(attributes whose change triggers a notification, attributes sent); empty lists mean all."""
     et = settings.entity_types.get(entity_type)
     wanted = list(et.subscribe_attrs) if et else []
@@ -83,12 +83,14 @@ def _attrs(settings: Settings, entity_type: str) -> tuple[list[str], list[str]]:
     return watched, wanted + extra
 
 
-def _v2_body(settings: Settings, entity_type: str, watched: list[str], notified: list[str]) -> dict[str, Any]:
+def _v2_body(
+    settings: SubscriptionSettings, entity_type: str, watched: list[str], notified: list[str]
+) -> dict[str, Any]:
     o = settings.orion
     endpoint: dict[str, Any] = {"url": o.notify_url, "timeout": o.timeout_ms}
-    secret = settings.ingest.notify_secret
+    secret = settings.notify_secret
     if secret:  # Orion 4: custom headers only through httpCustom
-        endpoint = {"url": o.notify_url, "headers": {settings.ingest.notify_secret_header: secret}}
+        endpoint = {"url": o.notify_url, "headers": {settings.notify_secret_header: secret}}
         endpoint["timeout"] = o.timeout_ms
     body: dict[str, Any] = {
         "description": description(entity_type),
@@ -109,14 +111,16 @@ def _v2_body(settings: Settings, entity_type: str, watched: list[str], notified:
     return body
 
 
-def _ld_body(settings: Settings, entity_type: str, watched: list[str], notified: list[str]) -> dict[str, Any]:
+def _ld_body(
+    settings: SubscriptionSettings, entity_type: str, watched: list[str], notified: list[str]
+) -> dict[str, Any]:
     o = settings.orion
     notification: dict[str, Any] = {
         "format": o.attrs_format,
         "endpoint": {"uri": o.notify_url, "accept": "application/json"},
     }
-    if settings.ingest.notify_secret:
-        info = [{"key": settings.ingest.notify_secret_header, "value": settings.ingest.notify_secret}]
+    if settings.notify_secret:
+        info = [{"key": settings.notify_secret_header, "value": settings.notify_secret}]
         notification["endpoint"]["receiverInfo"] = info
     if notified:
         notification["attributes"] = [a for a in notified if a != "TimeInstant"]
@@ -181,7 +185,7 @@ def left_alone(sub: dict[str, Any], ld: bool, now: datetime) -> str:
     return "operator_inactive"
 
 
-def check_expiry(settings: Settings, now: datetime) -> None:
+def check_expiry(settings: SubscriptionSettings, now: datetime) -> None:
     """Refuse an `orion.expires` already in the past: Orion would expire the subscription at once."""
     when = parse_time(settings.orion.expires)
     if settings.orion.expires and when is None:

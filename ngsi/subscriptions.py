@@ -26,8 +26,8 @@ import requests
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from connector.settings import Settings
 from ngsi import subscription_spec as spec
+from ngsi.config import SubscriptionSettings
 from ngsi.orion import OrionClient, OrionError, OrionRequestError, Scope
 
 log = structlog.get_logger("connector.orion")
@@ -142,7 +142,7 @@ class SubscriptionManager:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: SubscriptionSettings,
         session: requests.Session | None = None,
         clock: Clock = _utc_now,
         registry: CollectorRegistry | None = None,

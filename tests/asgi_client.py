@@ -172,3 +172,10 @@ async def _call(app: Any, scope: dict[str, Any], parts: list[bytes]) -> TestResp
     await app(scope, receive, send)
     finished.set()
     return TestResponse(status, response_headers, b"".join(body))
+
+
+def connector_client(svc: Any, threads: int = 4) -> AsgiClient:
+    """A client of the connector's production door (`connector.service.http_app`) on `svc`."""
+    from connector.service import http_app  # tests/ helpers load the connector only when used
+
+    return AsgiClient(http_app(svc, threads))

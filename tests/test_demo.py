@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from connector.demo import DemoOptions, run_demo
+from demo.run import DemoOptions, run_demo
 
 
 def test_demo_runs_end_to_end_and_reports(tmp_path):

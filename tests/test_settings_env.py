@@ -7,8 +7,8 @@ import os
 import pytest
 from structlog.testing import capture_logs
 
-from connector.settings import SettingsError, load_settings
-from connector.settings_env import SECRET_SETTINGS, env_names, exposure_warning
+from connector.settings import SettingsError, load_settings, settings_env_names
+from connector.settings_env import SECRET_SETTINGS, exposure_warning
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_a_secret_set_twice_or_unreadable_is_refused_without_showing_it(tmp_path
 
 def test_file_form_exists_only_for_secrets():
     """CONNECTOR_WINDOW_LENGTH_FILE is no setting: refused like any misspelling."""
-    assert "CONNECTOR_API_TOKENS_FILE" in env_names()
+    assert "CONNECTOR_API_TOKENS_FILE" in settings_env_names()
     with pytest.raises(SettingsError, match="CONNECTOR_WINDOW_LENGTH_FILE: no setting"):
         load_settings(environ={"CONNECTOR_WINDOW_LENGTH_FILE": os.devnull})
 

@@ -1,8 +1,8 @@
 """The query API: meters, anchored history, raw readings, tamper verification, settlement; OpenAPI 3 at
 /openapi.json and a self-contained docs page at /docs.
 
-`init_app(app)` wires it into the connector's Flask app; routes reach the store, settings and ledger URLs
-through `connector.context.services()`.
+`init_app(app)` wires it into the connector's Flask app (whose error handler, `errors.render`, answers the
+routes' ApiErrors); routes reach the store, settings and ledger URLs through `connector.context.services()`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from connector import __version__
 from connector.api import errors, history, meters, readings, verification
 from connector.api.base import TENANCY_PARAMETERS
 from connector.api.docs import docs_blueprint
-from connector.verify import LedgerReadError
+from connector.audit import LedgerReadError
 
 BLUEPRINTS = (meters.blp, history.blp, readings.blp, verification.blp)
 
@@ -43,9 +43,6 @@ def init_app(app: Flask) -> Api:
     for blp in BLUEPRINTS:
         api.register_blueprint(blp, parameters=TENANCY_PARAMETERS)
     app.register_blueprint(docs_blueprint(api))
-    # Flask files an HTTPException's handler under its status code, so each concrete error is registered.
-    for error in errors.ApiError.__subclasses__():
-        app.register_error_handler(error, errors.render)
     app.register_error_handler(LedgerReadError, _ledger_unavailable)
     return api
 

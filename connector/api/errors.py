@@ -1,9 +1,10 @@
-"""The one place query-API errors become HTTP answers.
+"""The query API's errors and the one place the Flask app turns errors into HTTP answers.
 
 The body has the shape of the connector's other errors and of FIWARE's APIs:
 `{"error": "BadRequest", "description": "...", "errors": {parameter: [problems]}}` (`errors` only for bad
-parameters). Routes raise `ApiError` subclasses; the argument parser raises `BadParameter`; `init_app`
-registers `render` for ApiError, so these never fall through to a 500.
+parameters). Routes raise `connector.errors.ApiError` subclasses; the argument parser raises
+`BadParameter`; `render` answers them and werkzeug's own HTTP errors (404 route, 405) alike, so these
+never fall through to a 500.
 """
 
 from __future__ import annotations
@@ -14,48 +15,37 @@ import marshmallow as ma
 from flask import Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-
-class ApiError(HTTPException):
-    """Base of the query API's errors: a status code and a message meant for the caller."""
-
-    code = 400
-
-    def __init__(
-        self, message: str, headers: dict[str, str] | None = None, errors: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(description=message)
-        self.extra_headers = headers or {}
-        self.errors = errors
+from connector.errors import ApiError, error_answer
 
 
 class BadParameter(ApiError):
     """A query parameter or header is not valid (400)."""
 
-    code = 400
+    status, error = 400, "BadRequest"
 
 
 class Unauthorized(ApiError):
     """The bearer token of the tenant is missing or wrong (401)."""
 
-    code = 401
+    status, error = 401, "Unauthorized"
 
 
 class NotFound(ApiError):
     """The meter (or feature) does not exist for this tenant (404)."""
 
-    code = 404
+    status, error = 404, "NotFound"
 
 
 class Conflict(ApiError):
     """The request is ambiguous for this tenant, e.g. one entity id in several service paths (409)."""
 
-    code = 409
+    status, error = 409, "Conflict"
 
 
 class LedgerUnavailable(ApiError):
     """The ledger could not be read; the caller may retry later (503)."""
 
-    code = 503
+    status, error = 503, "ServiceUnavailable"
 
 
 class ErrorSchema(ma.Schema):
@@ -66,16 +56,17 @@ class ErrorSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "problems by parameter name"})
 
 
-def render(error: HTTPException) -> Response:
-    """The JSON answer for `error`."""
-    body: dict[str, Any] = {"error": error.name.replace(" ", ""), "description": error.description}
-    errors = getattr(error, "errors", None)
-    if errors:
-        body["errors"] = errors
+def render(error: Exception) -> Response:
+    """The JSON answer for an ApiError or one of werkzeug's HTTP errors (unknown route, wrong method)."""
+    if isinstance(error, HTTPException):
+        name = error.name.replace(" ", "")
+        error = ApiError(error.description or name, status=error.code or 500, error=name)
+    if not isinstance(error, ApiError):
+        raise error
+    status, body, headers = error_answer(error)
     response = jsonify(body)
-    response.status_code = error.code or 500
-    for name, value in getattr(error, "extra_headers", {}).items():
-        response.headers[name] = value
+    response.status_code = status
+    response.headers.extend(headers)
     return response
 
 

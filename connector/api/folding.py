@@ -10,7 +10,7 @@ from decimal import Context, Decimal, Inexact, Rounded
 from fractions import Fraction
 from typing import Any
 
-from connector.canonical import decimal_text, round_places
+from connector.core.canonical import decimal_text, round_places
 
 BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 

@@ -17,8 +17,9 @@ from connector.api import folding, present, queries
 from connector.api.base import ApiBlueprint, request_scope
 from connector.api.errors import NotFound
 from connector.api.schemas import HistoryArgs, HistoryPageSchema
+from connector.audit import DriverLedger
 from connector.context import services
-from connector.verify import DriverLedger
+from connector.core.aggregate import window_energy_wh
 
 blp = ApiBlueprint("history", __name__, url_prefix="/v1/meters", description="Anchored history of a meter")
 
@@ -109,8 +110,6 @@ def block_heights(tx_ids: list[str], new_reader: Callable[[], DriverLedger]) -> 
 
 
 def _ledger_fold_items(meter: Any, args: dict[str, Any]) -> Iterator[folding.FoldItem]:
-    from connector.aggregate import window_energy_wh
-
     for w, tx in _ledger_pairs(ledger_reader(), meter, args):
         energy = window_energy_wh(w.summary)
         readings = int((tx["metadata"].get("counts") or {}).get("readings", 0))

@@ -11,6 +11,8 @@ import orjson
 from flask import Response
 from sqlalchemy import Row
 
+from connector.ledger.metadata import MetadataError, transfer_metadata
+
 
 def meter_summary(m: Any) -> dict[str, Any]:
     """The public face of a meter row: identity and ledger identity (no key material but the public key)."""
@@ -127,8 +129,6 @@ def stored_metadata(row: Row[Any], meter: Any, load_window: Any) -> Any:
             return orjson.loads(row.tx_json).get("metadata")
         except (orjson.JSONDecodeError, AttributeError):
             pass
-    from connector.ledger.metadata import MetadataError, transfer_metadata
-
     try:
         return transfer_metadata(meter, load_window())
     except MetadataError:

@@ -13,8 +13,8 @@ from connector.api.base import ApiBlueprint, request_scope
 from connector.api.errors import BadParameter, NotFound
 from connector.api.history import ledger_reader
 from connector.api.schemas import RangeArgs, SettlementSchema, VerifyArgs, VerifySchema
+from connector.audit import LedgerHistory, WindowVerdict, load_off_chain, overall, verify_meter
 from connector.context import services
-from connector.verify import WindowVerdict, load_off_chain, overall, verify_meter
 
 # One request verifies at most this many windows (a month of 15-minute windows is 2,976); the command
 # line verifies any range in chunks.
@@ -59,8 +59,6 @@ def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = 
 
 
 def _empty_history() -> Any:
-    from connector.verify import LedgerHistory
-
     return LedgerHistory([], from_genesis=True)
 
 

@@ -21,7 +21,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from connector.demo import DemoOptions, run_demo
+    from demo.run import DemoOptions, run_demo
 
     opts = DemoOptions(
         meters=args.meters,

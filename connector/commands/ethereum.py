@@ -89,7 +89,7 @@ def plan_upload_command(args: argparse.Namespace, settings: Settings) -> int:
     store, w3, account = _open(settings)
     try:
         hashes = upload_plans(
-            w3, account, contract_address(settings, store), settings.ethereum, store, rows, utc_now()
+            w3, account, contract_address(settings.ethereum, store), settings.ethereum, store, rows, utc_now()
         )
     finally:
         store.dispose()

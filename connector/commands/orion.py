@@ -7,10 +7,10 @@ import sys
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from connector.settings import Settings
+from connector.settings import Settings, subscription_settings
 
 if TYPE_CHECKING:
-    from ngsi.simulator import SimulationReport
+    from demo.simulator import SimulationReport
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -70,7 +70,7 @@ def _subscribe(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.orion.url:
         print("orion.url is not set (CONNECTOR_ORION_URL): no subscription to manage", file=sys.stderr)
         return 2
-    manager = SubscriptionManager(settings)
+    manager = SubscriptionManager(subscription_settings(settings))
     try:
         outcomes = manager.ensure()
         statuses = manager.check() if args.check else []
@@ -93,7 +93,7 @@ def _subscribe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from ngsi.simulator import SimulationConfig, SimulationError, simulate
+    from demo.simulator import SimulationConfig, SimulationError, simulate
 
     config = SimulationConfig(
         target=args.target,

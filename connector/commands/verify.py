@@ -60,10 +60,10 @@ def ledger_urls(settings: Settings) -> list[str]:
 
 
 def _verify(store, settings: Settings, args, from_, to, out: TextIO) -> int:  # type: ignore[no-untyped-def]
-    from connector.api.errors import ApiError
     from connector.api.queries import find_meter, window_bounds
     from connector.api.tenancy import Scope
-    from connector.verify import LedgerReadError, load_off_chain, overall, verify_meter
+    from connector.audit import LedgerReadError, load_off_chain, overall, verify_meter
+    from connector.errors import ApiError
     from ngsi.tenants import TenantError, normalise_tenant
 
     try:
@@ -92,8 +92,8 @@ def _verify(store, settings: Settings, args, from_, to, out: TextIO) -> int:  # 
 
 
 def _ledger_history(settings: Settings, asset_id: str | None):  # type: ignore[no-untyped-def]
+    from connector.audit import DriverLedger, LedgerHistory
     from connector.ledger.client import DriverClient
-    from connector.verify import DriverLedger, LedgerHistory
 
     if not asset_id:
         return LedgerHistory([], from_genesis=True)

@@ -14,7 +14,8 @@ from web3.contract import Contract
 
 from connector.ethereum.contract import artifact
 from connector.ethereum.errors import EthereumError
-from connector.settings import Settings
+from connector.keystore import Keystore
+from connector.settings import EthereumSettings, Settings
 from connector.store.db import Store
 from connector.store.models import State
 
@@ -39,18 +40,17 @@ def reporter_account(settings: Settings, keystore_factory: Callable[..., Any] | 
     if settings.ethereum.reporter_key:
         return Account.from_key(settings.ethereum.reporter_key)
     if keystore_factory is None:
-        from connector.keystore import Keystore
-
         keystore_factory = Keystore
     keystore = keystore_factory(settings.keystore.path, settings.keystore.passphrase)
     secret = keystore.secret(KEYSTORE_NAME, create=lambda: os.urandom(32))
     return Account.from_key(secret)
 
 
-def contract_address(settings: Settings, store: Store) -> str:
-    """The contract to talk to: the setting when set, else the address `contract deploy` stored."""
-    if settings.ethereum.contract_address:
-        return Web3.to_checksum_address(settings.ethereum.contract_address)
+def contract_address(eth: EthereumSettings, store: Store) -> str:
+    """The contract to talk to: ethereum.contract_address when set, else the address `contract deploy`
+    stored."""
+    if eth.contract_address:
+        return Web3.to_checksum_address(eth.contract_address)
     with store.reading() as conn:
         value = conn.execute(select(State.value).where(State.key == STATE_KEY)).scalar()
     if not value:

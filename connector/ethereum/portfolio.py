@@ -1,7 +1,7 @@
 """Portfolio mode of settlement: the `PortfolioSettlement` contract as Python sees it, and its deployment.
 
 One record per portfolio and interval (energy and the root of the interval's period tree, see
-`connector.trees`); a meter's record is proven on chain with its audit path only when disputed.
+`connector.core.trees`); a meter's record is proven on chain with its audit path only when disputed.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 
+from connector.core.trees import Proof, keccak256
 from connector.ethereum.client import fund_on_dev_node
 from connector.ethereum.contract import price_micro_eur
 from connector.ethereum.errors import EthereumError
 from connector.ethereum.gateway import Web3Gateway
 from connector.ethereum.sender import Sender
 from connector.settings import EthereumSettings
-from connector.trees import Proof, keccak256
 
 ARTIFACT = Path(__file__).resolve().parent.parent / "contracts" / "PortfolioSettlement.json"
 SOURCE = Path(__file__).resolve().parents[2] / "contracts" / "PortfolioSettlement.sol"

@@ -23,13 +23,13 @@ from web3 import Web3
 
 from connector.context import utc_now
 from connector.ethereum import outbox
-from connector.ethereum.client import connect, contract_address, reporter_account
+from connector.ethereum.client import connect, contract_address
 from connector.ethereum.contract import record_slots, unix_seconds
 from connector.ethereum.errors import CALL_ERRORS, FeeCapReached, classify, describe
 from connector.ethereum.gateway import EthereumGateway, Receipt, Web3Gateway
 from connector.ethereum.models import RelayOutbox
 from connector.ethereum.sender import Fees, Sender
-from connector.settings import Settings
+from connector.settings import EthereumSettings
 from connector.store.db import Store
 
 BATCH_BASE_GAS = 60_000
@@ -42,25 +42,24 @@ class RelayService:
 
     def __init__(
         self,
-        settings: Settings,
+        eth: EthereumSettings,
         store: Store,
         clock: Callable[[], datetime] = utc_now,
         *,
+        account: LocalAccount,
         w3: Web3 | None = None,
-        account: LocalAccount | None = None,
         address: str | None = None,
         registry: CollectorRegistry | None = None,
         stuck_after: float = 60.0,
         gateway: EthereumGateway | None = None,
     ) -> None:
-        self.settings = settings
-        self.eth = settings.ethereum
+        self.eth = eth
         self.store = store
         self.clock = clock
         self.gateway = gateway or Web3Gateway(
-            w3 or connect(self.eth.rpc_url), lambda: address or contract_address(settings, store)
+            w3 or connect(self.eth.rpc_url), lambda: address or contract_address(eth, store)
         )
-        self.account = account or reporter_account(settings)
+        self.account = account
         self.sender = Sender(self.gateway, self.account, self.eth.max_fee_gwei, self.eth.priority_fee_gwei)
         self._interval_length: int | None = None
         self.stuck_after = stuck_after
@@ -366,3 +365,13 @@ def _unlink_settle(conn: Any, tx_id: int, now: datetime) -> None:
         .where(RelayOutbox.settle_transaction_id == tx_id)
         .values(settle_transaction_id=None, updated_at=now)
     )
+
+
+def relay_round(relay: RelayService, max_batches: int = 50) -> None:
+    """One oracle round: queue confirmed windows, send due batches, follow open transactions, settle."""
+    relay.enqueue()
+    for _ in range(max_batches):
+        if not relay.dispatch_once():
+            break
+    relay.confirm_once()
+    relay.settle_once()

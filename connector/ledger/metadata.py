@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.canonical import canonical_json
+from connector.core.canonical import canonical_json
 from connector.settings import Settings
 from connector.store.models import Meter, Window
 

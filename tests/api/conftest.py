@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -11,10 +10,12 @@ from flask import Flask
 from connector.app import create_app
 from connector.context import Services
 from connector.keystore import Keystore
+from connector.service import build_services
 from connector.settings import Settings
 from connector.store.db import Store
 from devledger.server import LedgerHandle, start_ledger
 from tests.api import history as h
+from tests.asgi_client import AsgiClient, connector_client
 
 
 @pytest.fixture(scope="session")
@@ -33,27 +34,38 @@ def api_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def make_app(api_settings: Settings, store: Store, ledger: LedgerHandle, clock) -> Callable[..., Flask]:
-    """Build the connector's app on the test store and ledger, optionally with other settings."""
+def make_services(
+    api_settings: Settings, store: Store, ledger: LedgerHandle, clock
+) -> Callable[..., Services]:
+    """Build the connector's services on the test store and ledger, optionally with other settings."""
 
-    def make(settings: Settings | None = None, **kw: Any) -> Flask:
-        svc = Services(settings or api_settings, store, clock=clock.now, ledger_urls=[ledger.url], **kw)
-        app = create_app(svc)
-        app.testing = True
-        return app
+    def make(settings: Settings | None = None) -> Services:
+        return build_services(settings or api_settings, store, clock.now, ledger_urls=[ledger.url])
 
     return make
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Flask:
-    """The connector's app, no auth."""
-    return make_app()
+def make_client(make_services: Callable[..., Services]) -> Callable[..., AsgiClient]:
+    """A client of the production door (the ASGI app) on the test store and ledger, optionally with
+    other settings; `client.app.svc` are its services."""
+
+    def make(settings: Settings | None = None) -> AsgiClient:
+        return connector_client(make_services(settings))
+
+    return make
 
 
 @pytest.fixture
-def client(app: Flask):  # type: ignore[no-untyped-def]
-    return app.test_client()
+def app(make_services: Callable[..., Services]) -> Flask:
+    """The connector's Flask app behind the door, no auth (for schemathesis' WSGI runner)."""
+    return create_app(make_services())
+
+
+@pytest.fixture
+def client(make_client: Callable[..., AsgiClient]) -> AsgiClient:
+    """A client of the production door, no auth."""
+    return make_client()
 
 
 @pytest.fixture

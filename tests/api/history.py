@@ -11,11 +11,11 @@ from decimal import Decimal
 from sqlalchemy import insert, select, update
 
 from connector.closer import insert_window
-from connector.fingerprint import chain_seed, close_window
+from connector.core.fingerprint import chain_seed, seal_window
+from connector.core.readings import StoredReading
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
 from connector.ledger.outbox import enqueue_create, enqueue_transfer
-from connector.readings import StoredReading
+from connector.ledger.writer import LedgerWriter
 from connector.settings import Settings
 from connector.store.db import Store
 from connector.store.models import LedgerOutbox, Meter, Reading
@@ -67,7 +67,7 @@ def close_windows(
             ws = start + i * WINDOW
             readings = minute_readings(ws, base=i)
             _insert_readings(conn, meter_id, ws, readings)
-            cw = close_window(readings, ws, ws + WINDOW, head, lambda a: settings.attribute_spec("SMX", a))
+            cw = seal_window(readings, ws, ws + WINDOW, head, lambda a: settings.attribute_spec("SMX", a))
             window_id = _insert_window(conn, meter_id, cw)
             if anchor:
                 enqueue_transfer(conn, meter_id, window_id, int(ws.timestamp()), T0)

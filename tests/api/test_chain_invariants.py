@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from connector.closer import close_due_windows
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
 from connector.ledger.metadata import MAX_METADATA_BYTES, OMITTED_KEY
+from connector.ledger.writer import LedgerWriter
 from connector.store.models import LedgerOutbox, Meter
 from tests.connector import payloads as p
 
@@ -77,11 +77,11 @@ def test_window_of_1000_attributes_is_anchored_and_verifies(client, store, api_s
     assert answer["verdict"] == "ok" and answer["counts"]["ok"] == 1
 
 
-def test_a_window_before_1970_cannot_stall_the_meter(make_app, store, api_settings, ledger, tmp_path):
+def test_a_window_before_1970_cannot_stall_the_meter(make_client, store, api_settings, ledger, tmp_path):
     """Allowed by ingest.earliest_observation, a 1969 window is anchored after its meter's CREATE."""
     ingest = dataclasses.replace(api_settings.ingest, earliest_observation="1960-01-01T00:00:00Z")
     settings = api_settings.replace(ingest=ingest)
-    client = make_app(settings).test_client()
+    client = make_client(settings)
     for when in ("1969-12-31T23:50:00Z", "1970-01-01T00:05:00Z"):
         body = notification("old", when, {"P": 5})
         assert client.post("/notify", data=body, headers=HEADERS).get_json()["accepted"] == 1
@@ -109,8 +109,8 @@ def test_verify_shows_a_windows_conflicts(client, store, api_settings, ledger, t
 
 def test_bounded_summary_check_catches_a_changed_omitted_summary():
     """The verifier recomputes the left-out summaries' digest: a changed one no longer matches."""
+    from connector.audit import LedgerWindow, summary_matches
     from connector.ledger.metadata import bound_attributes
-    from connector.verify import LedgerWindow, summary_matches
 
     summary = [{"attr": f"a{k}", "kind": "stats", "max": str(k)} for k in range(50)]
     kept, omitted = bound_attributes(summary, 300)

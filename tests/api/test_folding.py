@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from connector.api.folding import fold
-from connector.canonical import decimal_text, round_places
+from connector.core.canonical import decimal_text, round_places
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -39,7 +39,7 @@ def own_ledger():
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="counts connections through /proc/net/tcp")
 def test_500_ledger_reads_hold_a_bounded_pool_closed_at_shutdown(
-    make_app, store, api_settings, own_ledger, tmp_path
+    make_client, store, api_settings, own_ledger, tmp_path
 ):
     """500 /verify and history?source=ledger requests leave at most QUERY_CONNECTIONS connections open to
     the ledger, all answered 200; closing the shared pool (as the connector's stop does) closes them."""
@@ -48,10 +48,9 @@ def test_500_ledger_reads_hold_a_bounded_pool_closed_at_shutdown(
     meter_id = h.add_meter(store, "urn:pool:1", "tk", "/")
     h.close_windows(store, api_settings, meter_id, 8)
     h.anchor(store, api_settings, Keystore(tmp_path / "keys"), [own_ledger.url])
-    app = make_app()
-    svc = app.extensions["connector"]
+    client = make_client()
+    svc = client.app.svc
     svc.ledger_urls = [own_ledger.url]
-    client = app.test_client()
     headers = {"Fiware-Service": "tk"}
     gc.collect()  # the anchoring writer's clients are gone: count only what the reads hold
     before = open_client_connections(own_ledger.port)

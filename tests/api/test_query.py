@@ -68,10 +68,10 @@ def test_same_entity_id_in_two_service_paths_is_a_409(client, store, two_tenants
     assert picked.status_code == 200 and picked.json["servicePath"] == "/north"
 
 
-def test_bearer_tokens_per_tenant(make_app, api_settings, two_tenants):
+def test_bearer_tokens_per_tenant(make_client, api_settings, two_tenants):
     """With tokens configured, each tenant needs its own token (401 + WWW-Authenticate otherwise)."""
     api = api_settings.api.__class__(tokens={"city_a": "s3cret-a", "city_b": "s3cret-b"})
-    client = make_app(api_settings.replace(api=api)).test_client()
+    client = make_client(api_settings.replace(api=api))
     missing = client.get("/v1/meters", headers=TENANT_A)
     assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
     wrong = client.get("/v1/meters", headers={**TENANT_A, "Authorization": "Bearer s3cret-b"})

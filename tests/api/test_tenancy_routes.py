@@ -26,9 +26,9 @@ def ingest(client, entity_id: str, headers: dict[str, str]) -> None:
     assert answer.status_code in (200, 204), answer.data
 
 
-def with_tokens(make_app, api_settings, tokens: dict[str, str]):
+def with_tokens(make_client, api_settings, tokens: dict[str, str]):
     """The app with api.tokens set (as given, without the start-up check)."""
-    return make_app(api_settings.replace(api=api_settings.api.__class__(tokens=tokens))).test_client()
+    return make_client(api_settings.replace(api=api_settings.api.__class__(tokens=tokens)))
 
 
 def test_mixed_case_tenant_reads_its_own_data(client):
@@ -40,9 +40,9 @@ def test_mixed_case_tenant_reads_its_own_data(client):
         assert client.get("/v1/meters/urn:c:1", headers={"Fiware-Service": tenant}).status_code == 200
 
 
-def test_token_of_a_mixed_case_tenant_opens_it(make_app, api_settings):
+def test_token_of_a_mixed_case_tenant_opens_it(make_client, api_settings):
     """A token configured for `CityC` opens the tenant that ingest filed as `cityc`, under any spelling."""
-    client = with_tokens(make_app, api_settings, {"CityC": "tok-c"})
+    client = with_tokens(make_client, api_settings, {"CityC": "tok-c"})
     ingest(client, "urn:c:1", {"Fiware-Service": "CityC"})
     for tenant in ("CityC", "cityc"):
         headers = {"Fiware-Service": tenant, "Authorization": "Bearer tok-c"}
@@ -76,9 +76,9 @@ def test_empty_token_stops_the_start(token):
         load_settings(environ={}, overrides={"api.tokens": {"city_a": token, "city_b": "x"}})
 
 
-def test_empty_token_opens_nothing_even_if_configured(make_app, api_settings):
+def test_empty_token_opens_nothing_even_if_configured(make_client, api_settings):
     """Defence in depth: a token table holding "" (built without the start-up check) still answers 401."""
-    client = with_tokens(make_app, api_settings, {"city_a": "", "city_b": "x"})
+    client = with_tokens(make_client, api_settings, {"city_a": "", "city_b": "x"})
     for auth in ("Bearer", "Bearer ", "Bearer  "):
         headers = {"Fiware-Service": "city_a", "Authorization": auth}
         assert client.get("/v1/meters", headers=headers).status_code == 401

@@ -11,11 +11,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select
 
+from connector.audit import LedgerHistory, LedgerWindow, OffChainWindow, verify_meter
 from connector.commands.verify import handler
-from connector.fingerprint import chain_seed, close_window
+from connector.core.fingerprint import chain_seed, seal_window
 from connector.settings import Settings
 from connector.store.models import LedgerOutbox, Reading, Window
-from connector.verify import LedgerHistory, LedgerWindow, OffChainWindow, verify_meter
 from tests.api import history as h
 from tests.api import tamper
 
@@ -120,7 +120,7 @@ def test_broken_chain_link_is_reported(settings):
         ws = h.T0 + i * h.WINDOW
         readings = h.minute_readings(ws, base=i)
         link = "ab" * 32 if i == 2 else prev  # window 2 was chained to something else
-        cw = close_window(readings, ws, ws + h.WINDOW, link, spec)
+        cw = seal_window(readings, ws, ws + h.WINDOW, link, spec)
         ledger.append(
             LedgerWindow(f"tx{i}", ws, ws + h.WINDOW, cw.summary, cw.fingerprint, cw.chain_hash, link)
         )
@@ -143,7 +143,7 @@ def _row(r, ws):  # type: ignore[no-untyped-def]
     )
 
 
-def test_verify_answers_404_400_and_503(anchored, client, make_app, api_settings):
+def test_verify_answers_404_400_and_503(anchored, client, make_client, api_settings):
     """Unknown meter: 404; from after to: 400; an unreachable ledger: 503 with a message, not a 500."""
     m = anchored(n=2)
     assert client.get("/v1/meters/nope/verify").status_code == 404
@@ -156,9 +156,9 @@ def test_verify_answers_404_400_and_503(anchored, client, make_app, api_settings
     )
     assert huge.status_code == 400 and "narrow from/to" in huge.json["description"]
     ledger = api_settings.ledger.__class__(**{**api_settings.ledger.__dict__, "timeout": 0.5})
-    down = make_app(api_settings.replace(ledger=ledger), extras={})
-    down.extensions["connector"].ledger_urls = ["http://127.0.0.1:9"]
-    answer = down.test_client().get(f"/v1/meters/{m.entity_id}/verify")
+    down = make_client(api_settings.replace(ledger=ledger))
+    down.app.svc.ledger_urls = ["http://127.0.0.1:9"]
+    answer = down.get(f"/v1/meters/{m.entity_id}/verify")
     assert answer.status_code == 503 and "ledger cannot be read" in answer.json["description"]
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from connector.closer import close_due_windows
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
+from connector.ledger.writer import LedgerWriter
 from connector.store.models import LedgerOutbox, Meter, Window
 from devledger.server import start_ledger
 from tests.connector import payloads as p

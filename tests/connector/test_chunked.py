@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from connector.app import create_app
-from connector.asgi import ConnectorAsgi, HttpServer, bind
+from connector.asgi import HttpServer, bind
+from connector.service import http_app
 from tests.connector import payloads as p
 
 
 @pytest.fixture
 def server(services):
     """The connector's uvicorn server in this process, on a free port."""
-    http_server = HttpServer(ConnectorAsgi(create_app(services), services, 4), bind("127.0.0.1", 0))
+    http_server = HttpServer(http_app(services), bind("127.0.0.1", 0))
     http_server.start()
     yield http_server
     http_server.stop()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from connector.closer import close_due_windows
-from connector.fingerprint import chain_seed
+from connector.core.fingerprint import chain_seed
 from connector.store.models import LedgerOutbox, Meter, PendingWindow, Reading, Window
 from tests.connector import payloads as p
 

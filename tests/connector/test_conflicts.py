@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import select
 
-from connector.ingest import Incoming, write_batch
+from connector.ingest import Incoming, IngestConfig, write_batch
 from connector.store.models import Reading, ReadingConflict
 from ngsi.model import Headers
 from ngsi.parse import parse_notification
@@ -69,9 +69,11 @@ def test_group_commit_tells_conflicts_from_duplicates(store, settings, clock):
         return Incoming(parsed, Headers("", "/", "c"), clock.now())
 
     with store.begin() as conn:
-        write_batch(conn, [item(1)], settings)
+        write_batch(conn, [item(1)], IngestConfig.of(settings))
     with store.begin() as conn:
-        results = write_batch(conn, [item(1), item(3), item(4), item(4), item("1")], settings)
+        results = write_batch(
+            conn, [item(1), item(3), item(4), item(4), item("1")], IngestConfig.of(settings)
+        )
     outcome = [(r.accepted, r.duplicates, [c["value"] for c in r.conflicts]) for r in results]
     assert outcome == [(0, 1, []), (0, 0, [3]), (0, 0, [4]), (0, 0, [4]), (0, 0, ["1"])]
     assert sorted(c.value_json for c in table(store, ReadingConflict)) == ['"1"', "3", "4"]
@@ -95,7 +97,7 @@ def test_running_writer_groups_concurrent_conflicts(store, settings, clock):
 
     from connector.ingest import IngestWriter
 
-    writer = IngestWriter(store, settings, max_batch=8)
+    writer = IngestWriter(store, IngestConfig.of(settings), max_batch=8)
     writer.start()
     try:
 

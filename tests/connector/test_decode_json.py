@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from connector.app import ApiError, decode_json
+from connector.errors import ApiError
+from connector.notify import decode_json
 
 SAME = [
     b'{"a":1,"a":2}',

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from connector.ingest import Incoming, IngestWriter, write_batch
+from connector.ingest import Incoming, IngestConfig, IngestWriter, write_batch
 from connector.ledger.outbox import CREATE_SEQ
 from connector.store.ingest_sql import IngestSql
 from connector.store.models import LedgerOutbox, Meter, PendingWindow, Reading
@@ -40,7 +40,7 @@ def test_one_group_gives_each_notification_its_own_outcome(store, settings, cloc
     b = p.normalized("urn:ngsi-ld:SMX:B", "2026-01-01T00:00:01Z", 2)
     items = [incoming(a, clock), incoming(b, clock), incoming(a, clock), incoming(a, clock, tenant="t2")]
     with store.begin() as conn:
-        results = write_batch(conn, items, settings)
+        results = write_batch(conn, items, IngestConfig.of(settings))
     assert [(r.accepted, r.duplicates) for r in results] == [(1, 0), (1, 0), (0, 1), (1, 0)]
     assert [r.new_meters for r in results] == [
         ["urn:ngsi-ld:SMX:A"],
@@ -55,7 +55,7 @@ def test_one_group_gives_each_notification_its_own_outcome(store, settings, cloc
 
 def test_writer_thread_commits_concurrent_submissions(store, settings, clock):
     """Forty threads submitting at once: every reading committed, every caller told its own result."""
-    writer = IngestWriter(store, settings)
+    writer = IngestWriter(store, IngestConfig.of(settings))
     writer.start()
     try:
         bodies = [
@@ -74,10 +74,10 @@ def test_group_mixing_stored_and_new_readings_stores_only_the_new(store, setting
     (on SQLite the all-rows insert is rolled back to its savepoint and redone row by row)."""
     first = [p.normalized("urn:ngsi-ld:SMX:M", f"2026-01-01T00:00:0{i}Z", i) for i in (1, 3)]
     with store.begin() as conn:
-        write_batch(conn, [incoming(b, clock) for b in first], settings)
+        write_batch(conn, [incoming(b, clock) for b in first], IngestConfig.of(settings))
     again = [p.normalized("urn:ngsi-ld:SMX:M", f"2026-01-01T00:00:0{i}Z", i) for i in (1, 2, 3, 4)]
     with store.begin() as conn:
-        results = write_batch(conn, [incoming(b, clock) for b in again], settings)
+        results = write_batch(conn, [incoming(b, clock) for b in again], IngestConfig.of(settings))
     assert [(r.accepted, r.duplicates) for r in results] == [(0, 1), (1, 0), (0, 1), (1, 0)]
     assert count(store, Reading) == 4
     assert pending_duplicates(store) == 2
@@ -85,7 +85,7 @@ def test_group_mixing_stored_and_new_readings_stores_only_the_new(store, setting
 
 def test_async_submissions_are_answered_on_their_loop(store, settings, clock):
     """Coroutines awaiting submit_async: each told its own result once the group has committed."""
-    writer = IngestWriter(store, settings)
+    writer = IngestWriter(store, IngestConfig.of(settings))
     writer.start()
 
     async def send_all() -> list:
@@ -104,7 +104,7 @@ def test_async_submissions_are_answered_on_their_loop(store, settings, clock):
 
 def test_async_submission_gets_the_store_error(store, settings, clock, monkeypatch):
     """A group that cannot be committed hands each awaiting request its error (answered 503 upstream)."""
-    writer = IngestWriter(store, settings)
+    writer = IngestWriter(store, IngestConfig.of(settings))
 
     def broken(*_a, **_k):
         raise RuntimeError("disk gone")
@@ -163,7 +163,7 @@ def with_identity(entity_id: str, serial: str, maker: str) -> str:
 def test_new_meters_of_a_group_are_registered_in_one_statement(store, settings, clock, monkeypatch):
     """Five new meters in one group: one INSERT registers them all, each with its identity, first-seen
     time and chain seed as the model reads them back, and one CREATE queued per meter."""
-    from connector.fingerprint import chain_seed
+    from connector.core.fingerprint import chain_seed
 
     statements: list[str] = []
     original = IngestSql.register_meters
@@ -175,7 +175,7 @@ def test_new_meters_of_a_group_are_registered_in_one_statement(store, settings, 
     monkeypatch.setattr(IngestSql, "register_meters", counted)
     items = [incoming(with_identity(f"urn:ngsi-ld:SMX:R{i}", f"SN-{i}", "ACME"), clock) for i in range(5)]
     with store.begin() as conn:
-        results = write_batch(conn, items, settings)
+        results = write_batch(conn, items, IngestConfig.of(settings))
     assert statements == ["register"]
     assert [r.new_meters for r in results] == [[f"urn:ngsi-ld:SMX:R{i}"] for i in range(5)]
     with store.reading() as conn:
@@ -195,7 +195,9 @@ def test_meter_registered_meanwhile_by_another_process_is_looked_up(store, setti
     its readings go to the existing meter, and no second CREATE is queued for it."""
     with store.begin() as conn:
         write_batch(
-            conn, [incoming(p.normalized("urn:ngsi-ld:SMX:X", "2026-01-01T00:00:01Z", 1), clock)], settings
+            conn,
+            [incoming(p.normalized("urn:ngsi-ld:SMX:X", "2026-01-01T00:00:01Z", 1), clock)],
+            IngestConfig.of(settings),
         )
     original = IngestSql.meters
     calls = []
@@ -210,7 +212,7 @@ def test_meter_registered_meanwhile_by_another_process_is_looked_up(store, setti
         incoming(p.normalized("urn:ngsi-ld:SMX:Y", "2026-01-01T00:00:02Z", 3), clock),
     ]
     with store.begin() as conn:
-        results = write_batch(conn, items, settings)
+        results = write_batch(conn, items, IngestConfig.of(settings))
     assert [r.accepted for r in results] == [1, 1]
     assert calls[1] == [(items[0].headers.tenant, items[0].headers.service_path, "urn:ngsi-ld:SMX:X")]
     assert count(store, Meter) == 2 and count(store, LedgerOutbox) == 2
@@ -229,9 +231,7 @@ def parser_waits(store, settings, clock, monkeypatch, workers: int) -> dict[str,
 
     import connector.ingest as ingest
 
-    writer = IngestWriter(
-        store, settings.replace(server=dataclasses.replace(settings.server, workers=workers))
-    )
+    writer = IngestWriter(store, dataclasses.replace(IngestConfig.of(settings), workers=workers))
     waited: dict[str, bool] = {}
 
     def waits() -> bool:

@@ -8,7 +8,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from connector.service import build_services
 from connector.store.models import LedgerOutbox, Meter, Reading
+from tests.asgi_client import connector_client
 from tests.connector import payloads as p
 
 
@@ -148,11 +150,8 @@ def test_notify_secret_is_required_when_configured(settings, store, clock):
     """With ingest.notify_secret set, /notify without the header is 401 and stores nothing."""
     from dataclasses import replace
 
-    from connector.app import create_app
-    from connector.context import Services
-
     s = settings.replace(ingest=replace(settings.ingest, notify_secret="letmein"))
-    client = create_app(Services(s, store, clock.now)).test_client()
+    client = connector_client(build_services(s, store, clock.now))
     assert post(client, p.NORMALIZED).status_code == 401
     assert post(client, p.NORMALIZED, {"X-Connector-Secret": "letmein"}).status_code == 200
 
@@ -161,11 +160,8 @@ def test_tenant_not_accepted_is_refused(settings, store, clock):
     """A tenant outside ingest.tenants gets 403 naming it."""
     from dataclasses import replace
 
-    from connector.app import create_app
-    from connector.context import Services
-
     s = settings.replace(ingest=replace(settings.ingest, tenants=["tk"]))
-    client = create_app(Services(s, store, clock.now)).test_client()
+    client = connector_client(build_services(s, store, clock.now))
     resp = post(client, p.NORMALIZED, {"Fiware-Service": "intruder"})
     assert resp.status_code == 403 and "intruder" in resp.get_json()["description"]
     assert post(client, p.NORMALIZED, {"Fiware-Service": "tk"}).status_code == 200
@@ -186,12 +182,85 @@ def test_settlement_route_answers_when_ethereum_is_on(settings, store, clock):
     """With ethereum.enabled, GET /v1/meters/{id}/settlement serves the meter's relay rows (none yet)."""
     from dataclasses import replace
 
-    from connector.app import create_app
-    from connector.context import Services
-
     s = settings.replace(ethereum=replace(settings.ethereum, enabled=True))
-    client = create_app(Services(s, store, clock.now)).test_client()
+    client = connector_client(build_services(s, store, clock.now))
     assert post(client, p.NORMALIZED).status_code == 200
     resp = client.get("/v1/meters/urn:ngsi-ld:SMX:BBB6099/settlement")
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["rows"] == []
+
+
+REFUSED = [
+    ("{not json", {}),
+    ("", {}),
+    ("[1, 2]", {}),
+    ('{"hello": "world"}', {}),
+    ('{"data": [{"id": "x"}]}', {}),
+    (p.NORMALIZED, {"Content-Type": "text/plain"}),
+    (p.NORMALIZED, {"Content-Type": "Application/JSON-Patch ; charset=latin-1"}),
+    (p.NORMALIZED, {"Fiware-Service": "bad tenant!"}),
+    (p.NORMALIZED, {"Fiware-ServicePath": "relative"}),
+    (p.NORMALIZED, {"NGSILD-Tenant": "x" * 51}),
+    (p.NORMALIZED, {"Ngsiv2-AttrsFormat": "values"}),
+    (p.KEY_VALUES, {"Ngsiv2-AttrsFormat": "simplifiedKeyValues"}),
+    ('{"subscriptionId": "s", "data": [{"id": "e", "type": "T", "P": "\\ud800"}]}', {}),
+    ("1" * 5000, {}),
+]
+
+
+@pytest.mark.parametrize(("body", "headers"), REFUSED)
+@pytest.mark.parametrize("path", ["/notify", "/v2/notify"])
+def test_unusable_notifications_are_answered_in_json_on_both_paths(client, store, path, body, headers):
+    """Each unusable body or header gets a 4xx naming the error, or a 200 listing what it rejected, in
+    compact JSON (as Flask's jsonify wrote it); nothing is stored."""
+    data = body.encode("utf-8", "surrogatepass")
+    resp = client.post(path, data=data, headers={**p.ORION_HEADERS, **headers})
+    assert resp.headers["Content-Type"] == "application/json"
+    answer = resp.get_json()
+    if resp.status_code == 200:
+        assert answer["accepted"] == 0 and answer["rejected"]
+    else:
+        assert 400 <= resp.status_code < 500
+        assert set(answer) == {"error", "description"} and answer["description"]
+    assert resp.text == json.dumps(answer, separators=(",", ":")) + "\n"
+    assert rows(store, Reading) == []
+
+
+def test_notification_with_a_bad_entity_is_stored_and_lists_it(client):
+    """A legacy notification with one bad entity: 200, one reading accepted, the bad one in `rejected`."""
+    body = json.loads(p.LEGACY)
+    body["contextResponses"].append({"contextElement": {"type": "SMX", "attributes": []}})
+    answer = post(client, json.dumps(body)).get_json()
+    assert answer["accepted"] == 1 and len(answer["rejected"]) == 1
+
+
+def test_other_methods_and_routes_pass_the_notify_door(client):
+    """GET /notify is 405 (POST only) with a JSON body; /health is the Flask app's route."""
+    resp = client.get("/notify")
+    assert resp.status_code == 405 and resp.get_json()["error"] == "MethodNotAllowed"
+    assert client.get("/health").get_json()["status"] == "ok"
+
+
+def test_chunked_notification_is_read_and_stored(client):
+    """A notification sent in chunks (no Content-Length) is stored like a plain one."""
+    body = p.NORMALIZED.encode()
+    resp = client.post("/notify", headers=p.ORION_HEADERS, chunks=[body[:10], body[10:50], body[50:]])
+    assert resp.status_code == 200 and resp.get_json()["accepted"] == 1
+
+
+def test_body_without_length_or_chunks_reads_as_empty(client, store):
+    """No Content-Length and not chunked: the body is empty (as werkzeug read it), answered 400."""
+    resp = client.post("/notify", headers={**p.ORION_HEADERS, "Content-Length": "not-a-number"})
+    assert resp.status_code == 400 and "empty body" in resp.get_json()["description"]
+
+
+def test_declared_length_over_the_limit_is_413_after_the_secret(settings, store, clock):
+    """A Content-Length over ingest.max_body is 413 unread; a wrong secret is still 401 first."""
+    from dataclasses import replace
+
+    s = settings.replace(ingest=replace(settings.ingest, notify_secret="letmein"))
+    client = connector_client(build_services(s, store, clock.now))
+    big = {"Content-Length": str(s.ingest.max_body + 1)}
+    assert post(client, b"{}", big).status_code == 401
+    resp = post(client, b"{}", {**big, "X-Connector-Secret": "letmein"})
+    assert resp.status_code == 413 and "ingest.max_body" in resp.get_json()["description"]

@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy import event, inspect, select
 
 from connector.closer import _window_readings
-from connector.ingest import write_batch
+from connector.ingest import IngestConfig, write_batch
 from connector.service import pin_window_length
 from connector.settings import SettingsError
 from connector.store.db import alembic_config, migrate, open_store
@@ -71,9 +71,9 @@ def test_same_reading_twice_is_one_row_under_the_new_key(store, settings, clock)
     """The duplicate check still holds: the same (meter, attribute, observation time) is stored once."""
     body = p.normalized("urn:ngsi-ld:SMX:K", "2026-01-01T00:00:01Z", 1)
     with store.begin() as conn:
-        first = write_batch(conn, [incoming(body, clock)], settings)[0]
+        first = write_batch(conn, [incoming(body, clock)], IngestConfig.of(settings))[0]
     with store.begin() as conn:
-        again = write_batch(conn, [incoming(body, clock)], settings)[0]
+        again = write_batch(conn, [incoming(body, clock)], IngestConfig.of(settings))[0]
     assert (first.accepted, again.accepted, again.duplicates) == (1, 0, 1)
 
 
@@ -84,7 +84,9 @@ def test_closer_reads_a_window_from_the_key_in_order(store, settings, clock):
         pytest.skip("query plans are SQLite's")
     with store.begin() as conn:
         write_batch(
-            conn, [incoming(p.normalized("urn:ngsi-ld:SMX:W", "2026-01-01T00:00:01Z", 1), clock)], settings
+            conn,
+            [incoming(p.normalized("urn:ngsi-ld:SMX:W", "2026-01-01T00:00:01Z", 1), clock)],
+            IngestConfig.of(settings),
         )
     seen: list[tuple[str, tuple]] = []
 
@@ -121,7 +123,9 @@ def test_store_from_before_the_pin_keeps_its_windows_length(store, settings, clo
     start = datetime(2026, 1, 1, tzinfo=UTC)
     with store.begin() as conn:
         write_batch(
-            conn, [incoming(p.normalized("urn:ngsi-ld:SMX:U", "2026-01-01T00:00:01Z", 1), clock)], settings
+            conn,
+            [incoming(p.normalized("urn:ngsi-ld:SMX:U", "2026-01-01T00:00:01Z", 1), clock)],
+            IngestConfig.of(settings),
         )
         conn.execute(
             Window.__table__.insert().values(

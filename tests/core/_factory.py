@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from connector.readings import StoredReading
-from connector.settings import AttributeSpec
+from connector.core.kinds import AttributeSpec
+from connector.core.readings import StoredReading
 
 T0 = datetime(2019, 3, 18, 16, 0, tzinfo=UTC)  # a 900 s (and 60 s, 3600 s) window boundary
 SEED = "0" * 64

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from connector.aggregate import AggregationError, summarize, unit_factor, window_energy_wh
-from connector.settings import AttributeSpec
+from connector.core.aggregate import AggregationError, summarize, unit_factor, window_energy_wh
+from connector.core.kinds import AttributeSpec
 
 from ._factory import rd, specs
 

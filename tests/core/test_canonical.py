@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from connector.canonical import CanonicalError, canonical_json, decimal_text, round_places, time_text
+from connector.core.canonical import CanonicalError, canonical_json, decimal_text, round_places, time_text
 
 
 @pytest.mark.parametrize(

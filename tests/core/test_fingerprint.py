@@ -1,4 +1,4 @@
-"""Algorithm 1 (window fingerprint), Algorithm 2 (chain hash), the chain seed and close_window."""
+"""Algorithm 1 (window fingerprint), Algorithm 2 (chain hash), the chain seed and seal_window."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.fingerprint import (
+from connector.core.fingerprint import (
     StoredReading,
     chain_hash,
     chain_seed,
-    close_window,
     fingerprint,
     fingerprint_steps,
+    seal_window,
 )
-from connector.windows import split_into_windows, window_end
+from connector.core.windows import split_into_windows, window_end
 
 from ._factory import SEED, T0, rd, specs
 
@@ -86,7 +86,7 @@ def test_out_of_order_arrival_gives_same_fingerprint(order: tuple[int, ...]) -> 
     """Every arrival order of the same readings yields the same fingerprint and window."""
     shuffled = [READINGS[i] for i in order] + READINGS[4:]
     assert fingerprint(shuffled, SEED) == fingerprint(READINGS, SEED)
-    assert close_window(shuffled, T0, END, SEED, SPEC) == close_window(READINGS, T0, END, SEED, SPEC)
+    assert seal_window(shuffled, T0, END, SEED, SPEC) == seal_window(READINGS, T0, END, SEED, SPEC)
 
 
 def _replace(index: int, **changes: object) -> list[StoredReading]:
@@ -124,8 +124,8 @@ def test_seed_changes_the_fingerprint() -> None:
 
 def test_non_numeric_readings_count_in_fingerprint_not_summary() -> None:
     """A text reading changes fingerprint and reading_count but not the summary."""
-    with_text = close_window(READINGS, T0, END, SEED, SPEC)
-    without = close_window([r for r in READINGS if r.attr != "status"], T0, END, SEED, SPEC)
+    with_text = seal_window(READINGS, T0, END, SEED, SPEC)
+    without = seal_window([r for r in READINGS if r.attr != "status"], T0, END, SEED, SPEC)
     assert with_text.summary == without.summary
     assert (with_text.reading_count, without.reading_count) == (5, 4)
     assert with_text.fingerprint != without.fingerprint
@@ -140,7 +140,7 @@ def test_malformed_seed_is_refused(seed: object) -> None:
 
 
 def _chain_args() -> dict:
-    w = close_window(READINGS, T0, END, SEED, SPEC)
+    w = seal_window(READINGS, T0, END, SEED, SPEC)
     return {
         "summary": w.summary,
         "fingerprint": w.fingerprint,
@@ -169,8 +169,8 @@ def test_chain_hash_binds_every_input(name: str, value: object) -> None:
 
 
 def test_close_window_matches_parts() -> None:
-    """close_window is summarize + fingerprint seeded with prev + chain_hash over them."""
-    w = close_window(READINGS, T0, END, SEED, SPEC)
+    """seal_window is summarize + fingerprint seeded with prev + chain_hash over them."""
+    w = seal_window(READINGS, T0, END, SEED, SPEC)
     assert w.fingerprint == fingerprint(READINGS, SEED)
     assert w.chain_hash == chain_hash(w.summary, w.fingerprint, SEED, T0, END)
     assert (w.prev_chain_hash, w.start, w.end, w.reading_count) == (SEED, T0, END, 5)
@@ -190,7 +190,7 @@ def test_close_window_matches_parts() -> None:
 def test_close_window_refuses_bad_bounds(start: datetime, end: datetime, message: str) -> None:
     """Readings outside [start, end), reversed or naive bounds raise ValueError."""
     with pytest.raises(ValueError, match=message):
-        close_window(READINGS, start, end, SEED, SPEC)
+        seal_window(READINGS, start, end, SEED, SPEC)
 
 
 @pytest.mark.parametrize("length", [60, 900, 3600])
@@ -201,7 +201,7 @@ def test_chain_links_windows_across_a_leap(length: int) -> None:
     readings = [rd("P", s, str(100 + i)) for i, s in enumerate(offsets)]
     prev, closed = seed, []
     for start, group in split_into_windows(readings, length):
-        w = close_window(group, start, window_end(start, length), prev, SPEC)
+        w = seal_window(group, start, window_end(start, length), prev, SPEC)
         closed.append(w)
         prev = w.chain_hash
     assert [w.reading_count for w in closed] == [3, 1, 2]
@@ -267,7 +267,7 @@ def test_window_is_invariant_under_permutation(readings: list[StoredReading], da
     """Any permutation of a window's readings gives the same summary, fingerprint and chain hash."""
     permuted = data.draw(st.permutations(readings))
     spec_for = specs(P=("power", "kW"), E=("energy_register", "Wh"))
-    assert close_window(permuted, T0, END, SEED, spec_for) == close_window(readings, T0, END, SEED, spec_for)
+    assert seal_window(permuted, T0, END, SEED, spec_for) == seal_window(readings, T0, END, SEED, spec_for)
 
 
 def test_times_are_compared_on_the_utc_line() -> None:
@@ -284,5 +284,5 @@ def test_same_attribute_and_instant_twice_is_still_order_independent() -> None:
     """Two readings of one attribute at one instant (the store forbids it) still fingerprint order-free."""
     a, b = rd("P", 0, "1"), rd("P", 0, "2")
     assert fingerprint([a, b], SEED) == fingerprint([b, a], SEED)
-    assert close_window([a, b], T0, END, SEED, SPEC) == close_window([b, a], T0, END, SEED, SPEC)
+    assert seal_window([a, b], T0, END, SEED, SPEC) == seal_window([b, a], T0, END, SEED, SPEC)
     assert fingerprint([a, b], SEED) != fingerprint([a], SEED)

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from connector.aggregate import summarize, window_energy_wh
-from connector.readings import StoredReading
-from connector.settings import AttributeSpec
+from connector.core.aggregate import summarize, window_energy_wh
+from connector.core.kinds import AttributeSpec
+from connector.core.readings import StoredReading
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

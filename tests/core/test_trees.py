@@ -13,9 +13,7 @@ from Crypto.Hash import keccak as pycryptodome_keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.ethereum.contract import energy_to_wh
-from connector.ethereum.contract import meter_key as contract_meter_key
-from connector.trees import (
+from connector.core.trees import (
     Period,
     PeriodTree,
     Proof,
@@ -32,6 +30,8 @@ from connector.trees import (
     verify,
     whole_wh,
 )
+from connector.ethereum.contract import energy_to_wh
+from connector.ethereum.contract import meter_key as contract_meter_key
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "trees.json").read_text(encoding="utf-8"))

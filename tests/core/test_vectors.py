@@ -170,7 +170,7 @@ def test_auditor_reimplementation_matches_vectors(case: dict) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_implementation_matches_vectors(case: dict) -> None:
-    """The connector's close_window chain reproduces every expected value of the committed vectors."""
+    """The connector's seal_window chain reproduces every expected value of the committed vectors."""
     from .vectors.generate import expected
 
     assert expected(case) == case["expected"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.windows import (
+from connector.core.windows import (
     is_closable,
     is_late,
     last_closable_start,

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from connector.cli import build_parser
-from connector.ethereum.client import STATE_KEY, settlement_contract
+from connector.ethereum.client import STATE_KEY, reporter_account, settlement_contract
 from connector.ethereum.contract import meter_key, unix_seconds
 from connector.ethereum.plans import PlanFileError, parse_plan_csv
 from connector.ethereum.relay import RelayService
@@ -32,7 +32,7 @@ def test_deploy_plan_settle_report(store: Store, store_url: str, anvil, w3, tmp_
         assert conn.execute(select(State.value).where(State.key == STATE_KEY)).scalar() == address
 
     grid = add_grid(store, meters=2, intervals=1)
-    relay = RelayService(settings, store, clock.now, w3=w3)
+    relay = RelayService(settings.ethereum, store, clock.now, w3=w3, account=reporter_account(settings))
     run_until_final(relay, w3)
     (first, second) = (ws[0] for ws in grid.values())
     plan = tmp_path / "plan.csv"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from connector.app import create_app
-from connector.context import Services
+from connector.service import build_services
+from tests.asgi_client import connector_client
 
 
 def ethereum_health(settings, store, clock, rpc_url):
     eth = dataclasses.replace(settings.ethereum, enabled=True, rpc_url=rpc_url)
-    svc = Services(settings.replace(ethereum=eth), store, clock.now)
-    resp = create_app(svc).test_client().get("/health")
+    svc = build_services(settings.replace(ethereum=eth), store, clock.now)
+    resp = connector_client(svc).get("/health")
     return resp.status_code, resp.get_json()
 
 

@@ -12,9 +12,9 @@ from web3 import Web3
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
+from connector.core.trees import Period, PeriodTree, WindowLeaf
 from connector.ethereum.contract import chain_head, charge_for, meter_key
 from connector.ethereum.portfolio import deploy_portfolio, portfolio_contract, portfolio_key, prove_args
-from connector.trees import Period, PeriodTree, WindowLeaf
 from tests.ethereum.conftest import ETH, funded, transact
 
 T0 = 1_552_924_800  # 2019-03-18 16:00 UTC

@@ -16,14 +16,13 @@ from connector.ethereum.contract import chain_head, energy_to_wh, meter_key, uni
 from connector.ethereum.models import EthTransaction, Plan, RelayOutbox
 from connector.ethereum.relay import RelayService
 from connector.ethereum.report import settlement_rows
-from connector.settings import Settings
 from connector.store.db import Store
 from tests.ethereum.conftest import ETH, funded, transact
 from tests.ethereum.fixtures import add_grid, add_meter, add_window
 
 
 def service(store: Store, w3: Web3, owner: Any, settlement: Any, clock: Any, **eth: Any) -> RelayService:
-    settings = Settings(ethereum=ETH.__class__(**{**ETH.__dict__, **eth}))
+    settings = ETH.__class__(**{**ETH.__dict__, **eth})
     return RelayService(
         settings, store, clock.now, w3=w3, account=owner, address=settlement.address, stuck_after=30
     )

@@ -15,7 +15,6 @@ from connector.ethereum.contract import unix_seconds
 from connector.ethereum.models import Plan, RelayOutbox
 from connector.ethereum.relay import RelayService
 from connector.ethereum.testing import FakeGateway, rpc_error
-from connector.settings import Settings
 from connector.store.db import Store
 from tests.ethereum.conftest import ETH
 from tests.ethereum.fixtures import add_grid
@@ -25,7 +24,7 @@ PLAN_TX = {"tx_hash": "0x" + "cc" * 32, "block_number": 1}
 
 
 def relay_on(store: Store, clock: Any, gateway: FakeGateway, **eth: Any) -> RelayService:
-    settings = Settings(ethereum=ETH.__class__(**{**ETH.__dict__, **eth}))
+    settings = ETH.__class__(**{**ETH.__dict__, **eth})
     account = Account.from_key(KEY)
     return RelayService(settings, store, clock.now, account=account, gateway=gateway, stuck_after=30)
 

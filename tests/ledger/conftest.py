@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
+from connector.ledger.writer import LedgerWriter
 from connector.settings import Settings
 from connector.store.db import Store
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from connector.app import create_app
-from connector.context import Services
 from connector.keystore import Keystore
-from connector.ledger.dispatcher import LedgerWriter
 from connector.ledger.outbox import enqueue_create
+from connector.ledger.writer import LedgerWriter
+from connector.service import build_services
 from connector.store.db import open_store
+from tests.asgi_client import connector_client
 from tests.ledger.conftest import DevLedger
 from tests.ledger.helpers import add_meter
 
@@ -23,8 +23,8 @@ def ledger(tmp_path):
 
 
 def health(settings, store, clock, urls):
-    svc = Services(settings, store, clock.now, ledger_urls=urls)
-    resp = create_app(svc).test_client().get("/health")
+    svc = build_services(settings, store, clock.now, ledger_urls=urls)
+    resp = connector_client(svc).get("/health")
     return resp.status_code, resp.get_json()
 
 
@@ -72,8 +72,8 @@ def test_store_down_is_unhealthy_503(ledger_settings, clock):
         "postgresql+psycopg://connector@127.0.0.1:9/connector", connect_args={"connect_timeout": 2}
     )
     try:
-        svc = Services(ledger_settings, down, clock.now)
-        resp = create_app(svc).test_client().get("/health")
+        svc = build_services(ledger_settings, down, clock.now)
+        resp = connector_client(svc).get("/health")
     finally:
         down.dispose()
     assert resp.status_code == 503

@@ -14,7 +14,7 @@ from connector.cli import main as cli_main
 from connector.keystore import KEY_MISSING, Keystore, KeystoreError
 from connector.store.models import LedgerOutbox, Meter
 
-from .test_live_ledger import assert_linear, close_window, history, register
+from .test_live_ledger import assert_linear, history, register, seal_window
 
 
 def meter_refs(store) -> dict[int, str]:
@@ -38,7 +38,7 @@ def test_lost_keystore_is_held_then_restored_and_chains_continue(
     a, b = (register(store, f"urn:ngsi-ld:SMX:{n}", clock.now()) for n in ("A", "B"))
     for meter_id in (a, b):
         for w in (0, 1):
-            close_window(store, meter_id, w, clock.now())
+            seal_window(store, meter_id, w, clock.now())
     assert make_writer([devledger.url]).dispatch_once()["confirmed"] == 6
     keystore.backup(tmp_path / "backup.json")
     old = {m: keystore.public_key(ref) for m, ref in meter_refs(store).items()}
@@ -46,9 +46,9 @@ def test_lost_keystore_is_held_then_restored_and_chains_continue(
     shutil.rmtree(keystore.path)  # the keystore is lost; the connector starts again on an empty one
     lost = Keystore(keystore.path)
     for meter_id in (a, b):
-        close_window(store, meter_id, 2, clock.now())
+        seal_window(store, meter_id, 2, clock.now())
     c = register(store, "urn:ngsi-ld:SMX:C", clock.now())  # a new meter: it may get a new key
-    close_window(store, c, 0, clock.now())
+    seal_window(store, c, 0, clock.now())
     writer = make_writer([devledger.url])
     writer.keystore = lost
     counts = writer.dispatch_once()

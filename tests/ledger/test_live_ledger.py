@@ -23,7 +23,7 @@ from .helpers import add_meter, add_window
 T0 = datetime(2019, 3, 18, 16, 0, tzinfo=UTC)
 
 
-def close_window(store: Store, meter_id: int, index: int, now: datetime) -> int:
+def seal_window(store: Store, meter_id: int, index: int, now: datetime) -> int:
     """Close window `index` of a meter and queue its TRANSFER, as the closer does."""
     start = T0 + timedelta(minutes=15 * index)
     window_id = add_window(store, meter_id, start, now)
@@ -59,7 +59,7 @@ def test_three_meters_four_windows(store, clock, make_writer, devledger) -> None
     meters = [register(store, f"urn:ngsi-ld:SMX:BBB609{i}", clock.now()) for i in range(3)]
     for meter_id in meters:
         for w in range(4):
-            close_window(store, meter_id, w, clock.now())
+            seal_window(store, meter_id, w, clock.now())
     counts = make_writer([devledger.url]).dispatch_once()
     assert counts["confirmed"] == 15 and counts["meters"] == 3
     with store.reading() as conn:
@@ -86,12 +86,12 @@ def test_three_meters_four_windows(store, clock, make_writer, devledger) -> None
 def test_ledger_down_for_several_windows(store, clock, make_writer, devledger) -> None:
     """Windows closed while the ledger is down are written in order on its return, none lost or doubled."""
     meter_id = register(store, "urn:ngsi-ld:SMX:down", clock.now())
-    close_window(store, meter_id, 0, clock.now())
+    seal_window(store, meter_id, 0, clock.now())
     writer = make_writer([devledger.url])
     assert writer.dispatch_once()["confirmed"] == 2
     devledger.stop()
     for w in range(1, 4):
-        close_window(store, meter_id, w, clock.now())
+        seal_window(store, meter_id, w, clock.now())
         clock.advance(900)
         assert writer.dispatch_once()["retried"] == 1
     with store.reading() as conn:
@@ -131,18 +131,18 @@ def test_store_rolled_back_recovers_head(store, clock, make_writer, devledger) -
     """After restoring an older store the writer finds the real head and extends it instead of forking."""
     meter_id = register(store, "urn:ngsi-ld:SMX:restored", clock.now())
     for w in range(2):
-        close_window(store, meter_id, w, clock.now())
+        seal_window(store, meter_id, w, clock.now())
     writer = make_writer([devledger.url])
     writer.dispatch_once()
     older = snapshot(store)
-    close_window(store, meter_id, 2, clock.now())
-    close_window(store, meter_id, 3, clock.now())
+    seal_window(store, meter_id, 2, clock.now())
+    seal_window(store, meter_id, 3, clock.now())
     writer.dispatch_once()
     on_ledger = history(devledger, store, meter_id)
     assert len(on_ledger) == 5
     roll_back(store, older)
-    close_window(store, meter_id, 2, clock.now())  # the same window closed again from the same readings
-    close_window(store, meter_id, 4, clock.now())  # and a new one
+    seal_window(store, meter_id, 2, clock.now())  # the same window closed again from the same readings
+    seal_window(store, meter_id, 4, clock.now())  # and a new one
     clock.advance(60)
     counts = writer.dispatch_once()
     assert counts["confirmed"] == 2 and counts["recovered"] == 1
@@ -163,7 +163,7 @@ def test_sigkill_between_send_and_confirm(store, tmp_path, make_writer, devledge
     now = datetime.now(UTC)
     meter_id = register(store, "urn:ngsi-ld:SMX:killed", now)
     for w in range(3):
-        close_window(store, meter_id, w, now)
+        seal_window(store, meter_id, w, now)
     config = {"store": store.url, "keystore": str(tmp_path / "keystore"), "ledger": devledger.url}
     script = Path(__file__).with_name("writer_process.py")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
@@ -188,14 +188,14 @@ def test_two_writers_share_one_store(store, ledger_settings, tmp_path, devledger
     from concurrent.futures import ThreadPoolExecutor
 
     from connector.keystore import Keystore
-    from connector.ledger.dispatcher import LedgerWriter
+    from connector.ledger.writer import LedgerWriter
     from connector.store.db import open_store
 
     now = datetime.now(UTC)
     meters = [register(store, f"urn:ngsi-ld:SMX:shared{i}", now) for i in range(4)]
     for meter_id in meters:
         for w in range(3):
-            close_window(store, meter_id, w, now)
+            seal_window(store, meter_id, w, now)
     stores = [open_store(store.url) for _ in range(2)]
     writers = [
         LedgerWriter(

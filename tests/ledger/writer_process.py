@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 
 from connector.keystore import Keystore
 from connector.ledger.client import DriverClient
-from connector.ledger.dispatcher import LedgerWriter
 from connector.ledger.outbox import OPEN
+from connector.ledger.writer import LedgerWriter
 from connector.settings import load_settings
 from connector.store.db import open_store
 from connector.store.models import LedgerOutbox

@@ -69,7 +69,7 @@ def running(make_settings, tmp_path):
 
 def test_dashboard_and_alerts_name_only_metrics_the_connector_exposes(running):
     """Each connector_* name in the dashboard JSON and the alert rules is a series of /metrics."""
-    manager = running.services.extras["subscriptions"]
+    manager = running.services.subscriptions
     manager.check()  # the per-subscription gauges appear once Orion was read
     text = requests.get(running.url + "/metrics", timeout=30).text
     named = named_metrics()

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ngsi import profiles
-from ngsi.payloads import orion_time
+from demo import profiles
+from demo.payloads import orion_time
 
 
 def hours_of_year(step_hours: int = 5) -> list[datetime]:

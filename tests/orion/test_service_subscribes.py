@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connector.service import Connector
+from tests.asgi_client import connector_client
 
 
 def test_connector_start_ensures_its_subscription(make_settings, orion, tmp_path):
@@ -36,14 +37,14 @@ def test_health_reports_the_subscriptions_from_the_start(make_settings, orion, t
     )
     connector = Connector(settings).start(serve_http=False)
     try:
-        client = connector.app.test_client()
+        client = connector_client(connector.services)
         body = client.get("/health").get_json()
         assert body["status"] == "ok", body
         assert body["checks"]["orion"]["subscriptions"] == [
             {"tenant": "", "entity_type": "SMX", "status": "active", "fails": 0}
         ]
         orion.set_fields("", orion.all()[0]["id"], status="inactive")  # an operator's doing: left alone
-        connector.services.extras["subscriptions"].check()
+        connector.services.subscriptions.check()
         resp = client.get("/health")
         assert resp.status_code == 200 and resp.get_json()["status"] == "degraded"
         assert resp.get_json()["checks"]["orion"]["status"] == "failing"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from demo.simulator import SimulationConfig, SimulationError, simulate
 from ngsi.headers import resolve_headers
 from ngsi.parse import parse_notification
-from ngsi.simulator import SimulationConfig, SimulationError, simulate
 
 from .receiver import Receiver, ServedReceiver
 

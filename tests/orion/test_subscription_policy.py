@@ -10,8 +10,11 @@ import requests
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from connector.service import build_services
+from connector.settings import subscription_settings
 from ngsi.orion import OrionRequestError, OrionUnavailable
 from ngsi.subscriptions import SubscriptionManager
+from tests.asgi_client import connector_client
 
 from .conftest import NOTIFY_URL
 
@@ -21,7 +24,7 @@ SECRET = {"ingest__notify_secret": "s3cret-value", "ingest__notify_secret_header
 
 def manager(settings, registry=None, attempts=3):
     return SubscriptionManager(
-        settings,
+        subscription_settings(settings),
         requests.Session(),
         clock=lambda: NOW,
         registry=registry,
@@ -218,8 +221,6 @@ def test_ld_operators_receiver_info_is_kept(orion, make_settings):
 def test_the_header_orion_is_told_to_send_passes_the_connectors_notify(orion, make_settings, store, ld):
     """The secret header exactly as the stored subscription makes Orion send it: /notify answers 200;
     the same notification without it gets 401 (what every notification got before)."""
-    from connector.app import create_app
-    from connector.context import Services
     from tests.connector import payloads as p
 
     settings = make_settings(orion__ld=ld, **SECRET)
@@ -228,7 +229,7 @@ def test_the_header_orion_is_told_to_send_passes_the_connectors_notify(orion, ma
     infos = n["endpoint"]["receiverInfo"] if ld else []
     sent = {i["key"]: i["value"] for i in infos} if ld else n["httpCustom"]["headers"]
     body = p.LD if ld else p.NORMALIZED
-    client = create_app(Services(settings, store)).test_client()
+    client = connector_client(build_services(settings, store))
     headers = {"Content-Type": "application/json"}
     assert client.post("/notify", data=body, headers=headers).status_code == 401
     answer = client.post("/notify", data=body, headers={**headers, **sent})

@@ -9,6 +9,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from connector.settings import subscription_settings
 from ngsi.orion import OrionRequestError, OrionUnavailable, Scope
 from ngsi.subscription_spec import SubscriptionSpecError, desired
 from ngsi.subscriptions import SubscriptionManager
@@ -20,7 +21,7 @@ NOW = datetime(2026, 3, 18, 16, 13, 45, tzinfo=UTC)
 
 def manager(settings, registry=None, attempts=3):
     return SubscriptionManager(
-        settings,
+        subscription_settings(settings),
         requests.Session(),
         clock=lambda: NOW,
         registry=registry,
@@ -132,7 +133,8 @@ def test_leaves_other_subscriptions_alone_and_pages_through_the_listing(orion, m
     client = manager(foreign).client
     for i in range(150):
         client.create_subscription(
-            Scope(), {**desired(foreign, "SMX").body, "description": f"quantumleap {i}"}
+            Scope(),
+            {**desired(subscription_settings(foreign), "SMX").body, "description": f"quantumleap {i}"},
         )
     mgr = manager(make_settings())
     mgr.ensure()

@@ -33,7 +33,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "config", "contracts")
 SOURCES += ("requirements.txt", "requirements-nodeps.txt", "requirements-dev.txt")
-PACKAGES = ("connector", "ngsi", "devledger")
+PACKAGES = ("connector", "ngsi", "devledger", "demo")
 # Files loaded by path at run time (Path(__file__) / Alembic's script location), relative to site-packages.
 LOADED_BY_PATH = (
     "connector/store/migrations/env.py",

@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from connector.app import create_app
-from connector.context import Services
+from connector.service import build_services
 from connector.settings import load_settings
 from connector.store.models import Reading
+from tests.asgi_client import connector_client
 
 
 def test_normalized_shape_is_not_judged_by_an_attributeless_first_entity(settings, store, clock):
     """Without Ngsiv2-AttrsFormat, a normalized reading after an id-only entity keeps its value and time."""
-    client = create_app(Services(settings, store, clock.now)).test_client()
+    client = connector_client(build_services(settings, store, clock.now))
     meta = {"TimeInstant": {"type": "DateTime", "value": "2019-03-18T16:00:00.000Z"}}
     good = {"id": "urn:ngsi-ld:SMX:OK", "type": "SMX", "P": {"type": "Number", "value": 5, "metadata": meta}}
     body = {

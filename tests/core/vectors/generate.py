@@ -12,10 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connector.canonical import decimal_text, time_text
-from connector.fingerprint import StoredReading, chain_seed, close_window, fingerprint_steps
-from connector.settings import AttributeSpec
-from connector.windows import split_into_windows, window_end
+from connector.core.canonical import decimal_text, time_text
+from connector.core.fingerprint import StoredReading, chain_seed, fingerprint_steps, seal_window
+from connector.core.kinds import AttributeSpec
+from connector.core.windows import split_into_windows, window_end
 
 OUT = Path(__file__).with_name("fingerprint.json")
 FIG16 = "urn:ngsi-ld:SMX:BBB6099"
@@ -130,7 +130,7 @@ def expected(case: dict[str, Any]) -> dict[str, Any]:
     seed = chain_seed(**case["meter"])
     prev, windows = seed, []
     for start, group in split_into_windows(map(stored, case["readings"]), case["window_length"]):
-        w = close_window(
+        w = seal_window(
             group,
             start,
             window_end(start, case["window_length"]),

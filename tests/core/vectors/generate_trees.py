@@ -1,8 +1,9 @@
-"""Write tests/core/vectors/trees.json from the inputs below and `connector.trees`.
+"""Write tests/core/vectors/trees.json from the inputs below and `connector.core.trees`.
 
 Run `PYTHONPATH=$PWD .venv/bin/python tests/core/vectors/generate_trees.py` only when the tree encoding
-changes on purpose (and bump TREE_DOMAIN in connector/trees.py and docs/trees.md); tests/core/test_trees.py
-checks the committed file against the implementation and an independent re-implementation of docs/trees.md.
+changes on purpose (and bump TREE_DOMAIN in connector/core/trees.py and docs/trees.md);
+tests/core/test_trees.py checks the committed file against the implementation and an independent
+re-implementation of docs/trees.md.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from connector.trees import (
+from connector.core.trees import (
     TREE_DOMAIN,
     WindowLeaf,
     build_trees,

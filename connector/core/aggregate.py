@@ -13,9 +13,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from connector.canonical import decimal_text, round_places, time_text
-from connector.readings import StoredReading
-from connector.settings import ATTRIBUTE_KINDS, AttributeSpec
+from connector.core.canonical import decimal_text, round_places, time_text
+from connector.core.kinds import ATTRIBUTE_KINDS, AttributeSpec
+from connector.core.readings import StoredReading
 
 ENERGY_KINDS = ("power", "energy_register")
 

@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
 
-from connector.merkle import (
+from connector.core.merkle import (
     LEAF_PREFIX,
     NODE_PREFIX,
     Step,

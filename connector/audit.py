@@ -29,10 +29,10 @@ from bigchaindb_driver.exceptions import BigchaindbException
 from requests import RequestException
 from sqlalchemy import Connection, func, select
 
-from connector.fingerprint import close_window
+from connector.core.fingerprint import seal_window
+from connector.core.kinds import AttributeSpec
+from connector.core.readings import StoredReading
 from connector.ledger.metadata import OMITTED_KEY, omitted_digest
-from connector.readings import StoredReading
-from connector.settings import AttributeSpec
 from connector.store.models import LedgerOutbox, Reading, Window
 
 STATUSES = ("ok", "tampered", "missing_on_ledger", "missing_off_chain", "broken_chain")
@@ -254,7 +254,7 @@ def _compare(
     verdict = WindowVerdict(on.start, on.end, "ok", on.tx_id, ledger=_hashes(on), late=off.late)
     try:
         readings = [to_stored(r) for r in off.rows]
-        cw = close_window(readings, on.start, on.end, on.prev_chain_hash, spec_for)
+        cw = seal_window(readings, on.start, on.end, on.prev_chain_hash, spec_for)
     except (ValueError, ArithmeticError) as exc:
         verdict.status = "tampered"
         verdict.problems.append(f"the stored readings cannot form this window: {exc}")

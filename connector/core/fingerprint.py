@@ -2,7 +2,7 @@
 
 Algorithm 1 (`fingerprint`) hash-links every reading of a window, in canonical order, starting from the
 meter's previous chain hash. Algorithm 2 (`chain_hash`) links the window's summary and fingerprint to the
-previous window's chain hash. `close_window` does both; the verifier calls it again on the stored readings
+previous window's chain hash. `seal_window` does both; the verifier calls it again on the stored readings
 and compares. The exact byte encodings are in docs/fingerprint.md.
 """
 
@@ -16,10 +16,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from connector.aggregate import summarize, window_energy_wh
-from connector.canonical import CanonicalError, canonical_json, decimal_text, time_text
-from connector.readings import StoredReading
-from connector.settings import AttributeSpec
+from connector.core.aggregate import summarize, window_energy_wh
+from connector.core.canonical import CanonicalError, canonical_json, decimal_text, time_text
+from connector.core.kinds import AttributeSpec
+from connector.core.readings import StoredReading
 
 __all__ = [
     "SEED_DOMAIN",
@@ -30,7 +30,7 @@ __all__ = [
     "canonical_order",
     "chain_hash",
     "chain_seed",
-    "close_window",
+    "seal_window",
     "fingerprint",
     "fingerprint_steps",
     "reading_record",
@@ -150,7 +150,7 @@ class ClosedWindow:
         return canonical_json(self.summary).decode("utf-8")
 
 
-def close_window(
+def seal_window(
     readings: Sequence[StoredReading],
     start: datetime,
     end: datetime,

@@ -24,8 +24,8 @@ from typing import Any
 
 import requests
 
-from ngsi import payloads, profiles
-from ngsi.payloads import MeterSample
+from demo import payloads, profiles
+from demo.payloads import MeterSample
 
 MANUFACTURERS = ("Smeter", "Landis+Gyr", "Iskraemeco", "Itron")
 

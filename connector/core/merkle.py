@@ -1,6 +1,6 @@
 """RFC 6962 Merkle tree hashing with keccak256 and domain-separated leaves (0x00) and nodes (0x01).
 
-Pure functions over bytes; the layout of the period trees built from them is in `connector.trees`.
+Pure functions over bytes; the layout of the period trees built from them is in `connector.core.trees`.
 """
 
 from __future__ import annotations

@@ -22,9 +22,11 @@ from typing import Any, TextIO
 import requests
 from sqlalchemy import func, select
 
+from connector.core.windows import window_start
+from connector.service import Connector, configure_logging
 from connector.settings import Settings, load_settings
 from connector.store.models import LedgerOutbox, Meter, Window
-from connector.windows import window_start
+from demo.simulator import SimulationConfig, simulate
 
 
 class ScaledClock:
@@ -106,8 +108,6 @@ def demo_settings(opts: DemoOptions, base: Settings | None = None) -> Settings:
 
 def run_demo(opts: DemoOptions) -> int:
     """Run the demo; return 0 when every window was anchored (and relayed) and verification passed."""
-    from connector.service import Connector, configure_logging
-
     shutil.rmtree(opts.state_dir, ignore_errors=True)
     settings = demo_settings(opts)
     configure_logging(settings)
@@ -161,8 +161,6 @@ def run_demo(opts: DemoOptions) -> int:
 def _simulate(
     connector: Any, opts: DemoOptions, first: datetime, clock: ScaledClock, progress: Progress
 ) -> Any:
-    from ngsi.simulator import SimulationConfig, simulate
-
     rounds = opts.windows * opts.window_length // opts.reading_interval
     progress.step(f"Simulating {opts.meters} smart meters sending to /notify ({rounds} readings each)")
     config = SimulationConfig(
@@ -217,7 +215,7 @@ def _verify(connector: Any, progress: Progress) -> str:
 
 
 def _start_ethereum(settings: Settings, clock: ScaledClock, progress: Progress) -> Any:
-    from connector.demo_ethereum import DemoEthereum
+    from demo.ethereum import DemoEthereum
 
     eth = DemoEthereum.start(settings, clock.now())
     progress.line(f"anvil {eth.rpc_url}   contract {eth.address}")

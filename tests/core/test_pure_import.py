@@ -1,0 +1,39 @@
+"""The core is pure by import: loading any of its modules brings no YAML, SQL, HTTP, web3 or logging."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import connector.core
+
+CORE_MODULES = sorted(m.name for m in pkgutil.iter_modules(connector.core.__path__, "connector.core."))
+FORBIDDEN = ("yaml", "sqlalchemy", "flask", "requests", "web3", "structlog", "prometheus_client")
+
+
+def test_the_core_has_the_modules_the_issue_names():
+    """windows, aggregate, fingerprint, canonical, readings, trees, merkle and kinds live in the core."""
+    names = {m.rsplit(".", 1)[1] for m in CORE_MODULES}
+    assert names >= {
+        "windows",
+        "aggregate",
+        "fingerprint",
+        "canonical",
+        "readings",
+        "trees",
+        "merkle",
+        "kinds",
+    }
+
+
+@pytest.mark.parametrize("module", CORE_MODULES)
+def test_importing_a_core_module_loads_no_io_library(module):
+    """In a fresh interpreter, importing the module leaves every I/O library out of sys.modules."""
+    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = {name.split(".")[0] for name in json.loads(out)}
+    assert loaded.isdisjoint(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
