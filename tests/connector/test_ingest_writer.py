@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+from connector.core.fingerprint import chain_seed
 from connector.ingest import Incoming, IngestConfig, IngestWriter, write_batch
 from connector.ledger.outbox import CREATE_SEQ
+from connector.store.db import open_store
 from connector.store.ingest_sql import IngestSql
 from connector.store.models import LedgerOutbox, Meter, PendingWindow, Reading
 from ngsi.headers import resolve_headers
@@ -160,61 +166,87 @@ def with_identity(entity_id: str, serial: str, maker: str) -> str:
     return json.dumps({"subscriptionId": "s", "data": [entity]})
 
 
-def test_new_meters_of_a_group_are_registered_in_one_statement(store, settings, clock, monkeypatch):
+@contextlib.contextmanager
+def statements_run(conn) -> Iterator[list[str]]:
+    """Every SQL statement the database receives on `conn` inside the block, as the database receives it:
+    SQLite's trace callback, PostgreSQL's protocol trace (libpq) of Query and Parse messages."""
+    dbapi = conn.connection.dbapi_connection
+    seen: list[str] = []
+    if conn.dialect.name == "sqlite":
+        dbapi.set_trace_callback(seen.append)
+        try:
+            yield seen
+        finally:
+            dbapi.set_trace_callback(None)
+        return
+    with tempfile.TemporaryFile() as trace:
+        dbapi.pgconn.trace(trace.fileno())
+        dbapi.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield seen
+        finally:
+            dbapi.pgconn.untrace()
+            trace.seek(0)
+            for line in trace.read().decode(errors="replace").splitlines():
+                fields = line.split("\t")
+                if len(fields) > 3 and fields[0] == "F" and fields[2] in ("Query", "Parse"):
+                    seen.append(fields[3].strip())
+
+
+def test_new_meters_of_a_group_are_registered_in_one_statement(store, settings, clock):
     """Five new meters in one group: one INSERT registers them all, each with its identity, first-seen
     time and chain seed as the model reads them back, and one CREATE queued per meter."""
-    from connector.core.fingerprint import chain_seed
-
-    statements: list[str] = []
-    original = IngestSql.register_meters
-
-    def counted(self, rows):
-        statements.append("register")
-        return original(self, rows)
-
-    monkeypatch.setattr(IngestSql, "register_meters", counted)
     items = [incoming(with_identity(f"urn:ngsi-ld:SMX:R{i}", f"SN-{i}", "ACME"), clock) for i in range(5)]
-    with store.begin() as conn:
+    with store.begin() as conn, statements_run(conn) as seen:
         results = write_batch(conn, items, IngestConfig.of(settings))
-    assert statements == ["register"]
+    assert len([sql for sql in seen if "INSERT INTO meters" in sql]) == 1, seen
     assert [r.new_meters for r in results] == [[f"urn:ngsi-ld:SMX:R{i}"] for i in range(5)]
     with store.reading() as conn:
         meters = conn.execute(select(Meter).order_by(Meter.entity_id)).all()
         creates = conn.execute(select(LedgerOutbox.meter_id, LedgerOutbox.operation, LedgerOutbox.seq)).all()
     assert [(m.serial_number, m.manufacturer) for m in meters] == [(f"SN-{i}", "ACME") for i in range(5)]
-    for m in meters:
-        row = m
+    for row in meters:
         assert row.first_seen == clock.now() and row.first_seen.tzinfo is not None
         assert row.chain_seed == row.chain_head == chain_seed(row.tenant, row.service_path, row.entity_id)
         assert row.late_since_close == 0 and row.last_window_start is None
     assert sorted(creates) == sorted((m.id, "CREATE", CREATE_SEQ) for m in meters)
 
 
-def test_meter_registered_meanwhile_by_another_process_is_looked_up(store, settings, clock, monkeypatch):
-    """The lookup missed a meter that another process registers before our INSERT: the INSERT skips it,
-    its readings go to the existing meter, and no second CREATE is queued for it."""
-    with store.begin() as conn:
-        write_batch(
-            conn,
-            [incoming(p.normalized("urn:ngsi-ld:SMX:X", "2026-01-01T00:00:01Z", 1), clock)],
-            IngestConfig.of(settings),
-        )
-    original = IngestSql.meters
-    calls = []
+def test_meter_registered_meanwhile_by_another_process_is_looked_up(store, settings, clock):
+    """Another connector registers meter X after our lookup missed it and before our INSERT: the INSERT
+    skips it, its readings go to that meter, and no second CREATE is queued for it (PostgreSQL: on SQLite
+    BEGIN IMMEDIATE holds the write lock from the lookup on, so no other process can come in between)."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite's write lock is held from the lookup on")
+    other = open_store(store.url)
+    x = incoming(p.normalized("urn:ngsi-ld:SMX:X", "2026-01-01T00:00:01Z", 1), clock)
+    registered: list[bool] = []
 
-    def stale_first(self, keys):
-        calls.append(list(keys))
-        return {} if len(calls) == 1 else original(self, keys)  # as if X were not committed yet
+    class OtherProcessFirst(psycopg.Cursor):
+        """The driver's cursor, letting another connector commit X just before our meters INSERT."""
 
-    monkeypatch.setattr(IngestSql, "meters", stale_first)
+        def execute(self, query, params=None, **kw):
+            if str(query).startswith("INSERT INTO meters") and not registered:
+                registered.append(True)
+                with other.begin() as theirs:
+                    write_batch(theirs, [x], IngestConfig.of(settings))
+            return super().execute(query, params, **kw)
+
     items = [
         incoming(p.normalized("urn:ngsi-ld:SMX:X", "2026-01-01T00:00:02Z", 2), clock),
         incoming(p.normalized("urn:ngsi-ld:SMX:Y", "2026-01-01T00:00:02Z", 3), clock),
     ]
-    with store.begin() as conn:
-        results = write_batch(conn, items, IngestConfig.of(settings))
-    assert [r.accepted for r in results] == [1, 1]
-    assert calls[1] == [(items[0].headers.tenant, items[0].headers.service_path, "urn:ngsi-ld:SMX:X")]
+    try:
+        with store.begin() as conn:
+            dbapi = conn.connection.dbapi_connection
+            dbapi.cursor_factory = OtherProcessFirst
+            try:
+                results = write_batch(conn, items, IngestConfig.of(settings))
+            finally:
+                dbapi.cursor_factory = psycopg.Cursor
+    finally:
+        other.dispose()
+    assert registered and [r.accepted for r in results] == [1, 1]
     assert count(store, Meter) == 2 and count(store, LedgerOutbox) == 2
     with store.reading() as conn:
         per_meter = conn.execute(select(Reading.meter_id, func.count()).group_by(Reading.meter_id)).all()
@@ -226,8 +258,6 @@ def parser_waits(store, settings, clock, monkeypatch, workers: int) -> dict[str,
     and while it commits."""
     import dataclasses
     import threading
-
-    from sqlalchemy import event
 
     import connector.ingest as ingest
 

@@ -6,7 +6,9 @@ import json
 from decimal import Decimal
 
 import pytest
+import structlog
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from connector.service import build_services
 from connector.store.models import LedgerOutbox, Meter, Reading
@@ -264,3 +266,20 @@ def test_declared_length_over_the_limit_is_413_after_the_secret(settings, store,
     assert post(client, b"{}", big).status_code == 401
     resp = post(client, b"{}", {**big, "X-Connector-Secret": "letmein"})
     assert resp.status_code == 413 and "ingest.max_body" in resp.get_json()["description"]
+
+
+def test_log_lines_carry_tenant_service_path_and_correlator(client):
+    """`notify.stored` and `notify.rejected` lines carry the request's tenant, service path and correlator
+    (bound once per request), and nothing of one request leaks into the next."""
+    headers = {"Fiware-Service": "cityb", "Fiware-ServicePath": "/north", "Fiware-Correlator": "corr-1"}
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        assert post(client, p.NORMALIZED, {**headers, "Ngsiv2-AttrsFormat": "normalized"}).status_code == 200
+        assert post(client, "{}", headers).status_code == 400
+        assert post(client, p.NORMALIZED, {"Ngsiv2-AttrsFormat": "normalized"}).status_code == 200
+    stored, rejected, plain = [e for e in logs if e["event"] in ("notify.stored", "notify.rejected")]
+    assert stored["event"] == "notify.stored" and stored["accepted"] == 1
+    for line in (stored, rejected):
+        assert (line["tenant"], line["service_path"], line["correlator"]) == ("cityb", "/north", "corr-1")
+    assert rejected["event"] == "notify.rejected" and rejected["status"] == 400
+    assert (plain["tenant"], plain["service_path"]) == ("", "/")
+    assert plain["correlator"] == p.ORION_HEADERS["Fiware-Correlator"]
