@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,13 @@ from typing import Any
 from eth_abi import encode
 from eth_utils import keccak
 
+# The meter key and the energy's whole Wh are the period trees' (one definition for chain and trees).
+from connector.core.trees import INT64_MAX as INT64_MAX
+from connector.core.trees import meter_key as meter_key
+from connector.core.trees import whole_wh
+
 ARTIFACT = Path(__file__).resolve().parent.parent / "contracts" / "Settlement.json"
 SOURCE = Path(__file__).resolve().parents[2] / "contracts" / "Settlement.sol"
-INT64_MAX = 2**63 - 1
 ZERO32 = b"\x00" * 32
 
 
@@ -29,11 +33,6 @@ class EnergyError(ValueError):
 def artifact() -> dict[str, Any]:
     """The committed compiler output: abi, bytecode, deployedBytecode, storageLayout, sourceSha256."""
     return json.loads(ARTIFACT.read_text())  # type: ignore[no-any-return]
-
-
-def meter_key(tenant: str, service_path: str, entity_id: str) -> bytes:
-    """A meter's on-chain id: keccak256 of the UTF-8 text "<tenant>|<service_path>|<entity_id>"."""
-    return keccak(f"{tenant}|{service_path}|{entity_id}".encode())
 
 
 def chain_link(prev_head: bytes, interval_start: int, energy_wh: int, fingerprint: bytes) -> bytes:
@@ -54,16 +53,12 @@ def chain_head(links: list[tuple[int, int, bytes]], start: bytes = ZERO32) -> by
 
 
 def energy_to_wh(text: str | None) -> int:
-    """Whole Wh from the store's decimal text (half-even rounding); no energy attribute means 0 Wh."""
-    if text is None:
-        return 0
+    """Whole Wh from the store's decimal text (half-even rounding, as the period trees' leaves:
+    `connector.core.trees.whole_wh`); no energy attribute means 0 Wh. EnergyError outside int64."""
     try:
-        value = Decimal(text).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
-    except InvalidOperation as exc:
-        raise EnergyError(f"energy {text!r} is not a number") from exc
-    if not value.is_finite() or abs(value) > INT64_MAX:
-        raise EnergyError(f"energy {text!r} Wh is outside the contract's range")
-    return int(value)
+        return whole_wh(text)
+    except ValueError as exc:
+        raise EnergyError(str(exc)) from None
 
 
 def unix_seconds(moment: datetime) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from Crypto.Hash import keccak as pycryptodome_keccak
+from eth_utils import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -125,15 +126,18 @@ def test_docs_carry_the_vectors() -> None:
     assert [h for h in expected if h not in text] == []
 
 
-def test_keys_and_energy_match_the_contract_module() -> None:
-    """meter_key and whole Wh are the settlement contract's meter id and energy (same formulas)."""
-    assert meter_key("", "/", "urn:x") == contract_meter_key("", "/", "urn:x")
-    assert meter_key("t1", "/a/b", "m|ü") == contract_meter_key("t1", "/a/b", "m|ü")
-    for text in (None, "0", "0.5", "1.5", "2.5", "-2.5", "123.456789", "-0.000001", "1E+3", "1234.4999995"):
-        assert whole_wh(text) == energy_to_wh(text)
-    assert [whole_wh(t) for t in ("0.5", "1.5", "-1.5", "2.5")] == [0, 2, -2, 2]
-    with pytest.raises(ValueError):
-        whole_wh("NaN")
+def test_keys_and_energy_are_the_contract_formulas() -> None:
+    """meter_key is keccak256 of "tenant|service_path|entity_id" (eth_utils' keccak, an independent
+    implementation), whole Wh rounds half-even within int64; the contract module uses these very functions."""
+    for tenant, path, entity in (("", "/", "urn:x"), ("t1", "/a/b", "m|ü")):
+        assert meter_key(tenant, path, entity) == keccak(f"{tenant}|{path}|{entity}".encode())
+    assert contract_meter_key is meter_key
+    for text, wh in ((None, 0), ("0", 0), ("123.456789", 123), ("-0.000001", 0), ("1E+3", 1000)):
+        assert whole_wh(text) == energy_to_wh(text) == wh
+    assert [whole_wh(t) for t in ("0.5", "1.5", "-1.5", "2.5", "1234.4999995")] == [0, 2, -2, 2, 1234]
+    for bad in ("NaN", str(2**63)):
+        with pytest.raises(ValueError):
+            whole_wh(bad)
 
 
 def test_refusals() -> None:
