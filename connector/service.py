@@ -93,6 +93,7 @@ class Connector:
             return self
         self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
         self._start_ledger_writer()
+        self._start_trees()
         self._start_subscriptions()
         self._start_relay()
         self.scheduler.start()
@@ -172,6 +173,23 @@ class Connector:
         self.services.extras["ledger_writer"] = writer
         dispatch = _counting_blocked(writer.dispatch_once, self.services.registry)
         self._schedule("ledger-dispatch", dispatch, self.settings.ledger.dispatch_interval)
+
+    def _start_trees(self) -> None:
+        """Period trees after the closer (connector/periods.py); their roots anchored by the root writer."""
+        if not self.settings.trees.enabled:
+            return
+        from connector.periods import build_due_periods
+
+        build = lambda: build_due_periods(self.store, self.settings, self.clock())  # noqa: E731
+        self._schedule("build-trees", build, self.settings.trees.interval)
+        if not self.settings.ledger.enabled:
+            return
+        from connector.keystore import Keystore
+        from connector.ledger.root_writer import RootWriter
+
+        keystore = Keystore(self.settings.keystore.path, self.settings.keystore.passphrase)
+        roots = RootWriter(self.settings, self.store, keystore, self.services.ledger_urls, self.clock)
+        self._schedule("root-dispatch", roots.dispatch_once, self.settings.trees.interval)
 
     def _start_relay(self) -> None:
         eth = self.settings.ethereum
