@@ -204,6 +204,12 @@ class Connector:
             anvil = AnvilProcess(state=str(Path(settings.state_dir) / "anvil-state.json")).start()
             self._stoppers.append(anvil.stop)
             settings = settings.replace(ethereum=dataclasses.replace(eth, rpc_url=anvil.url))
+        if eth.mode == "portfolio":  # one record per tenant and interval (docs/settlement.md)
+            from connector.ethereum.portfolio_relay import portfolio_round
+
+            job = portfolio_round(settings, self.store, self.clock)
+            self._schedule("ethereum-relay", job, eth.relay_interval)
+            return
         relay = RelayService(
             settings, self.store, self.clock, registry=self.services.registry, stuck_after=eth.stuck_after
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from connector.store.models import Base, BigId, UTCDateTime
@@ -104,3 +104,26 @@ class RootOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PortfolioRelay(Base):
+    """Ethereum work of portfolio mode: one `recordPortfolio` per tenant and window period, once its root
+    is confirmed on BigchainDB; then its `settle` (docs/settlement.md)."""
+
+    __tablename__ = "portfolio_relay"
+    __table_args__ = (Index("ix_portfolio_relay_due", "status", "next_attempt_at"),)
+
+    period_id: Mapped[int] = mapped_column(ForeignKey("period_roots.id"), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    interval_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | final | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    settle_tx_hash: Mapped[str | None] = mapped_column(String(66))
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -18,6 +18,7 @@ from connector.store.tree_models import (
     PeriodMeter,
     PeriodRoot,
     PeriodSubtree,
+    PortfolioRelay,
     RootOutbox,
     TenantAsset,
 )
@@ -26,7 +27,7 @@ from connector.trees_store import load_leaves, period_of_row, stored_tree
 from tests.api import history as h
 from tests.api import portfolio as pf
 
-TABLES = (PeriodRoot, PeriodSubtree, PeriodMeter, TenantAsset, RootOutbox)
+TABLES = (PeriodRoot, PeriodSubtree, PeriodMeter, TenantAsset, RootOutbox, PortfolioRelay)
 
 
 def test_migration_matches_models(store) -> None:

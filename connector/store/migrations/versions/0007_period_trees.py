@@ -1,4 +1,4 @@
-"""period hash trees: roots, subtree roots, meters per period, tenant assets, root outbox
+"""period hash trees: roots, subtree roots, meters per period, tenant assets, root outbox, portfolio relay
 
 Revision ID: 0007
 Revises: 0006
@@ -100,9 +100,32 @@ def upgrade() -> None:
     )
     op.create_index("ix_root_outbox_due", "root_outbox", ["status", "next_attempt_at"], unique=False)
     op.create_index("ix_root_outbox_tenant", "root_outbox", ["tenant", "seq"], unique=False)
+    op.create_table(
+        "portfolio_relay",
+        sa.Column("period_id", BIG_ID, nullable=False),
+        sa.Column("tenant", sa.String(length=64), nullable=False),
+        sa.Column("interval_start", _utc(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", _utc(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("tx_hash", sa.String(length=66), nullable=True),
+        sa.Column("sent_at", _utc(), nullable=True),
+        sa.Column("block_number", sa.BigInteger(), nullable=True),
+        sa.Column("gas_used", sa.BigInteger(), nullable=True),
+        sa.Column("settle_tx_hash", sa.String(length=66), nullable=True),
+        sa.Column("settled", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", _utc(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["period_id"], ["period_roots.id"], name=op.f("fk_portfolio_relay_period_id_period_roots")
+        ),
+        sa.PrimaryKeyConstraint("period_id", name=op.f("pk_portfolio_relay")),
+    )
+    op.create_index("ix_portfolio_relay_due", "portfolio_relay", ["status", "next_attempt_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("portfolio_relay")
     op.drop_table("root_outbox")
     op.drop_table("tenant_assets")
     op.drop_table("period_meters")
