@@ -132,3 +132,22 @@ def test_leaf_fields_are_those_of_the_stored_window(store, api_settings, kind) -
         ]
     assert isinstance(leaf, WindowLeaf) and leaf.window_start == int(pf.START.timestamp())
     assert leaf.meter_key.hex() and len(leaf.fingerprint) == 32
+
+
+def test_a_crash_inside_a_build_leaves_neither_root_nor_ledger_work(store, api_settings) -> None:
+    """Root, subtrees, meter rows and outbox rows commit together: a failure after build_period rolls
+    all of it back, and the next run builds the period."""
+    from connector.periods import build_period
+    from connector.trees import Period
+
+    p = pf.add_portfolio(store, api_settings, n=1)
+    period = Period("window", int(p.starts[0].timestamp()), api_settings.window.length)
+    with pytest.raises(RuntimeError), store.begin() as conn:
+        assert build_period(conn, "t1", period, pf.LATER) is not None
+        raise RuntimeError("crash before commit")
+    with store.reading() as conn:
+        for model in (PeriodRoot, PeriodSubtree, PeriodMeter, RootOutbox):
+            assert conn.execute(select(model)).first() is None, model
+    assert {b.period.kind for b in pf.build(store, api_settings)} == {"window", "day"}
+    with store.reading() as conn:
+        assert len(conn.execute(select(RootOutbox)).all()) == 3  # the tenant's CREATE and two roots
