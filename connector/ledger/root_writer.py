@@ -15,13 +15,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import requests
 import structlog
+from bigchaindb_driver.exceptions import BigchaindbException
 from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connector.keystore import Keystore, KeystoreError
 from connector.ledger.client import DriverClient, LedgerClient
-from connector.ledger.dispatcher import CALL_ERRORS
 from connector.ledger.errors import Verdict, classify
 from connector.ledger.metadata import MetadataError
 from connector.ledger.outbox import CREATE
@@ -32,6 +33,8 @@ from connector.store.db import Store
 from connector.store.tree_models import PeriodRoot, PeriodSubtree, RootOutbox, TenantAsset
 
 log = structlog.get_logger("connector.ledger.roots")
+# The driver's and the transport's errors, sorted by connector/ledger/errors.py (as the meters' writer).
+CALL_ERRORS = (BigchaindbException, requests.RequestException, OSError, TypeError)
 OPEN = ("pending", "sent")
 
 

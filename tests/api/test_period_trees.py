@@ -151,3 +151,32 @@ def test_a_crash_inside_a_build_leaves_neither_root_nor_ledger_work(store, api_s
     assert {b.period.kind for b in pf.build(store, api_settings)} == {"window", "day"}
     with store.reading() as conn:
         assert len(conn.execute(select(RootOutbox)).all()) == 3  # the tenant's CREATE and two roots
+
+
+def test_roots_wait_while_the_ledger_is_away_and_go_once_it_is_back(
+    store, api_settings, ledger, tmp_path
+) -> None:
+    """With no ledger listening the root rows are retried (open, with the reason), never dead; the same
+    signed transactions are confirmed once a ledger answers."""
+    import socket
+    from datetime import UTC, datetime
+
+    from connector.ledger.root_writer import RootWriter
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        away = f"http://127.0.0.1:{s.getsockname()[1]}"
+    keystore = Keystore(tmp_path / "keys")
+    pf.add_portfolio(store, api_settings, n=1)
+    pf.build(store, api_settings)
+    now = datetime.now(UTC)
+    counts = RootWriter(api_settings, store, keystore, [away], lambda: now).dispatch_once()
+    assert counts.get("retried") == 1 and "confirmed" not in counts
+    with store.reading() as conn:
+        rows = conn.execute(select(RootOutbox).order_by(RootOutbox.seq)).all()
+    assert [r.status for r in rows] == ["pending"] * 3 and rows[0].last_error and rows[0].tx_id
+    later = now + timedelta(hours=1)
+    RootWriter(api_settings, store, keystore, [ledger.url], lambda: later).dispatch_once()
+    with store.reading() as conn:
+        after = conn.execute(select(RootOutbox).order_by(RootOutbox.seq)).all()
+    assert [r.status for r in after] == ["confirmed"] * 3 and after[0].tx_id == rows[0].tx_id
