@@ -76,3 +76,37 @@ def test_notified_readings_end_in_an_anchored_root_that_proves_each_window(clien
             proof = Proof.from_dict(r.json)
             assert proof.verify()
             assert check_ledger(proof, r.json["ledger"]["tx_id"], reader).ok
+
+
+def test_the_running_connector_builds_and_anchors_period_roots(settings, clock):
+    """A started connector (embedded dev ledger, scheduled jobs) builds the trees of closed periods and
+    anchors every root on its ledger, beside the meters' TRANSFERs, with no call from outside."""
+    from connector.service import Connector
+    from tests.api import history as h
+
+    quick = {"ledger.embedded_port": 0, "ledger.embedded_ws_port": 0, "ledger.dispatch_interval": 0.2}
+    base = settings.replace(
+        trees=settings.trees.__class__(enabled=True, interval=0.2, delay=0),
+        ledger=settings.ledger.__class__(**{**settings.ledger.__dict__, **_ledger(quick)}),
+    )
+    clock.current = h.T0 + timedelta(days=2)
+    connector = Connector(base, clock.now).start(serve_http=False)
+    try:
+        for n in range(2):
+            meter = h.add_meter(connector.store, f"urn:m:{n}", "", "/a")
+            h.close_windows(connector.store, base, meter, 3)
+        for _ in range(300):
+            with connector.store.reading() as conn:
+                roots = conn.execute(select(RootOutbox.status)).scalars().all()
+                meters = conn.execute(select(LedgerOutbox.status)).scalars().all()
+            if len(roots) == 5 and set(roots) == {"confirmed"} and set(meters) == {"confirmed"}:
+                break
+            time.sleep(0.1)
+        assert sorted(roots) == ["confirmed"] * 5  # the tenant's CREATE, 3 window roots and 1 day root
+        assert len(meters) == 2 * 4
+    finally:
+        connector.stop()
+
+
+def _ledger(overrides: dict[str, object]) -> dict[str, object]:
+    return {key.removeprefix("ledger."): value for key, value in overrides.items()}
