@@ -28,8 +28,10 @@ from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
 from connector.ingest import IngestConfig, IngestWriter
 from connector.keystore import Keystore
+from connector.ledger.root_writer import RootWriter
 from connector.ledger.writer import LedgerWriter
 from connector.metrics import Metrics
+from connector.periods import build_due_periods
 from connector.settings import Settings, SettingsError, subscription_settings
 from connector.settings_env import exposure_warning
 from connector.signals import StopSignals
@@ -136,6 +138,7 @@ class Connector:
             return self
         self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
         self._start_ledger_writer()
+        self._start_trees()
         self._start_subscriptions()
         self._start_relay()
         self.scheduler.start()
@@ -210,6 +213,18 @@ class Connector:
         dispatch = _counting_blocked(writer.dispatch_once, self.services.registry)
         self._schedule("ledger-dispatch", dispatch, self.settings.ledger.dispatch_interval)
 
+    def _start_trees(self) -> None:
+        """Period trees after the closer (connector/periods.py); their roots anchored by the root writer."""
+        if not self.settings.trees.enabled:
+            return
+        build = lambda: build_due_periods(self.store, self.settings, self.clock())  # noqa: E731
+        self._schedule("build-trees", build, self.settings.trees.interval)
+        if not self.settings.ledger.enabled:
+            return
+        keystore = self.keystore or Keystore(self.settings.keystore.path, self.settings.keystore.passphrase)
+        roots = RootWriter(self.settings, self.store, keystore, self.services.ledger_urls, self.clock)
+        self._schedule("root-dispatch", roots.dispatch_once, self.settings.trees.interval)
+
     def _start_relay(self) -> None:
         eth = self.settings.ethereum
         if not eth.enabled:
@@ -224,6 +239,12 @@ class Connector:
             anvil = AnvilProcess(state=str(Path(settings.state_dir) / "anvil-state.json")).start()
             self._stoppers.append(anvil.stop)
             settings = settings.replace(ethereum=dataclasses.replace(eth, rpc_url=anvil.url))
+        if eth.mode == "portfolio":  # one record per tenant and interval (docs/settlement.md)
+            from connector.ethereum.portfolio_relay import portfolio_round
+
+            job = portfolio_round(settings, self.store, self.clock)
+            self._schedule("ethereum-relay", job, eth.relay_interval)
+            return
         relay = RelayService(
             settings.ethereum,
             self.store,

@@ -124,6 +124,15 @@ class EthereumSettings:
     max_attempts: int = 50
     price_eur_per_kwh: str = "0.2"
     tolerance_wh: int = 0
+    mode: str = "per_meter"  # per_meter | portfolio: which contract `contract deploy` deploys
+
+
+@dataclass(frozen=True)
+class TreesSettings:
+    # Period hash trees (docs/trees.md): built after the closer, each root anchored on the ledger.
+    enabled: bool = True
+    interval: float = 10.0  # seconds between runs of the tree builder and of the root writer
+    delay: int = 60  # seconds a closable period waits more before its tree is built (late windows)
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,7 @@ class Settings:
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     ethereum: EthereumSettings = field(default_factory=EthereumSettings)
     orion: OrionSettings = field(default_factory=OrionSettings)
+    trees: TreesSettings = field(default_factory=TreesSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -331,6 +341,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(f"server.workers: must be a whole number from 1 to {MAX_WORKERS}")
     if settings.ledger.mode not in ("async", "sync", "commit"):
         raise SettingsError("ledger.mode: must be async, sync or commit")
+    if settings.ethereum.mode not in ("per_meter", "portfolio"):
+        raise SettingsError("ethereum.mode: must be per_meter or portfolio")
     for name, et in settings.entity_types.items():
         for attr, spec in et.attributes.items():
             if spec.kind not in ATTRIBUTE_KINDS:

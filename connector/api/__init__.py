@@ -11,12 +11,12 @@ from flask import Flask
 from flask_smorest import Api
 
 from connector import __version__
-from connector.api import errors, history, meters, readings, verification
+from connector.api import catalog, errors, history, meters, proofs, readings, verification
 from connector.api.base import TENANCY_PARAMETERS
 from connector.api.docs import docs_blueprint
 from connector.audit import LedgerReadError
 
-BLUEPRINTS = (meters.blp, history.blp, readings.blp, verification.blp)
+BLUEPRINTS = (meters.blp, history.blp, readings.blp, verification.blp, proofs.blp, catalog.blp)
 
 
 class ConnectorApi(Api):

@@ -92,7 +92,7 @@ def authorize() -> Any:
     return _whole_id_detail(scope)
 
 
-SUB_ROUTES = ("readings", "history", "verify", "settlement")
+SUB_ROUTES = ("readings", "history", "verify", "settlement", "proof")
 
 
 def _whole_id_detail(scope: Scope) -> Any:

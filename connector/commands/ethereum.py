@@ -37,6 +37,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "--to", type=_instant, help="end (exclusive) of interval starts (ISO 8601, UTC offset)"
     )
     report.set_defaults(func=report_command)
+    from connector.commands.portfolio import register_prove
+
+    register_prove(settlement_sub)
 
 
 def _instant(text: str) -> datetime:
@@ -64,6 +67,8 @@ def deploy_command(args: argparse.Namespace, settings: Settings) -> int:
         print("contract deploy: set ethereum.rpc_url (CONNECTOR_ETHEREUM_RPC_URL)", file=sys.stderr)
         return 2
     store, w3, account = _open(settings)
+    if settings.ethereum.mode == "portfolio":  # docs/settlement.md, portfolio mode
+        from connector.ethereum.portfolio import deploy_portfolio as deploy
     try:
         address, gas = deploy(w3, account, settings.ethereum, interval_length=settings.window.length)
         remember(store, address, settings.ethereum, utc_now())
@@ -76,6 +81,10 @@ def deploy_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def plan_upload_command(args: argparse.Namespace, settings: Settings) -> int:
     """Parse the CSV (exit 2 with the bad line on error) and submit the plans as the BRP."""
+    if settings.ethereum.mode == "portfolio":
+        from connector.commands.portfolio import plan_upload_portfolio
+
+        return plan_upload_portfolio(args, settings)
     from connector.context import utc_now
     from connector.ethereum.client import contract_address
     from connector.ethereum.plans import PlanFileError, parse_plan_csv, upload_plans

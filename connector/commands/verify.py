@@ -17,17 +17,30 @@ CHUNK = timedelta(days=31)  # windows are recomputed a month at a time, so memor
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the `verify` sub-command."""
     p = sub.add_parser("verify", help="verify a meter's readings against its fingerprints on the ledger")
-    p.add_argument("--meter", required=True, help="entity id of the meter")
+    p.add_argument("--meter", help="entity id of the meter (required unless --proof)")
     p.add_argument("--from", dest="from_", help="first window start, ISO 8601 (default: the first window)")
     p.add_argument("--to", help="end, exclusive, ISO 8601 (default: after the last window)")
     p.add_argument("--tenant", default="", help="Fiware-Service of the meter (default: the default tenant)")
     p.add_argument("--servicepath", default="/#", help="Fiware-ServicePath (default: /#, any)")
     p.add_argument("--all", action="store_true", help="list every window, not only those that are not ok")
+    p.add_argument("--proof", metavar="FILE", help="check a window's proof (GET .../proof) with no store")
+    p.add_argument(
+        "--ledger-url", action="append", help="with --proof: BigchainDB to check (default: ledger)"
+    )
+    p.add_argument("--rpc-url", help="with --proof: check the root on Ethereum (portfolio contract) instead")
+    p.add_argument("--contract", help="with --rpc-url: the PortfolioSettlement address")
     p.set_defaults(func=handler)
 
 
 def handler(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
     """Run the verification; print a table of windows that are not ok (or all with --all) and a verdict."""
+    if getattr(args, "proof", None):
+        from connector.commands.proof import check_proof_file
+
+        return check_proof_file(args, settings, out)
+    if not args.meter:
+        print("smartmeter-connector verify: --meter ID or --proof FILE is required", file=sys.stderr)
+        return 2
     try:
         from_, to = _time(args.from_, "--from"), _time(args.to, "--to")
     except ValueError as exc:
@@ -50,13 +63,6 @@ def _time(text: str | None, name: str) -> datetime | None:
     except ValueError:
         raise ValueError(f"{name}: not an ISO 8601 time: {text!r}") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def ledger_urls(settings: Settings) -> list[str]:
-    """The BigchainDB nodes to read: ledger.urls, else the embedded dev ledger's address."""
-    if settings.ledger.urls:
-        return list(settings.ledger.urls)
-    return [f"http://{settings.ledger.embedded_host}:{settings.ledger.embedded_port}"]
 
 
 def _verify(store, settings: Settings, args, from_, to, out: TextIO) -> int:  # type: ignore[no-untyped-def]
@@ -93,7 +99,7 @@ def _verify(store, settings: Settings, args, from_, to, out: TextIO) -> int:  # 
 
 def _ledger_history(settings: Settings, asset_id: str | None):  # type: ignore[no-untyped-def]
     from connector.audit import DriverLedger, LedgerHistory
-    from connector.ledger.client import DriverClient
+    from connector.ledger.client import DriverClient, ledger_urls
 
     if not asset_id:
         return LedgerHistory([], from_genesis=True)

@@ -13,7 +13,7 @@ from bigchaindb_driver import BigchainDB
 from bigchaindb_driver.exceptions import NotFoundError
 from requests.adapters import HTTPAdapter
 
-from connector.settings import LedgerSettings
+from connector.settings import LedgerSettings, Settings
 
 SEND_MODES = ("async", "sync", "commit")
 
@@ -130,3 +130,11 @@ class LedgerReads:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def ledger_urls(settings: Settings) -> list[str]:
+    """The BigchainDB nodes a command reads: ledger.urls, else the embedded dev ledger's address."""
+    ledger = settings.ledger
+    if ledger.urls:
+        return list(ledger.urls)
+    return [f"http://{ledger.embedded_host}:{ledger.embedded_port}"]

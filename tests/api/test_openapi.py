@@ -8,6 +8,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.api.portfolio import build
+
 
 def test_openapi_document_lists_every_route(client):
     """/openapi.json is OpenAPI 3 and documents every query route with its tenancy headers."""
@@ -20,6 +22,8 @@ def test_openapi_document_lists_every_route(client):
         "/v1/meters/{entity_id}/readings",
         "/v1/meters/{entity_id}/verify",
         "/v1/meters/{entity_id}/settlement",
+        "/v1/meters/{entity_id}/proof",
+        "/v1/catalog",
     }
     history = doc["paths"]["/v1/meters/{entity_id}/history"]
     names = {p["name"] for p in history.get("parameters", []) + history["get"]["parameters"]}
@@ -46,13 +50,14 @@ def test_docs_page_is_self_contained(client):
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_api_conforms_to_its_openapi_document(app, anchored):
+def test_api_conforms_to_its_openapi_document(app, anchored, store, api_settings):
     """Generated requests (50 per operation, in-process WSGI) never get a 5xx, and every answer matches
     the documented schema, status codes and content types."""
     anchored(entity_id="urn:meter:1", n=4)
+    build(store, api_settings)  # period trees, so /proof and /catalog answer with content too
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 6
+    assert len(operations) == 8
     for operation in operations:
         _fuzz(operation)
 

@@ -1,0 +1,163 @@
+"""Building the period trees of closed periods from the store, after the window closer (docs/trees.md).
+
+When a period is built: a window period `[s, s + L)` once the closer may close its window (`s <= the last
+closable start at now - trees.delay`) and no meter has an open (pending) window starting at or before
+`s`; a UTC day once its last window period is built. Each (tenant, period) is built once, in one store
+transaction that writes its root, subtree roots, per-meter rows and its ledger work (the tenant's CREATE
+the first time, the root's TRANSFER): a crash leaves either all of it or nothing, and the next run builds
+what is missing (the unique (tenant, kind, start) makes a second build a no-op).
+
+Windows are closed once and never change. A window that is closed after its period was built (a meter
+silent past the grace period that then sends readings for that window) is in no tree: the tree holds the
+windows closed when it was built, its proof route answers 404 saying so, and it stays anchored by its own
+TRANSFER. `trees.delay` makes such windows rarer. Progress is kept in connector_state
+("trees.window_mark", "trees.day_mark": the start of the last window period / day done).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import Connection, func, insert, select, update
+
+from connector.core.trees import DAY, Period
+from connector.core.windows import last_closable_start
+from connector.ledger.roots import enqueue_root
+from connector.settings import Settings
+from connector.store.db import Store
+from connector.store.models import Meter, PendingWindow, State, Window
+from connector.trees_store import (
+    day_attributes,
+    find_root,
+    load_leaves,
+    moment,
+    save_tree,
+    seconds,
+    tree_of,
+    window_attributes,
+)
+
+log = structlog.get_logger("connector.periods")
+
+WINDOW_MARK = "trees.window_mark"
+DAY_MARK = "trees.day_mark"
+
+
+@dataclass(frozen=True)
+class Built:
+    """One tree built: tenant, period, root (hex) and how many windows it holds."""
+
+    tenant: str
+    period: Period
+    root: str
+    windows: int
+
+
+def build_due_periods(store: Store, settings: Settings, now: datetime, limit: int = 96) -> list[Built]:
+    """Build every tenant's tree of each complete window period (at most `limit` of them) and each
+    complete day, in time order; return what was built."""
+    length = settings.window.length
+    with store.reading() as conn:
+        upper = _complete_through(conn, settings, now)
+        mark = _mark(conn, WINDOW_MARK)
+        starts = _window_starts(conn, mark, upper, limit)
+    built: list[Built] = []
+    for start in starts:
+        built += _build_all(store, Period("window", seconds(start), length), now)
+        _set_mark(store, WINDOW_MARK, start, now)
+    # Every window period up to `upper` is done unless the limit cut the list short.
+    done_through = starts[-1] if len(starts) == limit else upper
+    with store.reading() as conn:
+        days = _complete_days(conn, _mark(conn, DAY_MARK), done_through, length)
+    for day in days:
+        built += _build_all(store, Period("day", seconds(day), DAY), now)
+        _set_mark(store, DAY_MARK, day, now)
+    return built
+
+
+def _complete_through(conn: Connection, settings: Settings, now: datetime) -> datetime:
+    """The newest window start whose period is complete at `now` (closable, closed, delay passed)."""
+    cfg = settings.window
+    upper = last_closable_start(now - timedelta(seconds=settings.trees.delay), cfg.length, cfg.grace)
+    pending = conn.execute(select(func.min(PendingWindow.window_start))).scalar()
+    if pending is not None:
+        upper = min(upper, pending - timedelta(seconds=cfg.length))
+    return upper  # type: ignore[no-any-return]
+
+
+def _window_starts(conn: Connection, mark: datetime | None, upper: datetime, limit: int) -> list[datetime]:
+    query = select(Window.start).where(Window.start <= upper).distinct().order_by(Window.start).limit(limit)
+    if mark is not None:
+        query = query.where(Window.start > mark)
+    return [row[0] for row in conn.execute(query)]
+
+
+def _complete_days(
+    conn: Connection, day_mark: datetime | None, done_through: datetime, length: int
+) -> list[datetime]:
+    """Days with windows, after the day mark, whose last window period is at or before `done_through`."""
+    through = seconds(done_through) + length  # every window starting before this is done
+    end = moment(through - through % DAY)  # days ending by then are complete
+    query = select(Window.start).where(Window.start < end).distinct()
+    if day_mark is not None:
+        query = query.where(Window.start >= day_mark + timedelta(seconds=DAY))
+    days = {moment(seconds(s) - seconds(s) % DAY) for (s,) in conn.execute(query)}
+    return sorted(days)
+
+
+def _build_all(store: Store, period: Period, now: datetime) -> list[Built]:
+    start, end = moment(period.start), moment(period.start + period.length)
+    with store.reading() as conn:
+        tenants = list(
+            conn.execute(
+                select(Meter.tenant)
+                .join(Window, Window.meter_id == Meter.id)
+                .where(Window.start >= start, Window.start < end)
+                .distinct()
+                .order_by(Meter.tenant)
+            ).scalars()
+        )
+    out = []
+    for tenant in tenants:
+        with store.begin() as conn:
+            built = build_period(conn, tenant, period, now)
+        if built is not None:
+            out.append(built)
+            log.info(
+                "tree.built", tenant=tenant, period=period.kind, start=start.isoformat(), root=built.root
+            )
+    return out
+
+
+def build_period(conn: Connection, tenant: str, period: Period, now: datetime) -> Built | None:
+    """Build and store one tenant's tree of `period` with its ledger work, inside `conn`'s transaction;
+    None when it is already built or the tenant has no window in it."""
+    if find_root(conn, tenant, period) is not None:
+        return None
+    leaves = load_leaves(conn, tenant, period, closed_by=now)
+    if not leaves:
+        return None
+    tree = tree_of(leaves, tenant, period)
+    if period.kind == "window":
+        attributes = window_attributes(conn, tenant, moment(period.start))
+    else:
+        attributes = day_attributes(conn, tenant, period)
+    period_id = save_tree(conn, tree, leaves, attributes, now)
+    enqueue_root(conn, tenant, period_id, now)
+    return Built(tenant, period, tree.root.hex(), len(leaves))
+
+
+def _mark(conn: Connection, key: str) -> datetime | None:
+    value = conn.execute(select(State.value).where(State.key == key)).scalar()
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _set_mark(store: Store, key: str, at: datetime, now: datetime) -> None:
+    with store.begin() as conn:
+        found = conn.execute(select(State.key).where(State.key == key)).first()
+        if found is None:
+            conn.execute(insert(State).values(key=key, value=at.isoformat(), updated_at=now))
+        else:
+            conn.execute(update(State).where(State.key == key).values(value=at.isoformat(), updated_at=now))
