@@ -217,12 +217,24 @@ class Connector:
         """Period trees after the closer (connector/periods.py); their roots anchored by the root writer."""
         if not self.settings.trees.enabled:
             return
-        build = lambda: build_due_periods(self.store, self.settings, self.clock())  # noqa: E731
+        built = Counter(
+            "connector_period_trees",
+            "Period trees built (one per tenant and period)",
+            registry=self.services.registry,
+        )
+        build = lambda: built.inc(len(build_due_periods(self.store, self.settings, self.clock())))  # noqa: E731
         self._schedule("build-trees", build, self.settings.trees.interval)
         if not self.settings.ledger.enabled:
             return
         keystore = self.keystore or Keystore(self.settings.keystore.path, self.settings.keystore.passphrase)
-        roots = RootWriter(self.settings, self.store, keystore, self.services.ledger_urls, self.clock)
+        roots = RootWriter(
+            self.settings,
+            self.store,
+            keystore,
+            self.services.ledger_urls,
+            self.clock,
+            registry=self.services.registry,
+        )
         self._schedule("root-dispatch", roots.dispatch_once, self.settings.trees.interval)
 
     def _start_relay(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 import structlog
 from bigchaindb_driver.exceptions import BigchaindbException
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -49,8 +50,17 @@ class RootWriter:
         urls: list[str],
         clock: Any,
         client_factory: Callable[[], LedgerClient] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings, self.store, self.keystore = settings, store, keystore
+        self.outcomes = Counter(
+            "connector_roots",
+            "Tenant-root ledger work per outcome (confirmed, sent, retried, blocked, dead)",
+            ["outcome"],
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
+        for outcome in ("confirmed", "sent", "retried", "blocked", "dead"):
+            self.outcomes.labels(outcome)  # exported from the start, as 0
         self._now: Callable[[], datetime] = getattr(clock, "now", clock)
         self._client = (client_factory or (lambda: DriverClient(list(urls), settings.ledger)))()
 
@@ -66,6 +76,7 @@ class RootWriter:
             for row_id in heads:
                 outcome = self._advance(row_id)
                 counts[outcome] = counts.get(outcome, 0) + 1
+                self.outcomes.labels(outcome).inc()
                 progressed |= outcome in ("confirmed", "dead")
             if not progressed:
                 break

@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, inspect, select
 
 from connector.core.trees import Period, WindowLeaf, build_trees
@@ -170,13 +171,17 @@ def test_roots_wait_while_the_ledger_is_away_and_go_once_it_is_back(
     pf.add_portfolio(store, api_settings, n=1)
     pf.build(store, api_settings)
     now = datetime.now(UTC)
-    counts = RootWriter(api_settings, store, keystore, [away], lambda: now).dispatch_once()
+    registry = CollectorRegistry()
+    counts = RootWriter(api_settings, store, keystore, [away], lambda: now, registry=registry).dispatch_once()
     assert counts.get("retried") == 1 and "confirmed" not in counts
+    assert registry.get_sample_value("connector_roots_total", {"outcome": "retried"}) == 1
     with store.reading() as conn:
         rows = conn.execute(select(RootOutbox).order_by(RootOutbox.seq)).all()
     assert [r.status for r in rows] == ["pending"] * 3 and rows[0].last_error and rows[0].tx_id
     later = now + timedelta(hours=1)
-    RootWriter(api_settings, store, keystore, [ledger.url], lambda: later).dispatch_once()
+    back = CollectorRegistry()
+    RootWriter(api_settings, store, keystore, [ledger.url], lambda: later, registry=back).dispatch_once()
+    assert back.get_sample_value("connector_roots_total", {"outcome": "confirmed"}) == 3
     with store.reading() as conn:
         after = conn.execute(select(RootOutbox).order_by(RootOutbox.seq)).all()
     assert [r.status for r in after] == ["confirmed"] * 3 and after[0].tx_id == rows[0].tx_id
