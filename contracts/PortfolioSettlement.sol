@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.37;
 
+import {SettlementBase} from "./SettlementBase.sol";
+
 /// @title Portfolio settlement: one record per interval for all of a Balance Responsible Party's meters.
 /// @notice The second settlement mode beside `Settlement` (per meter), chosen at deploy by deploying this
 /// contract instead. Per portfolio (e.g. a tenant) and interval, an oracle (a whitelisted reporter key)
@@ -13,7 +15,7 @@ pragma solidity 0.8.37;
 /// over the meter's proven records in the order they are proven.
 /// @dev Tree hashing (docs/trees.md): leaf = keccak256(0x00 || abi.encode(bytes32 meterKey, uint64 start,
 /// int256 energyWh, bytes32 fingerprint, bytes32 chainHash)), node = keccak256(0x01 || left || right).
-contract PortfolioSettlement {
+contract PortfolioSettlement is SettlementBase {
     /// Interval word of a portfolio: energy Wh as int64 (bits 0-63), planned Wh as int64 (bits 64-127),
     /// flags (bits 128-135). The plan usually creates the word and the record updates it (or vice versa).
     uint256 private constant RECORDED = 1;
@@ -22,16 +24,6 @@ contract PortfolioSettlement {
     uint256 private constant WH_MASK = type(uint64).max;
     uint256 private constant FLAGS_SHIFT = 128;
 
-    /// Seconds per interval (the connector's window length); interval starts are multiples of it.
-    uint64 public immutable intervalLength;
-    address public owner;
-    address public brp;
-    /// Price in micro-EUR per kWh (0.2 EUR/kWh = 200000).
-    uint256 public priceMicroEurPerKwh;
-    /// |imbalance| up to this many Wh is not charged.
-    uint256 public toleranceWh;
-
-    mapping(address => bool) public isReporter;
     /// portfolio => interval start => root of the interval's tree.
     mapping(bytes32 => mapping(uint64 => bytes32)) public intervalRoot;
     /// portfolio => interval start => interval word (see above).
@@ -71,70 +63,15 @@ contract PortfolioSettlement {
     event MeterConflict(
         bytes32 indexed meterId, bytes32 indexed portfolioId, uint64 intervalStart, int256 energyWh, bytes32 fingerprint
     );
-    event ReporterSet(address indexed reporter, bool allowed);
-    event BrpSet(address indexed brp);
-    event ParamsSet(uint256 priceMicroEurPerKwh, uint256 toleranceWh);
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
-
-    error NotOwner(address caller);
-    error NotReporter(address caller);
-    error NotBrp(address caller);
-    error LengthMismatch();
-    error ZeroAddress();
-    error ZeroIntervalLength();
     error ZeroRoot();
-    error MisalignedInterval(uint64 intervalStart, uint64 intervalLength);
     error EnergyOutOfRange(int256 energyWh);
     error AlreadySettled(bytes32 portfolioId, uint64 intervalStart);
     error NotRecorded(bytes32 portfolioId, uint64 intervalStart);
     error InvalidProof(bytes32 meterId, uint64 intervalStart);
 
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
-        _;
-    }
-
-    constructor(address reporter, address brp_, uint256 price, uint256 tolerance, uint64 intervalLength_) {
-        if (reporter == address(0) || brp_ == address(0)) revert ZeroAddress();
-        if (intervalLength_ == 0) revert ZeroIntervalLength();
-        intervalLength = intervalLength_;
-        owner = msg.sender;
-        emit OwnershipTransferred(address(0), msg.sender);
-        isReporter[reporter] = true;
-        emit ReporterSet(reporter, true);
-        brp = brp_;
-        emit BrpSet(brp_);
-        priceMicroEurPerKwh = price;
-        toleranceWh = tolerance;
-        emit ParamsSet(price, tolerance);
-    }
-
-    // ----- roles and parameters (owner) -----
-
-    function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0)) revert ZeroAddress();
-        emit OwnershipTransferred(owner, newOwner);
-        owner = newOwner;
-    }
-
-    /// Add or remove an oracle key; rotation is add-new then remove-old.
-    function setReporter(address reporter, bool allowed) external onlyOwner {
-        if (reporter == address(0)) revert ZeroAddress();
-        isReporter[reporter] = allowed;
-        emit ReporterSet(reporter, allowed);
-    }
-
-    function setBrp(address brp_) external onlyOwner {
-        if (brp_ == address(0)) revert ZeroAddress();
-        brp = brp_;
-        emit BrpSet(brp_);
-    }
-
-    function setParams(uint256 price, uint256 tolerance) external onlyOwner {
-        priceMicroEurPerKwh = price;
-        toleranceWh = tolerance;
-        emit ParamsSet(price, tolerance);
-    }
+    constructor(address reporter, address brp_, uint256 price, uint256 tolerance, uint64 intervalLength_)
+        SettlementBase(reporter, brp_, price, tolerance, intervalLength_)
+    {}
 
     // ----- recording (reporters) -----
 
@@ -304,27 +241,7 @@ contract PortfolioSettlement {
         return h;
     }
 
-    /// keccak256(abi.encode(prev, t, energy, fp)): `Settlement`'s chain link.
-    function _link(bytes32 prev, uint64 t, int256 energy, bytes32 fp) private pure returns (bytes32 h) {
-        assembly ("memory-safe") {
-            let p := mload(0x40)
-            mstore(p, prev)
-            mstore(add(p, 0x20), t)
-            mstore(add(p, 0x40), energy)
-            mstore(add(p, 0x60), fp)
-            h := keccak256(p, 0x80)
-        }
-    }
-
     // ----- views -----
-
-    /// The charge in micro-EUR for an imbalance: |imbalance| * price / 1000 (rounded down) once
-    /// |imbalance| exceeds the tolerance, else zero.
-    function chargeFor(int256 imbalanceWh) public view returns (uint256) {
-        uint256 magnitude = imbalanceWh < 0 ? uint256(-imbalanceWh) : uint256(imbalanceWh);
-        if (magnitude <= toleranceWh) return 0;
-        return magnitude * priceMicroEurPerKwh / 1000;
-    }
 
     /// A portfolio's interval: recorded?, energy, root, planned?, planned Wh, settled?.
     function intervalOf(bytes32 portfolioId, uint64 intervalStart)

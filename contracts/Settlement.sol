@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.37;
 
+import {SettlementBase} from "./SettlementBase.sol";
+
 /// @title Settlement of metered energy against a Balance Responsible Party's plans.
 /// @notice An oracle (a whitelisted reporter key) records one batch of 15-minute window summaries per
 /// interval. Per meter the contract keeps a hash chain head (Algorithm 2 of Pop et al. 2019, on chain):
@@ -13,7 +15,7 @@ pragma solidity 0.8.37;
 /// every second record (or plan) of a meter creates a word (22,100 gas) and the other updates it (5,000).
 /// The pairs of a meter with an odd id start one interval later than those of a meter with an even id, so
 /// in a batch of many meters about half create a word and half update one, in every interval alike.
-contract Settlement {
+contract Settlement is SettlementBase {
     /// A record lane (128 bits, two per word): energy Wh as int64 (bits 0-63) and a 64-bit tag of the
     /// fingerprint (its top 64 bits, never zero; bits 64-127) that tells an identical resend (no-op) from
     /// conflicting data (error event). A lane is recorded iff its tag is non-zero.
@@ -25,16 +27,6 @@ contract Settlement {
     uint256 private constant SETTLED = 2;
     uint256 private constant LANE_MASK = type(uint128).max;
 
-    /// Seconds per interval (the connector's window length); interval starts are multiples of it.
-    uint64 public immutable intervalLength;
-    address public owner;
-    address public brp;
-    /// Price in micro-EUR per kWh (0.2 EUR/kWh = 200000).
-    uint256 public priceMicroEurPerKwh;
-    /// |imbalance| up to this many Wh is not charged.
-    uint256 public toleranceWh;
-
-    mapping(address => bool) public isReporter;
     mapping(bytes32 => bytes32) public chainHead;
     /// meter => word key (see above) => two record lanes.
     mapping(bytes32 => mapping(uint256 => uint256)) private records;
@@ -56,68 +48,13 @@ contract Settlement {
         int256 imbalanceWh,
         uint256 chargeMicroEur
     );
-    event ReporterSet(address indexed reporter, bool allowed);
-    event BrpSet(address indexed brp);
-    event ParamsSet(uint256 priceMicroEurPerKwh, uint256 toleranceWh);
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
-
-    error NotOwner(address caller);
-    error NotReporter(address caller);
-    error NotBrp(address caller);
-    error LengthMismatch();
-    error ZeroAddress();
-    error ZeroIntervalLength();
-    error MisalignedInterval(uint64 intervalStart, uint64 intervalLength);
     error EmptyFingerprint(bytes32 meterId);
     error EnergyOutOfRange(bytes32 meterId, int256 energyWh);
     error AlreadySettled(bytes32 meterId, uint64 intervalStart);
 
-    modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
-        _;
-    }
-
-    constructor(address reporter, address brp_, uint256 price, uint256 tolerance, uint64 intervalLength_) {
-        if (reporter == address(0) || brp_ == address(0)) revert ZeroAddress();
-        if (intervalLength_ == 0) revert ZeroIntervalLength();
-        intervalLength = intervalLength_;
-        owner = msg.sender;
-        emit OwnershipTransferred(address(0), msg.sender);
-        isReporter[reporter] = true;
-        emit ReporterSet(reporter, true);
-        brp = brp_;
-        emit BrpSet(brp_);
-        priceMicroEurPerKwh = price;
-        toleranceWh = tolerance;
-        emit ParamsSet(price, tolerance);
-    }
-
-    // ----- roles and parameters (owner) -----
-
-    function transferOwnership(address newOwner) external onlyOwner {
-        if (newOwner == address(0)) revert ZeroAddress();
-        emit OwnershipTransferred(owner, newOwner);
-        owner = newOwner;
-    }
-
-    /// Add or remove an oracle key; rotation is add-new then remove-old.
-    function setReporter(address reporter, bool allowed) external onlyOwner {
-        if (reporter == address(0)) revert ZeroAddress();
-        isReporter[reporter] = allowed;
-        emit ReporterSet(reporter, allowed);
-    }
-
-    function setBrp(address brp_) external onlyOwner {
-        if (brp_ == address(0)) revert ZeroAddress();
-        brp = brp_;
-        emit BrpSet(brp_);
-    }
-
-    function setParams(uint256 price, uint256 tolerance) external onlyOwner {
-        priceMicroEurPerKwh = price;
-        toleranceWh = tolerance;
-        emit ParamsSet(price, tolerance);
-    }
+    constructor(address reporter, address brp_, uint256 price, uint256 tolerance, uint64 intervalLength_)
+        SettlementBase(reporter, brp_, price, tolerance, intervalLength_)
+    {}
 
     // ----- recording (reporters) -----
 
@@ -170,18 +107,6 @@ contract Settlement {
     function _word(uint256 index, bytes32 meter) private pure returns (uint256 key, uint256 shift) {
         uint256 k = index + (uint256(meter) & 1);
         return (k >> 1, (k & 1) << 7);
-    }
-
-    /// keccak256(abi.encode(prev, t, energy, fp)) hashed in scratch memory (no allocation per meter).
-    function _link(bytes32 prev, uint64 t, int256 energy, bytes32 fp) private pure returns (bytes32 h) {
-        assembly ("memory-safe") {
-            let p := mload(0x40)
-            mstore(p, prev)
-            mstore(add(p, 0x20), t)
-            mstore(add(p, 0x40), energy)
-            mstore(add(p, 0x60), fp)
-            h := keccak256(p, 0x80)
-        }
     }
 
     // ----- plans (BRP) and settlement (anyone) -----
@@ -240,14 +165,6 @@ contract Settlement {
     }
 
     // ----- views -----
-
-    /// The charge in micro-EUR for an imbalance: |imbalance| * price / 1000 (rounded down) once
-    /// |imbalance| exceeds the tolerance, else zero.
-    function chargeFor(int256 imbalanceWh) public view returns (uint256) {
-        uint256 magnitude = imbalanceWh < 0 ? uint256(-imbalanceWh) : uint256(imbalanceWh);
-        if (magnitude <= toleranceWh) return 0;
-        return magnitude * priceMicroEurPerKwh / 1000;
-    }
 
     /// Whether (meter, interval) is recorded, its energy and the 64-bit fingerprint tag kept on chain.
     function recordOf(bytes32 meterId, uint64 intervalStart)

@@ -24,11 +24,21 @@ const SETTINGS = {
   outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "storageLayout"] } },
 };
 
+// Imports resolve inside contracts/ (both contracts import SettlementBase.sol); each file read is hashed.
+function reader(hashes) {
+  return (name) => {
+    const content = fs.readFileSync(path.join(ROOT, "contracts", name), "utf8");
+    hashes[name] = crypto.createHash("sha256").update(content).digest("hex");
+    return { contents: content };
+  };
+}
+
 function compile(name, out) {
   const file = name + ".sol";
   const source = fs.readFileSync(path.join(ROOT, "contracts", file), "utf8");
+  const imported = {};
   const input = { language: "Solidity", sources: { [file]: { content: source } }, settings: SETTINGS };
-  const output = JSON.parse(solc.compile(JSON.stringify(input)));
+  const output = JSON.parse(solc.compile(JSON.stringify(input), { import: reader(imported) }));
   const errors = (output.errors || []).filter((e) => e.severity === "error");
   for (const e of output.errors || []) process.stderr.write(e.formattedMessage + "\n");
   if (errors.length) process.exit(1);
@@ -38,6 +48,7 @@ function compile(name, out) {
     compiler: "solc-js " + solc.version(),
     settings: { optimizer: SETTINGS.optimizer, evmVersion: SETTINGS.evmVersion, viaIR: SETTINGS.viaIR, metadata: SETTINGS.metadata },
     sourceSha256: crypto.createHash("sha256").update(source).digest("hex"),
+    importSha256: imported,
     abi: c.abi,
     bytecode: "0x" + c.evm.bytecode.object,
     deployedBytecode: "0x" + c.evm.deployedBytecode.object,

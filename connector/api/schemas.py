@@ -156,33 +156,32 @@ class HistoryPageSchema(ma.Schema):
     buckets = fields.List(fields.Nested(BucketSchema), metadata={"description": "with aggregate"})
 
 
-class ReadingSchema(ma.Schema):
+class ReceivedValueSchema(ma.Schema):
+    """One attribute value as it came in: what a stored reading and a conflicting one both show."""
+
     attr = fields.String(required=True)
     attrType = fields.String(allow_none=True, required=True)
     observedAt = fields.DateTime(required=True)
     receivedAt = fields.DateTime(required=True)
     timeSource = fields.String(required=True)
+    value = fields.Raw(allow_none=True, required=True)
+    number = fields.String(allow_none=True, required=True)
+    unit = fields.String(allow_none=True, required=True)
+    windowStart = fields.DateTime(required=True)
+
+
+class ReadingSchema(ReceivedValueSchema):
     value = fields.Raw(allow_none=True, required=True, metadata={"description": "the value as received"})
     number = fields.String(
         allow_none=True, required=True, metadata={"description": "decimal text if numeric"}
     )
-    unit = fields.String(allow_none=True, required=True)
-    windowStart = fields.DateTime(required=True)
     late = fields.Boolean(required=True)
 
 
-class ConflictSchema(ma.Schema):
+class ConflictSchema(ReceivedValueSchema):
     """A reading that came with the key of a stored reading but another value (kept as evidence only)."""
 
-    attr = fields.String(required=True)
-    attrType = fields.String(allow_none=True, required=True)
-    observedAt = fields.DateTime(required=True)
-    receivedAt = fields.DateTime(required=True)
-    timeSource = fields.String(required=True)
     value = fields.Raw(allow_none=True, required=True, metadata={"description": "the conflicting value"})
-    number = fields.String(allow_none=True, required=True)
-    unit = fields.String(allow_none=True, required=True)
-    windowStart = fields.DateTime(required=True)
     late = fields.Boolean(required=True)
 
 

@@ -67,10 +67,15 @@ def deploy_command(args: argparse.Namespace, settings: Settings) -> int:
         print("contract deploy: set ethereum.rpc_url (CONNECTOR_ETHEREUM_RPC_URL)", file=sys.stderr)
         return 2
     store, w3, account = _open(settings)
+    compiled = None  # Settlement, the per-meter mode
     if settings.ethereum.mode == "portfolio":  # docs/settlement.md, portfolio mode
-        from connector.ethereum.portfolio import deploy_portfolio as deploy
+        from connector.ethereum.portfolio import artifact
+
+        compiled = artifact()
     try:
-        address, gas = deploy(w3, account, settings.ethereum, interval_length=settings.window.length)
+        address, gas = deploy(
+            w3, account, settings.ethereum, interval_length=settings.window.length, compiled=compiled
+        )
         remember(store, address, settings.ethereum, utc_now())
     finally:
         store.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import delete, insert
@@ -28,16 +29,19 @@ def deploy(
     brp: str | None = None,
     timeout: float = 60.0,
     interval_length: int = 900,
+    compiled: dict[str, Any] | None = None,
 ) -> tuple[str, int]:
     """Deploy with `account` as owner and first reporter (and BRP unless `brp` is given).
 
     Price and tolerance come from the settings; `interval_length` is the connector's window length in
     seconds (settings.window.length): interval starts must be multiples of it, and records of two
     consecutive intervals share a storage word. Returns (address, gas used). On anvil an unfunded
-    account is funded first.
+    account is funded first. `compiled` is the artifact to deploy (default `Settlement`; both settlement
+    contracts take the same constructor arguments).
     """
     fund_on_dev_node(w3, account.address)
-    factory = w3.eth.contract(abi=artifact()["abi"], bytecode=artifact()["bytecode"])
+    compiled = compiled or artifact()
+    factory = w3.eth.contract(abi=compiled["abi"], bytecode=compiled["bytecode"])
     price = price_micro_eur(eth.price_eur_per_kwh)
     constructor = factory.constructor(
         account.address, brp or account.address, price, eth.tolerance_wh, interval_length

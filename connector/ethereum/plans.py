@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,14 +49,21 @@ def parse_plan_csv(text: str) -> list[PlanRow]:
     interval_start is ISO 8601 with an offset (e.g. 2019-03-18T16:00:00Z); planned_wh a whole number
     (negative for generation). Raises PlanFileError naming the first bad line.
     """
+    return [_row(line, raw) for line, raw in plan_lines(text, COLUMNS, "plan CSV")]
+
+
+def plan_lines(text: str, columns: tuple[str, ...], what: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV whose header has `columns`; PlanFileError naming those it lacks."""
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
-        raise PlanFileError(f"plan CSV lacks column(s): {', '.join(missing)}")
-    return [_row(line, raw) for line, raw in enumerate(reader, start=2)]
+        raise PlanFileError(f"{what} lacks column(s): {', '.join(missing)}")
+    return enumerate(reader, start=2)
 
 
-def _row(line: int, raw: dict[str, str]) -> PlanRow:
+def planned_interval(line: int, raw: dict[str, str]) -> tuple[datetime, int]:
+    """A row's interval_start (ISO 8601 with a UTC offset) and planned_wh (whole Wh within int64);
+    PlanFileError naming the line otherwise."""
     try:
         start = datetime.fromisoformat(raw["interval_start"].strip().replace("Z", "+00:00"))
         planned = int(raw["planned_wh"].strip())
@@ -65,6 +73,11 @@ def _row(line: int, raw: dict[str, str]) -> PlanRow:
         raise PlanFileError(f"line {line}: interval_start needs a UTC offset")
     if abs(planned) > INT64_MAX:
         raise PlanFileError(f"line {line}: planned_wh out of range")
+    return start, planned
+
+
+def _row(line: int, raw: dict[str, str]) -> PlanRow:
+    start, planned = planned_interval(line, raw)
     if not raw["entity_id"]:
         raise PlanFileError(f"line {line}: empty entity_id")
     return PlanRow(raw["tenant"], raw["service_path"], raw["entity_id"], start, planned)

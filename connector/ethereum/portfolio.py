@@ -16,11 +16,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from connector.core.trees import Proof, keccak256
-from connector.ethereum.client import fund_on_dev_node
-from connector.ethereum.contract import price_micro_eur
-from connector.ethereum.errors import EthereumError
-from connector.ethereum.gateway import Web3Gateway
-from connector.ethereum.sender import Sender
+from connector.ethereum.deploy import deploy
 from connector.settings import EthereumSettings
 
 ARTIFACT = Path(__file__).resolve().parent.parent / "contracts" / "PortfolioSettlement.json"
@@ -72,16 +68,4 @@ def deploy_portfolio(
     Same constructor as `Settlement` (reporter, brp, price, tolerance, interval length). Returns
     (address, gas used); on anvil an unfunded account is funded first.
     """
-    fund_on_dev_node(w3, account.address)
-    factory = w3.eth.contract(abi=artifact()["abi"], bytecode=artifact()["bytecode"])
-    price = price_micro_eur(eth.price_eur_per_kwh)
-    constructor = factory.constructor(
-        account.address, brp or account.address, price, eth.tolerance_wh, interval_length
-    )
-    data = constructor.data_in_transaction
-    gas = int(w3.eth.estimate_gas({"from": account.address, "data": data})) * 6 // 5
-    sent = Sender(Web3Gateway(w3), account, eth.max_fee_gwei, eth.priority_fee_gwei).send({"data": data}, gas)
-    receipt = w3.eth.wait_for_transaction_receipt(sent.tx_hash, timeout=timeout)  # type: ignore[arg-type]
-    if receipt["status"] != 1 or not receipt["contractAddress"]:
-        raise EthereumError(f"deployment {sent.tx_hash} failed")
-    return str(receipt["contractAddress"]), int(receipt["gasUsed"])
+    return deploy(w3, account, eth, brp, timeout, interval_length, compiled=artifact())

@@ -3,8 +3,6 @@ a disputed meter's record proven on chain (`settlement prove`)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,10 +11,10 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from connector.core.trees import INT64_MAX, Proof
+from connector.core.trees import Proof
 from connector.ethereum.errors import EthereumError
 from connector.ethereum.gateway import Web3Gateway
-from connector.ethereum.plans import PlanFileError
+from connector.ethereum.plans import plan_lines, planned_interval
 from connector.ethereum.portfolio import portfolio_contract, portfolio_key, prove_args
 from connector.ethereum.sender import Sender
 from connector.settings import EthereumSettings
@@ -37,21 +35,9 @@ class PortfolioPlan:
 def parse_portfolio_csv(text: str) -> list[PortfolioPlan]:
     """Rows of a portfolio plan CSV with header tenant,interval_start,planned_wh (ISO 8601 with offset,
     whole Wh, negative for generation); PlanFileError naming the first bad line."""
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise PlanFileError(f"portfolio plan CSV lacks column(s): {', '.join(missing)}")
     rows = []
-    for line, raw in enumerate(reader, start=2):
-        try:
-            start = datetime.fromisoformat(raw["interval_start"].strip().replace("Z", "+00:00"))
-            planned = int(raw["planned_wh"].strip())
-        except (ValueError, AttributeError) as exc:
-            raise PlanFileError(f"line {line}: {exc}") from None
-        if start.tzinfo is None:
-            raise PlanFileError(f"line {line}: interval_start needs a UTC offset")
-        if abs(planned) > INT64_MAX:
-            raise PlanFileError(f"line {line}: planned_wh outside int64")
+    for line, raw in plan_lines(text, COLUMNS, "portfolio plan CSV"):
+        start, planned = planned_interval(line, raw)
         rows.append(PortfolioPlan((raw["tenant"] or "").strip(), start, planned))
     return rows
 

@@ -88,15 +88,9 @@ class Meter(Base):
     ledger_head_tx: Mapped[str | None] = mapped_column(String(64))
 
 
-class Reading(Base):
-    """One raw attribute value as received. Never changed after it is stored."""
-
-    __tablename__ = "readings"
-    __table_args__ = (
-        # One index for both duplicates and window scans (migration 0004): the window start follows from
-        # the observation time at the store's pinned window length.
-        UniqueConstraint("meter_id", "window_start", "observed_at", "attr", name="uq_readings_key"),
-    )
+class ReadingColumns:
+    """The columns of one received attribute value, shared by a stored reading and a conflicting one
+    (migrations 0001 and 0005 create the same columns in both tables)."""
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
@@ -113,7 +107,18 @@ class Reading(Base):
     correlator: Mapped[str | None] = mapped_column(String(256))
 
 
-class ReadingConflict(Base):
+class Reading(ReadingColumns, Base):
+    """One raw attribute value as received. Never changed after it is stored."""
+
+    __tablename__ = "readings"
+    __table_args__ = (
+        # One index for both duplicates and window scans (migration 0004): the window start follows from
+        # the observation time at the store's pinned window length.
+        UniqueConstraint("meter_id", "window_start", "observed_at", "attr", name="uq_readings_key"),
+    )
+
+
+class ReadingConflict(ReadingColumns, Base):
     """A reading that arrived with the key (meter, attribute, observation time) of a stored reading but a
     different type, value or unit. The stored (first) reading stays the one fingerprinted; this is the
     evidence that the sender said otherwise later (migration 0005). Never changed after it is stored."""
@@ -125,20 +130,9 @@ class ReadingConflict(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id"))
-    attr: Mapped[str] = mapped_column(String(256))
-    attr_type: Mapped[str | None] = mapped_column(String(256))
-    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    time_source: Mapped[str] = mapped_column(String(16))
-    value_json: Mapped[str] = mapped_column(Text)
-    number: Mapped[str | None] = mapped_column(String(64))
-    unit: Mapped[str | None] = mapped_column(String(64))
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime())
-    late: Mapped[bool] = mapped_column(Boolean, default=False)
-    correlator: Mapped[str | None] = mapped_column(String(256))
-    digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of [type, value, unit]: one row per content
+    # SHA-256 of [type, value, unit]: one row per content. Last, as in migration 0005 (mixin columns
+    # would otherwise come after it).
+    digest: Mapped[str] = mapped_column(String(64), sort_order=1)
 
 
 class PendingWindow(Base):

@@ -6,7 +6,6 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from bigchaindb_driver import BigchainDB
 from sqlalchemy import select
 
@@ -14,17 +13,9 @@ from connector.closer import close_due_windows
 from connector.keystore import Keystore
 from connector.ledger.writer import LedgerWriter
 from connector.store.models import LedgerOutbox, Meter, Window
-from devledger.server import start_ledger
 from tests.connector import payloads as p
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def ledger():
-    handle = start_ledger(port=0, ws_port=0)
-    yield handle
-    handle.stop()
 
 
 def test_three_meters_four_windows_make_3_creates_and_12_chained_transfers(client, store, settings, ledger):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 
 from connector.closer import close_due_windows
@@ -19,17 +18,9 @@ from connector.periods import build_due_periods
 from connector.proofcheck import check_ledger
 from connector.store.models import LedgerOutbox
 from connector.store.tree_models import PeriodRoot, RootOutbox
-from devledger.server import start_ledger
 from tests.connector import payloads as p
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def ledger():
-    handle = start_ledger(port=0, ws_port=0)
-    yield handle
-    handle.stop()
 
 
 def _until_confirmed(store, dispatch, table) -> None:  # type: ignore[no-untyped-def]

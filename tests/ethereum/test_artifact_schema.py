@@ -24,10 +24,15 @@ CONTRACTS = [
 
 @pytest.mark.parametrize(("name", "artifact", "source"), CONTRACTS)
 def test_artifact_matches_source(name: str, artifact: Path, source: Path) -> None:
-    """The artifact was compiled from the Solidity source as it is now (hash of the source)."""
+    """The artifact was compiled from the Solidity source and the files it imports as they are now (hash
+    of each)."""
     committed = json.loads(artifact.read_text())
     assert committed["contractName"] == name
     assert committed["sourceSha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    hashes = committed["importSha256"]
+    imported = {f: hashlib.sha256((source.parent / f).read_bytes()).hexdigest() for f in hashes}
+    assert set(hashes) == {"SettlementBase.sol"}
+    assert imported == hashes
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")

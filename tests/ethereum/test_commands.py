@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from connector.cli import build_parser
 from connector.ethereum.client import STATE_KEY, reporter_account, settlement_contract
 from connector.ethereum.contract import meter_key, unix_seconds
 from connector.ethereum.plans import PlanFileError, parse_plan_csv
+from connector.ethereum.portfolio_ops import parse_portfolio_csv
 from connector.ethereum.relay import RelayService
 from connector.ethereum.report import settlement_rows
 from connector.settings import load_settings
@@ -67,21 +70,25 @@ def main_with(settings: Any, argv: list[str]) -> int:
     return int(args.func(args, settings))
 
 
-def test_plan_csv_errors_name_the_line() -> None:
-    """A bad value is reported with its line; a missing column is named."""
-    good = "tenant,service_path,entity_id,interval_start,planned_wh\nt,/,m,2019-03-18T16:00:00Z,5\n"
-    assert parse_plan_csv(good)[0].planned_wh == 5
+PLAN = "tenant,service_path,entity_id,interval_start,planned_wh\nt,/,m,2019-03-18T16:00:00Z,5\n"
+PORTFOLIO_PLAN = "tenant,interval_start,planned_wh\nt,2019-03-18T16:00:00Z,5\n"
+
+
+@pytest.mark.parametrize("parse, good", [(parse_plan_csv, PLAN), (parse_portfolio_csv, PORTFOLIO_PLAN)])
+def test_plan_csv_errors_name_the_line(parse: Callable[[str], list[Any]], good: str) -> None:
+    """Per meter and per portfolio, a bad value, a missing offset or an int64 overflow is reported with
+    its line; a missing column is named."""
+    assert parse(good)[0].planned_wh == 5
     for text, needle in [
         (good.replace(",5\n", ",x\n"), "line 2"),
         (good.replace("Z,5", ",5"), "line 2: interval_start needs a UTC offset"),
-        ("tenant,entity_id\n", "service_path"),
+        (good.replace(",5\n", f",{2**63}\n"), "line 2: planned_wh out of range"),
+        ("tenant,planned_wh\n", "lacks column(s)"),
+        ("tenant,planned_wh\n", "interval_start"),
     ]:
-        try:
-            parse_plan_csv(text)
-        except PlanFileError as exc:
-            assert needle in str(exc)
-        else:
-            raise AssertionError(text)
+        with pytest.raises(PlanFileError) as caught:
+            parse(text)
+        assert needle in str(caught.value), text
 
 
 def test_report_without_rows(store_url: str, capsys) -> None:

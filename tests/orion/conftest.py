@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
+from prometheus_client import CollectorRegistry
 
-from connector.settings import Settings, load_settings
+from connector.settings import Settings, load_settings, subscription_settings
+from ngsi.subscriptions import SubscriptionManager
 
 from .orion_standin import OrionStandIn, Served
 
 NOTIFY_URL = "http://connector:8668/notify"
+NOW = datetime(2026, 3, 18, 16, 13, 45, tzinfo=UTC)
+
+
+def manager(
+    settings: Settings, registry: CollectorRegistry | None = None, attempts: int = 3
+) -> SubscriptionManager:
+    """A subscription manager for `settings` on a fresh HTTP session, its clock frozen at NOW and its
+    retries without sleeping."""
+    return SubscriptionManager(
+        subscription_settings(settings),
+        requests.Session(),
+        clock=lambda: NOW,
+        registry=registry,
+        attempts=attempts,
+        sleep=lambda s: None,
+    )
 
 
 @pytest.fixture

@@ -3,34 +3,17 @@ Orion must send: against the Orion stand-in with Orion v2's and Orion-LD's behav
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
-import requests
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from connector.service import build_services
-from connector.settings import subscription_settings
 from ngsi.orion import OrionRequestError, OrionUnavailable
-from ngsi.subscriptions import SubscriptionManager
 from tests.asgi_client import connector_client
 
-from .conftest import NOTIFY_URL
+from .conftest import NOTIFY_URL, manager
 
-NOW = datetime(2026, 3, 18, 16, 13, 45, tzinfo=UTC)
 SECRET = {"ingest__notify_secret": "s3cret-value", "ingest__notify_secret_header": "X-Connector-Secret"}
-
-
-def manager(settings, registry=None, attempts=3):
-    return SubscriptionManager(
-        subscription_settings(settings),
-        requests.Session(),
-        clock=lambda: NOW,
-        registry=registry,
-        attempts=attempts,
-        sleep=lambda s: 0,
-    )
 
 
 # --- re-activation policy --------------------------------------------------------------------------------

@@ -5,29 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-import requests
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from connector.settings import subscription_settings
 from ngsi.orion import OrionRequestError, OrionUnavailable, Scope
 from ngsi.subscription_spec import SubscriptionSpecError, desired
-from ngsi.subscriptions import SubscriptionManager
 
-from .conftest import NOTIFY_URL
-
-NOW = datetime(2026, 3, 18, 16, 13, 45, tzinfo=UTC)
-
-
-def manager(settings, registry=None, attempts=3):
-    return SubscriptionManager(
-        subscription_settings(settings),
-        requests.Session(),
-        clock=lambda: NOW,
-        registry=registry,
-        attempts=attempts,
-        sleep=lambda s: None,
-    )
+from .conftest import NOTIFY_URL, manager
 
 
 def test_creates_one_subscription_per_type_and_tenant_exactly_as_reference(orion, make_settings):
