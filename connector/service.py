@@ -218,6 +218,7 @@ class Connector:
             registry=self.services.registry,
         )
         self.keystore, self.ledger_writer = keystore, writer
+        self._stoppers.append(writer.close)  # after the scheduler's shutdown (stoppers run newest first)
         dispatch = _counting_blocked(writer.dispatch_once, self.services.registry)
         self._schedule("ledger-dispatch", dispatch, self.settings.ledger.dispatch_interval)
 
