@@ -17,6 +17,7 @@ import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from connector.keystore import KeystoreError
 from connector.ledger.jobs import Blocked, Job
 from connector.ledger.metadata import MetadataError
 from connector.ledger.outbox import CREATE, OPEN, due_heads, update_row
+from connector.ledger.recovery import signing_keys
 from connector.ledger.stream import RawPoster, TxStream
 from connector.ledger.transactions import serialize, spent_tx_id
 from connector.store.models import LedgerOutbox, Meter, Window
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("connector.ledger")
 
-BATCH = 2000  # rows claimed per round (a round = one claim transaction, the sends, one confirm transaction)
+BATCH = 500  # rows claimed per round (a round = one claim transaction, the sends, one confirm transaction)
 ROUNDS_PER_DISPATCH = 50  # rounds one scheduled dispatch may run back to back while work keeps coming
 
 
@@ -97,6 +99,7 @@ class BatchRound:
 
     def _claim(self, counts: Counter[str]) -> list[Job]:
         w = self.writer
+        self._make_keys()
         now = w._now()
         with w.store.begin() as conn:
             rows = claim_batch(conn, now, BATCH)
@@ -125,6 +128,23 @@ class BatchRound:
                     keys,
                 )
         return jobs
+
+    def _make_keys(self) -> None:
+        """Make the keys of meters about to be CREATEd before the claim's transaction: a new key is a file
+        written and fsynced, which must not hold the store's write lock (SQLite: /notify waits on it)."""
+        w = self.writer
+        query = (
+            select(Meter.__table__)
+            .join(LedgerOutbox, LedgerOutbox.meter_id == Meter.id)
+            .where(LedgerOutbox.operation == CREATE, LedgerOutbox.status.in_(OPEN))
+            .where(Meter.public_key.is_(None))
+            .limit(BATCH)
+        )
+        with w.store.reading() as conn:
+            fresh = [Meter(**row._mapping) for row in conn.execute(query)]
+        for meter in fresh:
+            with suppress(KeystoreError):  # the claim records why the row is blocked
+                signing_keys(w.keystore, meter)  # made once, then cached by the keystore
 
     def _prepare(
         self,
