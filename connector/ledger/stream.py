@@ -27,6 +27,7 @@ from connector.settings import LedgerSettings
 
 SEEN_LIMIT = 500_000  # committed tx ids remembered (about 60 MB at most); older ones are read back
 RECONNECT_PAUSE = 1.0
+PING_EVERY = 20.0  # seconds; a ping unanswered by the next one means the connection is gone
 
 
 class TxStream:
@@ -96,7 +97,9 @@ class TxStream:
         while not self._stop.is_set():
             try:
                 url = stream_url(self.api_urls, self.timeout)
-                with connect(url, open_timeout=self.timeout, close_timeout=1) as ws:
+                # No websockets keepalive: its pings draw from the global `random` (seen as flaky hypothesis
+                # tests in the same process); `_follow` pings with its own payload instead.
+                with connect(url, open_timeout=self.timeout, close_timeout=1, ping_interval=None) as ws:
                     self._follow(ws)
             except (OSError, WebSocketException, ValueError, KeyError, TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]  # not logged: it retries every second
@@ -110,7 +113,12 @@ class TxStream:
         with self._cond:
             self.connected_since = time.monotonic()
             self._cond.notify_all()
+        pinged, pong = time.monotonic(), None
         while not self._stop.is_set():
+            if time.monotonic() - pinged > PING_EVERY:
+                if pong is not None and not pong.is_set():
+                    raise TimeoutError("the node did not answer the stream's ping")
+                pinged, pong = time.monotonic(), ws.ping(str(pinged).encode())
             try:
                 frame = ws.recv(timeout=0.5)
             except TimeoutError:
