@@ -9,6 +9,7 @@ with the configured concurrency and send mode. Reported:
 
     .venv/bin/python bench/ledger_writer_bench.py --meters 1000 [--mode commit] [--concurrency 8]
         [--block-interval 1]   # the dev ledger cuts a block at most once a second, as Tendermint does
+        [--per-row]            # the writer's per-row path, for comparison
 """
 
 from __future__ import annotations
@@ -162,6 +163,9 @@ def main() -> None:
         default=0.0,
         help="the dev ledger's seconds between blocks (default 0)",
     )
+    parser.add_argument(
+        "--per-row", action="store_true", help="the writer's per-row path (before issue 18's batching)"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     url = args.store or f"sqlite:///{tmp}/store.sqlite3"
@@ -180,26 +184,30 @@ def main() -> None:
     }
     settings = load_settings(overrides=overrides)
     keystore = Keystore(tmp / "keystore")
-    writer = LedgerWriter(settings, store, keystore, [ledger_url], lambda: datetime.now(UTC))
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    writer = LedgerWriter(settings, store, keystore, [ledger_url], clock, batched=not args.per_row)
     now = datetime.now(UTC)
     meters = add_meters(store, args.meters, now)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     drain(writer, store)
-    create_wall = time.perf_counter() - t0
+    create_wall, create_cpu = time.perf_counter() - t0, time.process_time() - c0
     close_windows(store, meters, datetime.now(UTC))
     wall0, cpu0 = time.perf_counter(), time.process_time()
     drain(writer, store)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     per_sign = sign_cost(keystore, 500)
+    writer.close()
     stop.set()
     ledger.join(10)
     result = {
         "meters": args.meters,
         "mode": args.mode,
+        "writer": "per-row" if args.per_row else "batched",
         "concurrency": args.concurrency,
         "block_interval_s": args.block_interval,
         "store": store.dialect,
         "creates_wall_s": round(create_wall, 2),
+        "creates_cpu_ms_per_tx": round(create_cpu / args.meters * 1000, 2),
         "transfers_wall_s": round(wall, 2),
         "transfers_per_s": round(args.meters / wall, 1),
         "writer_cpu_ms_per_tx": round(cpu / args.meters * 1000, 2),

@@ -42,6 +42,9 @@ from ngsi.subscriptions import SubscriptionManager
 
 log = structlog.get_logger("connector.service")
 
+# What one process runs (`Connector.start(role=...)`): everything, or its part of `run`'s process layout.
+ALL, HTTP, WORKER, LEDGER = "all", "http", "worker", "ledger"
+
 
 def configure_logging(settings: Settings) -> None:
     """Structured logs on stderr: JSON lines (or readable console lines), context vars merged in."""
@@ -116,34 +119,42 @@ class Connector:
         self.url = ""
 
     def start(
-        self, serve_http: bool = True, listen_socket: socket.socket | None = None, primary: bool = True
+        self,
+        serve_http: bool = True,
+        listen_socket: socket.socket | None = None,
+        primary: bool = True,
+        role: str = ALL,
     ) -> Connector:
         """Migrate the store, start the embedded ledger, background jobs and (optionally) the HTTP server.
 
-        A worker process (`primary=False`) starts only the HTTP server on `listen_socket` and its ingest
-        writer: the primary has migrated the store and runs the ledger and every scheduled job.
+        `role` splits this between processes (`run`, connector/supervisor.py): HTTP (the primary HTTP
+        process: migration, /notify, the query API, the Orion subscription check), WORKER (another HTTP
+        process; also `primary=False`) and LEDGER (the ledger process: embedded dev ledger, window closer,
+        ledger writer, Ethereum relay, no HTTP server). ALL (in-process use: tests, demo) runs everything.
         """
-        if primary:
+        role = WORKER if not primary else role
+        if role in (ALL, HTTP):
             _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)
+        if role in (ALL, LEDGER):
             self._start_ledger()
         else:
             self._use_primary_ledger()
         self.app = create_app(self.services)
-        ingest = self.services.ingest
-        ingest.start()
-        self._stoppers.append(ingest.stop)
-        if serve_http and not primary:
-            self._start_http(listen_socket)
-            return self
-        self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
-        self._start_ledger_writer()
-        self._start_trees()
-        self._start_subscriptions()
-        self._start_relay()
+        if role != LEDGER:
+            ingest = self.services.ingest
+            ingest.start()
+            self._stoppers.append(ingest.stop)
+        if role in (ALL, LEDGER):
+            self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
+            self._start_ledger_writer()
+            self._start_trees()  # period trees after the closer, their roots written to the ledger
+            self._start_relay()
+        if role in (ALL, HTTP):
+            self._start_subscriptions()
         self.scheduler.start()
         self._stoppers.append(lambda: self.scheduler.shutdown(wait=True))
-        if serve_http:
+        if serve_http and role != LEDGER:
             self._start_http(listen_socket)
         return self
 
@@ -210,6 +221,7 @@ class Connector:
             registry=self.services.registry,
         )
         self.keystore, self.ledger_writer = keystore, writer
+        self._stoppers.append(writer.close)  # after the scheduler's shutdown (stoppers run newest first)
         dispatch = _counting_blocked(writer.dispatch_once, self.services.registry)
         self._schedule("ledger-dispatch", dispatch, self.settings.ledger.dispatch_interval)
 

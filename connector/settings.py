@@ -144,6 +144,9 @@ class ApiSettings:
 class ServerSettings:
     # HTTP worker processes sharing the listening socket; 1 = one process (see connector/supervisor.py).
     workers: int = 1
+    # `run` starts one more process for the ledger work (embedded dev ledger, window closer, ledger writer,
+    # Ethereum relay), so none of it runs in a process that answers /notify (issue 18).
+    ledger_process: bool = True
 
 
 @dataclass(frozen=True)

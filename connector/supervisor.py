@@ -20,6 +20,7 @@ before `serve_workers` has set that variable; workers inherit it. The folder is 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import shutil
 import signal
@@ -64,12 +65,19 @@ def prepare_metrics_dir(state_dir: str) -> Path:
     return folder
 
 
-class WorkerPool:
-    """The primary's worker processes: spawned, watched, restarted when they die, stopped with SIGTERM."""
+LEDGER_ROLE = ["--role", "ledger"]  # the ledger process's extra arguments (see `serve_ledger`)
 
-    def __init__(self, command: Sequence[str], socks: Sequence[socket.socket]) -> None:
+
+class WorkerPool:
+    """The primary's child processes: spawned, watched, restarted when they die, stopped with SIGTERM.
+
+    Each slot is an HTTP worker's listening socket (kept open here across restarts) or None for the
+    ledger process, which serves no HTTP.
+    """
+
+    def __init__(self, command: Sequence[str], socks: Sequence[socket.socket | None]) -> None:
         self.command = list(command)
-        self.socks = list(socks)  # one per worker, kept open here across restarts
+        self.socks = list(socks)
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(socks)
         self.started_at = [0.0] * len(socks)
         self.restarts = 0
@@ -79,12 +87,19 @@ class WorkerPool:
             self._spawn(slot)
 
     def _spawn(self, slot: int) -> None:
-        fd = self.socks[slot].fileno()
-        cmd = [*self.command, "--worker-fd", str(fd), "--primary-pid", str(os.getpid())]
+        sock = self.socks[slot]
+        fds: tuple[int, ...] = () if sock is None else (sock.fileno(),)
+        role = LEDGER_ROLE if sock is None else ["--worker-fd", str(fds[0])]
+        cmd = [*self.command, *role, "--primary-pid", str(os.getpid())]
         # Own process group: a terminal's Ctrl-C reaches the primary only, which stops the workers in order.
-        self.procs[slot] = subprocess.Popen(cmd, pass_fds=(fd,), process_group=0)
+        self.procs[slot] = subprocess.Popen(cmd, pass_fds=fds, process_group=0)
         self.started_at[slot] = time.monotonic()
-        log.info("worker.started", slot=slot, pid=self.procs[slot].pid)  # type: ignore[union-attr]
+        kind = "ledger" if sock is None else "http"
+        log.info("worker.started", slot=slot, pid=self.procs[slot].pid, role=kind)  # type: ignore[union-attr]
+
+    def pids(self) -> list[int]:
+        """The running children's process ids, in slot order (the ledger process last)."""
+        return [p.pid for p in self.procs if p is not None and p.poll() is None]
 
     def watch(self) -> None:
         """Restart every worker that has exited (call from the main thread, see the module docstring)."""
@@ -118,24 +133,35 @@ def worker_command(config: str | None, workers: int) -> list[str]:
 
 
 def serve_workers(settings: Settings, config: str | None) -> int:
-    """Run the primary of a multi-process connector in the foreground until SIGTERM or SIGINT."""
+    """Run the primary of a multi-process connector in the foreground until SIGTERM or SIGINT.
+
+    The primary serves HTTP; `server.workers - 1` more HTTP processes share its port; with
+    `server.ledger_process` (the default) one more process, the ledger process, runs the embedded dev
+    ledger, the window closer, the ledger writer and the Ethereum relay (`serve_ledger`).
+    """
     socks = listen_sockets(*settings.host_port, settings.server.workers)
     metrics_dir = prepare_metrics_dir(settings.state_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # read by prometheus_client at import
+    settings = _pin_embedded_ports(settings)
     from connector import service  # imports prometheus_client: only now
 
     service.configure_logging(settings)
     service.migrate_store(settings)  # once, before several processes could race to migrate
-    pool = WorkerPool(worker_command(config, settings.server.workers), socks[1:])
+    split = settings.server.ledger_process
+    children: list[socket.socket | None] = [*socks[1:], *([None] if split else [])]
+    pool = WorkerPool(worker_command(config, settings.server.workers), children)
     stop = StopSignals()
     pool.start()
     connector = None
     try:
-        connector = service.Connector(settings, metrics_dir=metrics_dir).start(listen_socket=socks[0])
+        role = service.HTTP if split else service.ALL
+        connector = service.Connector(settings, metrics_dir=metrics_dir)
+        connector.start(listen_socket=socks[0], role=role)
         service.tune_gc()
+        layout = " + a ledger process" if split else ""
         print(
             f"smartmeter-connector listening on {connector.url} (notify: {connector.url}/notify), "
-            f"{settings.server.workers} processes",
+            f"{settings.server.workers} HTTP processes{layout}",
             flush=True,
         )
         while not stop.wait(0.5):
@@ -149,18 +175,39 @@ def serve_workers(settings: Settings, config: str | None) -> int:
     return 0
 
 
-def serve_worker(settings: Settings, fd: int, primary_pid: int) -> int:
-    """Run one worker process: HTTP and ingest on the inherited socket, until SIGTERM or the primary dies."""
+def _pin_embedded_ports(settings: Settings) -> Settings:
+    """An embedded dev ledger on port 0 gets a fixed free port now, told to every child through the
+    environment: the ledger process starts it, the HTTP processes read from it."""
+    ledger = settings.ledger
+    if not (settings.server.ledger_process and ledger.enabled and ledger.embedded and not ledger.urls):
+        return settings
+    ports = {}
+    for name in ("embedded_port", "embedded_ws_port"):
+        port = getattr(ledger, name)
+        if port == 0:
+            with socket.create_server((ledger.embedded_host, 0)) as probe:
+                port = probe.getsockname()[1]
+            os.environ[f"CONNECTOR_LEDGER_{name.upper()}"] = str(port)
+        ports[name] = port
+    return settings.replace(ledger=dataclasses.replace(ledger, **ports))
+
+
+def serve_worker(settings: Settings, fd: int | None, primary_pid: int) -> int:
+    """Run one child process until SIGTERM or the primary dies: an HTTP worker on the inherited socket
+    `fd`, or (`fd` None) the ledger process."""
     _die_with_parent()
     if os.getppid() != primary_pid:  # the primary died before the line above took effect
         return 0
     from connector import service
 
     service.configure_logging(settings)
-    sock = socket.socket(fileno=fd)
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # set by the primary, see module docstring
     stop = StopSignals()
-    connector = service.Connector(settings, metrics_dir=metrics_dir).start(listen_socket=sock, primary=False)
+    connector = service.Connector(settings, metrics_dir=metrics_dir)
+    if fd is None:
+        connector.start(serve_http=False, role=service.LEDGER)
+    else:
+        connector.start(listen_socket=socket.socket(fileno=fd), primary=False)
     service.tune_gc()
     try:
         wait_for(stop, primary_pid)

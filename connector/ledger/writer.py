@@ -18,7 +18,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,8 +29,10 @@ from prometheus_client import Counter as PromCounter
 from sqlalchemy import Connection, select, update
 
 from connector.keystore import Keystore, KeystoreError
+from connector.ledger.batch import BatchRound
 from connector.ledger.client import DriverClient, LedgerClient
 from connector.ledger.errors import Verdict, classify
+from connector.ledger.jobs import Blocked, Job
 from connector.ledger.metadata import (
     MetadataError,
     create_asset,
@@ -50,25 +51,6 @@ log = structlog.get_logger("connector.ledger")
 # A meter with a backlog gets at most this many rows per round, so one meter cannot starve the others.
 ROWS_PER_METER_PER_ROUND = 200
 CALL_ERRORS = (BigchaindbException, requests.RequestException, OSError, TypeError)  # see ledger/errors.py
-
-
-class Blocked(Exception):
-    """A row cannot be signed yet (no confirmed asset, or the keystore lacks the meter's key)."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """A claimed, signed row ready to send."""
-
-    row_id: int
-    meter_id: int
-    operation: str
-    tx: dict[str, Any]
-    was_sent: bool
-
-    @property
-    def tx_id(self) -> str:
-        return str(self.tx["id"])
 
 
 class LedgerMetrics:
@@ -112,6 +94,7 @@ class LedgerWriter:
         clock: Any,
         registry: CollectorRegistry | None = None,
         client_factory: Callable[[], LedgerClient] | None = None,
+        batched: bool | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -121,6 +104,16 @@ class LedgerWriter:
         self._client_factory = client_factory or (lambda: DriverClient(self.urls, settings.ledger))
         self._local = threading.local()
         self.metrics = LedgerMetrics(registry)
+        # Batched rounds (connector/ledger/batch.py) talk HTTP and follow the event stream themselves, so
+        # they are the default only for a real ledger, not for a writer given its own client (tests' fakes).
+        self.batched = client_factory is None if batched is None else batched
+        self._batch: BatchRound | None = None
+
+    def close(self) -> None:
+        """Stop the batched rounds' stream follower and close their connections (a later round reopens)."""
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
 
     def client(self) -> LedgerClient:
         """This thread's ledger client (HTTP sessions are not shared between threads)."""
@@ -131,7 +124,12 @@ class LedgerWriter:
 
     def dispatch_once(self) -> dict[str, int]:
         """One round over every meter with due work; returns counts of outcomes (confirmed, sent, retried,
-        dead, recovered, skipped, blocked) and `meters`, the number of meters visited."""
+        dead, recovered, skipped, blocked) and `meters`, the number of meters visited (batched: `claimed`,
+        the rows taken, instead)."""
+        if self.batched:
+            if self._batch is None:
+                self._batch = BatchRound(self)
+            return self._batch.dispatch()
         with self.store.reading() as conn:
             heads = due_heads(conn, self._now())
         firsts: dict[int, int] = {}
@@ -225,14 +223,24 @@ class LedgerWriter:
 
     def _sign(self, conn: Connection, meter_id: int, row: Any) -> dict[str, Any]:
         meter = Meter(**conn.execute(select(Meter.__table__).where(Meter.id == meter_id)).one()._mapping)
+        window = None
+        if row.operation != CREATE:
+            found = conn.execute(select(Window.__table__).where(Window.id == row.window_id)).one()
+            window = Window(**found._mapping)
+        tx = self.sign_row(meter, row, window)
+        if row.operation == CREATE:
+            public_key = tx["inputs"][0]["owners_before"][0]
+            conn.execute(update(Meter).where(Meter.id == meter_id).values(public_key=public_key))
+        return tx
+
+    def sign_row(self, meter: Meter, row: Any, window: Window | None) -> dict[str, Any]:
+        """The signed transaction of outbox `row` of `meter` (`window`: the TRANSFER's window). Raises
+        Blocked (no confirmed asset yet), KeystoreError (e.g. the asset's key is missing), MetadataError."""
         keys = signing_keys(self.keystore, meter)  # KeyMissing (held) when the keystore lost the asset's key
         if row.operation == CREATE:
-            conn.execute(update(Meter).where(Meter.id == meter_id).values(public_key=keys.public_key))
             return sign_create(keys, create_asset(meter, self.settings), create_metadata(meter))
-        if meter.asset_id is None or meter.ledger_head_tx is None:
+        if meter.asset_id is None or meter.ledger_head_tx is None or window is None:
             raise Blocked("the meter's CREATE is not confirmed")
-        found = conn.execute(select(Window.__table__).where(Window.id == row.window_id)).one()
-        window = Window(**found._mapping)
         return sign_transfer(keys, meter.asset_id, meter.ledger_head_tx, transfer_metadata(meter, window))
 
     def _after_send(self, job: Job) -> str:
@@ -265,7 +273,7 @@ class LedgerWriter:
                 spent = spent_tx_id(job.tx)
                 conn.execute(meter.where(Meter.ledger_head_tx == spent).values(ledger_head_tx=job.tx_id))
         self.metrics.committed.labels(job.operation).inc()
-        log.info("ledger.committed", meter_id=job.meter_id, row=job.row_id, tx_id=job.tx_id, height=height)
+        log.debug("ledger.committed", meter_id=job.meter_id, row=job.row_id, tx_id=job.tx_id, height=height)
         return "confirmed"
 
     def _failed(self, job: Job, exc: BaseException) -> str:

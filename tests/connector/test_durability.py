@@ -72,17 +72,29 @@ def stream(url: str, start: int, stop: threading.Event, acked: list[tuple[str, s
         i += 1
 
 
-def worker_pids(primary_pid: int) -> list[int]:
-    """The worker processes a primary started (found by the --primary-pid on their command line)."""
+def worker_pids(primary_pid: int, ledger: bool = False) -> list[int]:
+    """The HTTP worker processes a primary started (found by the --primary-pid on their command line), or
+    with `ledger` its ledger process (`--role ledger`)."""
     pids = []
     for entry in os.listdir("/proc"):
         try:
             args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"--primary-pid" in args and args[args.index(b"--primary-pid") + 1] == str(primary_pid).encode():
+        parent = args[args.index(b"--primary-pid") + 1] if b"--primary-pid" in args else b""
+        ours = parent == str(primary_pid).encode()
+        if ours and (b"--role" in args) == ledger:
             pids.append(int(entry))
     return pids
+
+
+def wait_for_ledger_process(primary_pid: int, seconds: float = 120) -> list[int]:
+    """The primary's ledger process (waiting for it to appear: it is started after the HTTP socket)."""
+    deadline = time.monotonic() + seconds
+    while not (found := worker_pids(primary_pid, ledger=True)):
+        assert time.monotonic() < deadline, "no ledger process started"
+        time.sleep(0.1)
+    return found
 
 
 def wait_gone(pids: list[int], seconds: float = 20) -> list[int]:
@@ -111,6 +123,7 @@ def test_sigkill_while_streaming_loses_no_acknowledged_reading(store_url, tmp_pa
         proc = start_connector(store_url, port, tmp_path, workers)
         children = worker_pids(proc.pid)
         assert len(children) == workers - 1
+        children += wait_for_ledger_process(proc.pid)
         stop = threading.Event()
         sender = threading.Thread(
             target=stream, args=(f"http://127.0.0.1:{port}/notify", round_no * 100_000, stop, acked)

@@ -92,8 +92,9 @@ def test_two_workers_share_the_port_and_store_every_acknowledged_reading(store_u
             t.join()
         assert len(acked) == 600
         per_process = accepted_per_process(tmp_path / "var" / "prometheus-multiproc")
+        per_process.pop(worker_pids(proc.pid, ledger=True)[0], None)
         assert sorted(per_process) == sorted([proc.pid, *children])
-        assert all(n > 0 for n in per_process.values()), per_process
+        assert all(n > 0 for n in per_process.values()), per_process  # the ledger process serves no HTTP
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=HUNG).text
         assert metric(text, "connector_notifications_total", format="normalized", outcome="accepted") == 600
         assert metric(text, "connector_readings_total", outcome="accepted") == 600
@@ -125,6 +126,26 @@ def test_a_dead_worker_is_restarted(store_url, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=HUNG)
+
+
+def test_the_ledger_process_runs_beside_http_and_is_restarted(store_url, tmp_path):
+    """`run` starts one ledger process besides the HTTP one; killed, it is replaced and /notify answers."""
+    port = free_port()
+    proc = start_connector(store_url, port, tmp_path, workers=1)
+    try:
+        assert worker_pids(proc.pid) == []
+        (first,) = wait_for(lambda: worker_pids(proc.pid, ledger=True), "the ledger process")
+        os.kill(first, signal.SIGKILL)
+        assert wait_gone([first], seconds=HUNG) == []
+        replaced = wait_for(lambda: worker_pids(proc.pid, ledger=True), "a replacement ledger process")
+        assert replaced != [first]
+        acked: list[int] = []
+        send(f"http://127.0.0.1:{port}/notify", 7000, 20, acked)
+        assert len(acked) == 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=HUNG)
+    assert wait_gone(replaced, seconds=HUNG) == []
 
 
 def test_run_refuses_a_bad_worker_count(capsys):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -32,14 +32,19 @@ def ledger_settings(settings: Settings) -> Settings:
 @pytest.fixture
 def make_writer(
     ledger_settings: Settings, store: Store, keystore: Keystore, clock
-) -> Callable[..., LedgerWriter]:
+) -> Iterator[Callable[..., LedgerWriter]]:
     """Build a LedgerWriter on the test store with its own metrics registry."""
+
+    made: list[LedgerWriter] = []
 
     def make(urls: list[str] | None = None, settings: Settings | None = None, **kw: Any) -> LedgerWriter:
         kw.setdefault("registry", CollectorRegistry())
-        return LedgerWriter(settings or ledger_settings, store, keystore, urls or [], clock, **kw)
+        made.append(LedgerWriter(settings or ledger_settings, store, keystore, urls or [], clock, **kw))
+        return made[-1]
 
-    return make
+    yield make
+    for writer in made:  # stop their event-stream threads
+        writer.close()
 
 
 class DevLedger:

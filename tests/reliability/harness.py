@@ -161,11 +161,29 @@ class ConnectorProcess:
         return self
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
+        """SIGKILL the HTTP process and the ledger process at once: no shutdown code runs anywhere."""
+        ledger = self.ledger_pids()
+        for pid in ledger:
+            os.kill(pid, signal.SIGKILL)
+        self.kill_http()
+
+    def kill_http(self) -> None:
+        """SIGKILL the HTTP process only (its ledger process gets SIGTERM from Linux and stops cleanly)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
         self.proc = None
+
+    def kill_ledger(self) -> None:
+        """SIGKILL the ledger process only; the HTTP process keeps answering and starts a new one."""
+        for pid in self.ledger_pids():
+            os.kill(pid, signal.SIGKILL)
+
+    def ledger_pids(self) -> list[int]:
+        """The ledger process(es) of this connector: `--role ledger` children of its HTTP process."""
+        if self.proc is None:
+            return []
+        return child_pids(self.proc.pid, b"--role")
 
     def stop(self) -> None:
         """SIGTERM and wait (a clean stop)."""
@@ -176,6 +194,21 @@ class ConnectorProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.proc = None
+
+
+def child_pids(primary_pid: int, marker: bytes) -> list[int]:
+    """Processes started by `primary_pid` (their `--primary-pid`) whose command line holds `marker`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = args[args.index(b"--primary-pid") + 1] if b"--primary-pid" in args else b""
+        ours = parent == str(primary_pid).encode()
+        if ours and marker in args:
+            pids.append(int(entry))
+    return pids
 
 
 def notification(entity: str, when: datetime, power: float) -> str:

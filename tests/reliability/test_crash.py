@@ -1,5 +1,9 @@
 """SIGKILL the connector at random moments while a sender streams; after a restart nothing is lost or doubled.
 
+`run` is two processes (HTTP, and the ledger process running the closer, ledger writer and relay): the
+kills take turns between both at once, the ledger process alone (the HTTP process starts a new one) and
+the HTTP process alone (its ledger process gets SIGTERM from Linux mid-round).
+
 The connector writes BigchainDB (an external dev ledger process) and relays to Ethereum (an anvil with the
 settlement contract); both outlive the kills. RELIABILITY_KILLS=10 runs the long version (the default,
 3 kills, keeps the test under a minute).
@@ -28,9 +32,17 @@ def test_sigkill_loses_nothing_anchors_and_relays_each_window_once(store_url, tm
     sender = Sender([connector.url], METERS).start()
     store = open_store(store_url)
     try:
-        for _ in range(KILLS):
+        for kill in range(KILLS):
             time.sleep(rng.uniform(1.0, 4.0))
-            connector.kill()
+            if kill % 3 == 1:
+                killed = set(connector.ledger_pids())
+                connector.kill_ledger()
+                wait_until(lambda gone=killed: bool(set(connector.ledger_pids()) - gone), 60, "a new ledger")
+                continue
+            if kill % 3 == 0:
+                connector.kill()
+            else:
+                connector.kill_http()
             connector.start()
         time.sleep(rng.uniform(1.0, 3.0))
         sender.stop()
