@@ -28,7 +28,7 @@ from sqlalchemy import Connection, and_, bindparam, select, update
 from connector.keystore import KeystoreError
 from connector.ledger.jobs import Blocked, Job
 from connector.ledger.metadata import MetadataError
-from connector.ledger.outbox import CREATE, OPEN, due_heads, update_row
+from connector.ledger.outbox import CREATE, OPEN, due_heads, lower_open_row, update_row
 from connector.ledger.recovery import signing_keys
 from connector.ledger.stream import RawPoster, TxStream
 from connector.ledger.transactions import serialize, spent_tx_id
@@ -246,18 +246,7 @@ def claim_batch(conn: Connection, now: datetime, limit: int) -> list[Any]:
     ids = [row_id for row_id, _ in due_heads(conn, now, limit=limit)]
     if not ids:
         return []
-    from sqlalchemy.orm import aliased
-
-    earlier = aliased(LedgerOutbox)
-    lower_open = (
-        select(earlier.id)
-        .where(
-            earlier.meter_id == LedgerOutbox.meter_id,
-            earlier.seq < LedgerOutbox.seq,
-            earlier.status.in_(OPEN),
-        )
-        .exists()
-    )
+    lower_open = lower_open_row()
     query = (
         select(LedgerOutbox)
         .where(

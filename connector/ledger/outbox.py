@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, select, update
+from sqlalchemy import Connection, Exists, Row, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -104,14 +104,10 @@ def due_heads(
     return [(int(row_id), int(meter)) for row_id, meter in conn.execute(query)]
 
 
-def claim(conn: Connection, row_id: int, now: datetime) -> Row[Any] | None:
-    """Lock row `row_id` for this transaction if it is still open, due and its meter's head; else None.
-
-    On PostgreSQL the row is taken with FOR UPDATE SKIP LOCKED, so a second connector process passes over
-    it; SQLite's BEGIN IMMEDIATE already serializes writers.
-    """
+def lower_open_row() -> Exists:
+    """True for an outbox row whose meter has an open row of lower seq: not the meter's head yet."""
     earlier = aliased(LedgerOutbox)
-    lower_open = (
+    return (
         select(earlier.id)
         .where(
             earlier.meter_id == LedgerOutbox.meter_id,
@@ -120,6 +116,15 @@ def claim(conn: Connection, row_id: int, now: datetime) -> Row[Any] | None:
         )
         .exists()
     )
+
+
+def claim(conn: Connection, row_id: int, now: datetime) -> Row[Any] | None:
+    """Lock row `row_id` for this transaction if it is still open, due and its meter's head; else None.
+
+    On PostgreSQL the row is taken with FOR UPDATE SKIP LOCKED, so a second connector process passes over
+    it; SQLite's BEGIN IMMEDIATE already serializes writers.
+    """
+    lower_open = lower_open_row()
     query = (
         select(LedgerOutbox)
         .where(
