@@ -185,7 +185,7 @@ def main() -> None:
     settings = load_settings(overrides=overrides)
     keystore = Keystore(tmp / "keystore")
     clock = lambda: datetime.now(UTC)  # noqa: E731
-    writer = LedgerWriter(settings, store, keystore, [ledger_url], clock, batched=not args.per_row)
+    writer = LedgerWriter(settings.ledger, store, keystore, [ledger_url], clock, batched=not args.per_row)
     now = datetime.now(UTC)
     meters = add_meters(store, args.meters, now)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -77,7 +77,7 @@ class Loader:
 
     def load(self, days: int) -> int:
         meter = self._meter()
-        create = sign_create(self.key, create_asset(meter, self.settings), create_metadata(meter))
+        create = sign_create(self.key, create_asset(meter, self.settings.ledger), create_metadata(meter))
         height = self._block([create])
         with self.store.begin() as conn:
             conn.execute(insert(LedgerOutbox).values(**_outbox(meter.id, None, T0, create, height, 0)))

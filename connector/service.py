@@ -213,7 +213,7 @@ class Connector:
             return
         keystore = Keystore(self.settings.keystore.path, self.settings.keystore.passphrase)
         writer = LedgerWriter(
-            self.settings,
+            self.settings.ledger,
             self.store,
             keystore,
             self.services.ledger_urls,

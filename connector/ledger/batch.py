@@ -57,7 +57,7 @@ class BatchRound:
 
     def __init__(self, writer: LedgerWriter) -> None:
         self.writer = writer
-        cfg = writer.settings.ledger
+        cfg = writer.cfg
         self.poster = RawPoster(writer.urls, cfg, max(1, cfg.concurrency))
         self.stream = TxStream(writer.urls, cfg.timeout).start()
         self._meters: set[int] = set()
@@ -71,7 +71,7 @@ class BatchRound:
         """Rounds until no due row is left (or ROUNDS_PER_DISPATCH); counts of outcomes, one log line each."""
         total: Counter[str] = Counter()
         self._meters = set()
-        self.stream.wait_connected(self.writer.settings.ledger.timeout)  # at once once it is connected
+        self.stream.wait_connected(self.writer.cfg.timeout)  # at once once it is connected
         for _ in range(ROUNDS_PER_DISPATCH):
             started = time.process_time()
             counts = self.round()
@@ -157,7 +157,7 @@ class BatchRound:
     ) -> Job | None:
         """The row's signed job (signed now if it never was), or None with its outcome recorded."""
         w = self.writer
-        if row.attempts >= w.settings.ledger.max_attempts:
+        if row.attempts >= w.cfg.max_attempts:
             w.metrics.stuck.labels(row.operation).inc()
             log.error(
                 "ledger.stuck",
@@ -183,7 +183,7 @@ class BatchRound:
 
     def _send(self, jobs: list[Job], counts: Counter[str]) -> list[Sent]:
         w = self.writer
-        mode = w.settings.ledger.mode
+        mode = w.cfg.mode
 
         def one(job: Job) -> Sent | None:
             if job.was_sent and self.stream.height(job.tx_id) is not None:
@@ -201,7 +201,7 @@ class BatchRound:
                 counts[w._failed(job, exc)] += 1
                 return None
 
-        workers = max(1, min(w.settings.ledger.concurrency, len(jobs)))
+        workers = max(1, min(w.cfg.concurrency, len(jobs)))
         with ThreadPoolExecutor(workers, thread_name_prefix="ledger-send") as pool:
             results = list(pool.map(attempt, jobs))
         return [s for s in results if s is not None]
@@ -211,7 +211,7 @@ class BatchRound:
     def _settle(self, sent: list[Sent], counts: Counter[str]) -> None:
         w = self.writer
         watched = {s.job.tx_id for s in sent if not s.committed and self.stream.covers(s.sent_at)}
-        heights = self.stream.wait(watched, w.settings.ledger.timeout) if watched else {}
+        heights = self.stream.wait(watched, w.cfg.timeout) if watched else {}
         unknown = [s for s in sent if s.job.tx_id not in heights]
         for s in unknown:  # the stream cannot vouch for these: read each back (the per-row way)
             try:

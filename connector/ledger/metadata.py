@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.core.canonical import canonical_json
-from connector.settings import Settings
+from connector.settings import LedgerSettings
 from connector.store.models import Meter, Window
 
 WINDOW_SCHEMA = "smartmeter-connector/window/v1"
@@ -42,17 +42,17 @@ def meter_ref(meter: Meter) -> str:
     return f"{meter.tenant}|{meter.service_path}|{meter.entity_id}"
 
 
-def create_asset(meter: Meter, settings: Settings) -> dict[str, Any]:
+def create_asset(meter: Meter, ledger: LedgerSettings) -> dict[str, Any]:
     """The asset of a meter's CREATE: `{"data": {"meter": {...}}}` after seed 003's Figure 18.
 
     Serial number and manufacturer come from the meter's configured attributes when it reported them; else
-    the entity id and `settings.ledger.default_manufacturer`.
+    the entity id and `ledger.default_manufacturer`.
     """
     asset = {
         "data": {
             "meter": {
                 "serial_number": meter.serial_number or meter.entity_id,
-                "manufacturer": meter.manufacturer or settings.ledger.default_manufacturer,
+                "manufacturer": meter.manufacturer or ledger.default_manufacturer,
                 "entity_id": meter.entity_id,
                 "entity_type": meter.entity_type,
                 "fiware_service": meter.tenant,

@@ -42,7 +42,7 @@ from connector.ledger.metadata import (
 from connector.ledger.outbox import CREATE, claim, due_heads, update_row
 from connector.ledger.recovery import HeadUnknown, recover, signing_keys
 from connector.ledger.transactions import serialize, sign_create, sign_transfer, spent_tx_id
-from connector.settings import Settings
+from connector.settings import LedgerSettings
 from connector.store.db import Store
 from connector.store.models import Meter, Window
 
@@ -87,7 +87,7 @@ class LedgerWriter:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: LedgerSettings,
         store: Store,
         keystore: Keystore,
         urls: list[str],
@@ -96,12 +96,12 @@ class LedgerWriter:
         client_factory: Callable[[], LedgerClient] | None = None,
         batched: bool | None = None,
     ) -> None:
-        self.settings = settings
+        self.cfg = settings  # the ledger.* settings
         self.store = store
         self.keystore = keystore
         self.urls = list(urls)
         self._now: Callable[[], datetime] = getattr(clock, "now", clock)
-        self._client_factory = client_factory or (lambda: DriverClient(self.urls, settings.ledger))
+        self._client_factory = client_factory or (lambda: DriverClient(self.urls, settings))
         self._local = threading.local()
         self.metrics = LedgerMetrics(registry)
         # Batched rounds (connector/ledger/batch.py) talk HTTP and follow the event stream themselves, so
@@ -136,7 +136,7 @@ class LedgerWriter:
         for row_id, meter_id in heads:
             firsts.setdefault(meter_id, row_id)
         counts: Counter[str] = Counter(meters=len(firsts))
-        workers = max(1, min(self.settings.ledger.concurrency, len(firsts)))
+        workers = max(1, min(self.cfg.concurrency, len(firsts)))
         if workers == 1:
             for meter_id, row_id in firsts.items():
                 counts.update(self._drain_meter(meter_id, row_id))
@@ -170,7 +170,7 @@ class LedgerWriter:
         try:
             if job.was_sent and client.retrieve(job.tx_id) is not None:
                 return self._confirm(job)  # the earlier 202 did land
-            client.send(job.tx, self.settings.ledger.mode)
+            client.send(job.tx, self.cfg.mode)
         except CALL_ERRORS as exc:
             return self._failed(job, exc)
         return self._after_send(job)
@@ -182,7 +182,7 @@ class LedgerWriter:
             row = claim(conn, row_id, now)
             if row is None:
                 return "skipped"
-            if row.attempts >= self.settings.ledger.max_attempts:
+            if row.attempts >= self.cfg.max_attempts:
                 # Out of tries on failures that were never a rejection (ledger away, timeouts, no key yet):
                 # giving up would leave a hole in the meter's history, because its later windows would
                 # still be anchored. So the row stays open at the backoff cap and is reported as stuck.
@@ -218,7 +218,7 @@ class LedgerWriter:
 
     def backoff(self, attempt: int) -> timedelta:
         """Delay before attempt `attempt + 1`: backoff_base * 2^(attempt-1), capped at backoff_cap."""
-        cfg = self.settings.ledger
+        cfg = self.cfg
         return timedelta(seconds=min(cfg.backoff_cap, cfg.backoff_base * 2 ** min(attempt - 1, 30)))
 
     def _sign(self, conn: Connection, meter_id: int, row: Any) -> dict[str, Any]:
@@ -238,7 +238,7 @@ class LedgerWriter:
         Blocked (no confirmed asset yet), KeystoreError (e.g. the asset's key is missing), MetadataError."""
         keys = signing_keys(self.keystore, meter)  # KeyMissing (held) when the keystore lost the asset's key
         if row.operation == CREATE:
-            return sign_create(keys, create_asset(meter, self.settings), create_metadata(meter))
+            return sign_create(keys, create_asset(meter, self.cfg), create_metadata(meter))
         if meter.asset_id is None or meter.ledger_head_tx is None or window is None:
             raise Blocked("the meter's CREATE is not confirmed")
         return sign_transfer(keys, meter.asset_id, meter.ledger_head_tx, transfer_metadata(meter, window))

@@ -30,7 +30,7 @@ def notification(entity: str, when: str, values: dict[str, object]) -> str:
 def anchor(store, settings, keystore: Keystore, url: str, tenant: str | None = None) -> None:
     """Run the real ledger writer until every outbox row (of `tenant`'s meters) is confirmed: waits on that
     condition (a busy machine makes the writer retry with backoff), fails at once on a dead row."""
-    writer = LedgerWriter(settings, store, keystore, [url], lambda: datetime.now(UTC))
+    writer = LedgerWriter(settings.ledger, store, keystore, [url], lambda: datetime.now(UTC))
     rows = select(LedgerOutbox.status).join(Meter, Meter.id == LedgerOutbox.meter_id)
     if tenant is not None:
         rows = rows.where(Meter.tenant == tenant)

@@ -48,7 +48,7 @@ def test_notified_readings_end_in_an_anchored_root_that_proves_each_window(clien
     assert sorted(b.period.kind for b in built) == ["day"] + ["window"] * 4
     keystore = Keystore(settings.keystore.path)
     real = lambda: datetime.now(UTC) + timedelta(days=3650)  # noqa: E731 - rows are due (queued in 2026)
-    writer = LedgerWriter(settings, store, keystore, [ledger.url], real)
+    writer = LedgerWriter(settings.ledger, store, keystore, [ledger.url], real)
     _until_confirmed(store, writer.dispatch_once, LedgerOutbox)
     _until_confirmed(
         store, RootWriter(settings, store, keystore, [ledger.url], real).dispatch_once, RootOutbox

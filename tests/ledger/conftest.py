@@ -39,7 +39,9 @@ def make_writer(
 
     def make(urls: list[str] | None = None, settings: Settings | None = None, **kw: Any) -> LedgerWriter:
         kw.setdefault("registry", CollectorRegistry())
-        made.append(LedgerWriter(settings or ledger_settings, store, keystore, urls or [], clock, **kw))
+        made.append(
+            LedgerWriter((settings or ledger_settings).ledger, store, keystore, urls or [], clock, **kw)
+        )
         return made[-1]
 
     yield make

@@ -46,7 +46,9 @@ def test_wrong_keystore_passphrase_shows_the_writer_blocked(ledger_settings, sto
     with store.begin() as conn:
         enqueue_create(conn, meter, clock.now())
     wrong = Keystore(path, "a wrong passphrase")
-    writer = LedgerWriter(ledger_settings, store, wrong, [ledger.url], clock, registry=CollectorRegistry())
+    writer = LedgerWriter(
+        ledger_settings.ledger, store, wrong, [ledger.url], clock, registry=CollectorRegistry()
+    )
     for _ in range(2):
         assert writer.dispatch_once().get("blocked") == 1
         clock.advance(600)

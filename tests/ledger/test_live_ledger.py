@@ -199,7 +199,11 @@ def test_two_writers_share_one_store(store, ledger_settings, tmp_path, devledger
     stores = [open_store(store.url) for _ in range(2)]
     writers = [
         LedgerWriter(
-            ledger_settings, s, Keystore(tmp_path / "keystore"), [devledger.url], lambda: datetime.now(UTC)
+            ledger_settings.ledger,
+            s,
+            Keystore(tmp_path / "keystore"),
+            [devledger.url],
+            lambda: datetime.now(UTC),
         )
         for s in stores
     ]

@@ -80,7 +80,7 @@ def test_transfer_metadata_shape() -> None:
 
 def test_create_shape_with_and_without_attributes(settings) -> None:
     """CREATE uses the reported serial number and manufacturer, else the entity id and the default."""
-    plain = create_asset(make_meter(), settings)["data"]["meter"]
+    plain = create_asset(make_meter(), settings.ledger)["data"]["meter"]
     assert plain == {
         "serial_number": "urn:ngsi-ld:SMX:BBB6099",
         "manufacturer": settings.ledger.default_manufacturer,
@@ -89,7 +89,7 @@ def test_create_shape_with_and_without_attributes(settings) -> None:
         "fiware_service": "edream",
         "fiware_servicepath": "/meters",
     }
-    named = create_asset(make_meter(serial_number="eDream0001", manufacturer="Smeter"), settings)
+    named = create_asset(make_meter(serial_number="eDream0001", manufacturer="Smeter"), settings.ledger)
     assert named["data"]["meter"]["serial_number"] == "eDream0001"
     assert named["data"]["meter"]["manufacturer"] == "Smeter"
     meta = create_metadata(make_meter())

@@ -37,7 +37,7 @@ def main(config: dict[str, str]) -> int:
     settings = load_settings(overrides={"store.url": config["store"], "ledger.backoff_base": 0.2})
     store = open_store(config["store"])
     writer = LedgerWriter(
-        settings,
+        settings.ledger,
         store,
         Keystore(config["keystore"]),
         [config["ledger"]],
