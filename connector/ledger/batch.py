@@ -157,15 +157,7 @@ class BatchRound:
     ) -> Job | None:
         """The row's signed job (signed now if it never was), or None with its outcome recorded."""
         w = self.writer
-        if row.attempts >= w.cfg.max_attempts:
-            w.metrics.stuck.labels(row.operation).inc()
-            log.error(
-                "ledger.stuck",
-                meter_id=row.meter_id,
-                row=row.id,
-                attempts=row.attempts,
-                reason=row.last_error,
-            )
+        w.report_if_stuck(row)
         try:
             tx = json.loads(row.tx_json) if row.tx_json else w.sign_row(meter, row, window)
         except MetadataError as exc:

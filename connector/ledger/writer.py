@@ -175,6 +175,22 @@ class LedgerWriter:
             return self._failed(job, exc)
         return self._after_send(job)
 
+    def report_if_stuck(self, row: Any) -> None:
+        """Count and log a row past ledger.max_attempts. Out of tries on failures that were never a
+        rejection (ledger away, timeouts, no key yet), giving up would leave a hole in the meter's history,
+        because its later windows would still be anchored: so the row stays open at the backoff cap."""
+        if row.attempts < self.cfg.max_attempts:
+            return
+        self.metrics.stuck.labels(row.operation).inc()
+        log.error(
+            "ledger.stuck",
+            meter_id=row.meter_id,
+            row=row.id,
+            operation=row.operation,
+            attempts=row.attempts,
+            reason=row.last_error or "no error recorded",
+        )
+
     def _prepare(self, row_id: int) -> Job | str:
         """Claim, sign if not signed yet, schedule the next attempt; committed before anything is sent."""
         now = self._now()
@@ -182,19 +198,7 @@ class LedgerWriter:
             row = claim(conn, row_id, now)
             if row is None:
                 return "skipped"
-            if row.attempts >= self.cfg.max_attempts:
-                # Out of tries on failures that were never a rejection (ledger away, timeouts, no key yet):
-                # giving up would leave a hole in the meter's history, because its later windows would
-                # still be anchored. So the row stays open at the backoff cap and is reported as stuck.
-                self.metrics.stuck.labels(row.operation).inc()
-                log.error(
-                    "ledger.stuck",
-                    meter_id=row.meter_id,
-                    row=row.id,
-                    operation=row.operation,
-                    attempts=row.attempts,
-                    reason=row.last_error or "no error recorded",
-                )
+            self.report_if_stuck(row)
             retry_at = now + self.backoff(row.attempts + 1)
             try:
                 tx = json.loads(row.tx_json) if row.tx_json else self._sign(conn, row.meter_id, row)

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from connector.store.db import open_store
 from connector.store.models import Meter, Reading
 from tests.connector import payloads as p
+from tests.reliability.harness import children
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -75,17 +76,7 @@ def stream(url: str, start: int, stop: threading.Event, acked: list[tuple[str, s
 def worker_pids(primary_pid: int, ledger: bool = False) -> list[int]:
     """The HTTP worker processes a primary started (found by the --primary-pid on their command line), or
     with `ledger` its ledger process (`--role ledger`)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        parent = args[args.index(b"--primary-pid") + 1] if b"--primary-pid" in args else b""
-        ours = parent == str(primary_pid).encode()
-        if ours and (b"--role" in args) == ledger:
-            pids.append(int(entry))
-    return pids
+    return [pid for pid, args in children(primary_pid).items() if (b"--role" in args) == ledger]
 
 
 def wait_for_ledger_process(primary_pid: int, seconds: float = 120) -> list[int]:

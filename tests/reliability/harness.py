@@ -196,19 +196,23 @@ class ConnectorProcess:
         self.proc = None
 
 
-def child_pids(primary_pid: int, marker: bytes) -> list[int]:
-    """Processes started by `primary_pid` (their `--primary-pid`) whose command line holds `marker`."""
-    pids = []
+def children(primary_pid: int) -> dict[int, list[bytes]]:
+    """The command lines (argv) of the processes started by `primary_pid` (their `--primary-pid`)."""
+    found = {}
     for entry in os.listdir("/proc"):
         try:
             args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         parent = args[args.index(b"--primary-pid") + 1] if b"--primary-pid" in args else b""
-        ours = parent == str(primary_pid).encode()
-        if ours and marker in args:
-            pids.append(int(entry))
-    return pids
+        if parent == str(primary_pid).encode():
+            found[int(entry)] = args
+    return found
+
+
+def child_pids(primary_pid: int, marker: bytes) -> list[int]:
+    """Processes started by `primary_pid` whose command line holds `marker`."""
+    return [pid for pid, args in children(primary_pid).items() if marker in args]
 
 
 def notification(entity: str, when: datetime, power: float) -> str:
