@@ -32,7 +32,6 @@ from connector.core.trees import (
     whole_wh,
 )
 from connector.ethereum.contract import energy_to_wh
-from connector.ethereum.contract import meter_key as contract_meter_key
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "trees.json").read_text(encoding="utf-8"))
@@ -131,7 +130,6 @@ def test_keys_and_energy_are_the_contract_formulas() -> None:
     implementation), whole Wh rounds half-even within int64; the contract module uses these very functions."""
     for tenant, path, entity in (("", "/", "urn:x"), ("t1", "/a/b", "m|ü")):
         assert meter_key(tenant, path, entity) == keccak(f"{tenant}|{path}|{entity}".encode())
-    assert contract_meter_key is meter_key
     for text, wh in ((None, 0), ("0", 0), ("123.456789", 123), ("-0.000001", 0), ("1E+3", 1000)):
         assert whole_wh(text) == energy_to_wh(text) == wh
     assert [whole_wh(t) for t in ("0.5", "1.5", "-1.5", "2.5", "1234.4999995")] == [0, 2, -2, 2, 1234]
