@@ -34,27 +34,18 @@ from bigchaindb_driver import BigchainDB
 from bigchaindb_driver.crypto import CryptoKeypair, generate_keypair
 from bigchaindb_driver.offchain import fulfill_transaction, prepare_transaction
 
-from bench.devledger_reads import chain_latencies, get_latencies, preload, preload_chain
+from bench.devledger_reads import (
+    SITES,
+    chain_latencies,
+    get_latencies,
+    log,
+    preload,
+    preload_chain,
+    signed_create,
+)
 from bench.devledger_report import report
 
 ROOT = Path(__file__).resolve().parents[1]
-SITES = [
-    "vienna",
-    "graz",
-    "linz",
-    "salzburg",
-    "innsbruck",
-    "bregenz",
-    "klagenfurt",
-    "villach",
-    "wels",
-    "steyr",
-]
-
-
-def log(message: str) -> None:
-    """Progress on stderr."""
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
@@ -84,21 +75,6 @@ def ledger_process(data: Path, block_interval: float = 0.0) -> Iterator[tuple[st
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-
-
-def make_creates(n: int, key: Any, tag: str) -> list[dict[str, Any]]:
-    """n signed CREATEs with distinct data."""
-    return [
-        _create(key, {"meter": f"urn:ngsi-ld:Meter:{tag}-{i}", "site": SITES[i % 10]}, {"n": i})
-        for i in range(n)
-    ]
-
-
-def _create(key: Any, data: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
-    prepared = prepare_transaction(
-        operation="CREATE", signers=key.public_key, asset={"data": data}, metadata=metadata
-    )
-    return fulfill_transaction(prepared, private_keys=key.private_key)
 
 
 def make_transfers(creates: Sequence[dict[str, Any]], key: Any, to: str) -> list[dict[str, Any]]:
@@ -193,7 +169,7 @@ def _sign_creates(args: tuple[str, str, int, int]) -> list[dict[str, Any]]:
     public, private, start, count = args
     key = CryptoKeypair(private, public)
     return [
-        _create(key, {"meter": f"urn:ngsi-ld:Meter:{i}", "site": SITES[i % 10]}, {"n": i})
+        signed_create(key, {"meter": f"urn:ngsi-ld:Meter:{i}", "site": SITES[i % 10]}, {"n": i})
         for i in range(start, start + count)
     ]
 

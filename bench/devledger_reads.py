@@ -14,11 +14,37 @@ from typing import Any
 import requests
 from bigchaindb_driver import BigchainDB
 from bigchaindb_driver.crypto import generate_keypair
+from bigchaindb_driver.offchain import fulfill_transaction, prepare_transaction
+
+from connector.ledger.fast_tx import create_transaction, transfer_transaction
+from devledger.storage import Storage
+from devledger.validation import check_stateless
+
+SITES = [
+    "vienna",
+    "graz",
+    "linz",
+    "salzburg",
+    "innsbruck",
+    "bregenz",
+    "klagenfurt",
+    "villach",
+    "wels",
+    "steyr",
+]
 
 
 def log(message: str) -> None:
     """Progress on stderr."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def signed_create(key: Any, data: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """A CREATE of `data` signed by `key` with bigchaindb-driver 0.6.2."""
+    prepared = prepare_transaction(
+        operation="CREATE", signers=key.public_key, asset={"data": data}, metadata=metadata
+    )
+    return fulfill_transaction(prepared, private_keys=key.private_key)
 
 
 def latency(call: Callable[[], Any], n: int) -> dict[str, float]:
@@ -33,14 +59,11 @@ def latency(call: Callable[[], Any], n: int) -> dict[str, float]:
 
 
 def _checked_chunk(args: tuple[int, int]) -> list[Any]:
-    from bench.devledger_bench import SITES, _create
-    from devledger.validation import check_stateless
-
     start, count = args
     key = generate_keypair()
     return [
         check_stateless(
-            _create(
+            signed_create(
                 key,
                 {"meter": f"urn:ngsi-ld:Meter:pre-{i}", "site": SITES[i % 10], "serial": f"sn{i}"},
                 {"n": i},
@@ -52,8 +75,6 @@ def _checked_chunk(args: tuple[int, int]) -> list[Any]:
 
 def preload(data: Path, count: int) -> None:
     """Write `count` signed and checked CREATEs straight through the storage layer, 1,000 per block."""
-    from devledger.storage import Storage
-
     storage = Storage(data)
     chunk = 1000
     started = time.perf_counter()
@@ -70,10 +91,6 @@ def preload(data: Path, count: int) -> None:
 def preload_chain(data: Path, length: int) -> dict[str, str]:
     """One meter's chain as the connector writes it: a CREATE and `length` window TRANSFERs back to the same
     key, each spending the previous one (signed with the connector's fast builder, 1,000 per block)."""
-    from connector.ledger.fast_tx import create_transaction, transfer_transaction
-    from devledger.storage import Storage
-    from devledger.validation import check_stateless
-
     key = generate_keypair()
     head = create_transaction(key.public_key, key.private_key, {"data": {"meter": "urn:chain"}}, None)
     asset_id, block = head["id"], [check_stateless(head)]

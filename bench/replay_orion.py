@@ -5,7 +5,8 @@ Each case is one JSON file: `headers`, `body` (or `raw_body` when `json` is fals
 store, in-process dev ledger) in a temporary folder; every case is POSTed to /notify (the query string of
 its URL kept) with its own headers. Then every numeric attribute value of every case answered 2xx is looked
 up through the query API (GET /v1/meters/{id}/readings with the case's tenant and service path): found
-among the readings or the conflicts, or listed in that case's `rejected` with a reason, or missing.
+among the readings or the conflicts, or listed in that case's `rejected` with a reason (an attribute of that
+very entity), or missing.
 
 Usage: python -m bench.replay_orion DIR [--store URL] [--show N]
 Prints one JSON object: cases, statuses (2xx/4xx/5xx), values checked/found/rejected/missing, the 4xx
@@ -37,6 +38,8 @@ LD_MEMBERS = {"id", "type", "@context", "scope", "createdAt", "modifiedAt", "del
 LD_VALUE_KEYS = ("value", "object", "languageMap", "vocab", "valueList", "objectList", "json")
 DROPPED_HEADERS = {"content-length", "host", "transfer-encoding", "connection"}
 Value = tuple[str, str, str, str, Decimal]  # tenant, service path, entity id, attribute, number
+Key = tuple[str, str, str, str]  # tenant, service path, entity id, attribute
+Expected = tuple[str, Value, set[tuple[str, str]]]  # case, value, the case's rejected (entity id, where)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +63,7 @@ def replay(url: str, cases: list[dict[str, Any]], show: int) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
     refused: list[dict[str, Any]] = []
     reasons: Counter[str] = Counter()  # why parts of 2xx notifications were listed as rejected
-    expected: list[tuple[str, Value, set[str]]] = []
+    expected: list[Expected] = []
     for case in cases:
         resp = post(session, url, case)
         statuses[f"{resp.status_code // 100}xx"] += 1
@@ -72,7 +75,7 @@ def replay(url: str, cases: list[dict[str, Any]], show: int) -> dict[str, Any]:
             )  # fmt: skip
             continue
         parts = answer.get("rejected", []) if isinstance(answer, dict) else []
-        rejected = {r.get("where", "") for r in parts}
+        rejected = {(str(r.get("id")), str(r.get("where", ""))) for r in parts}
         reasons.update(_reason(r.get("reason")) for r in parts)
         expected += [(str(case.get("case")), v, rejected) for v in numeric_values(case)]
     found, rejected_n, missing = check_values(session, url, expected)
@@ -99,19 +102,24 @@ def post(session: requests.Session, url: str, case: dict[str, Any]) -> requests.
 
 
 def check_values(
-    session: requests.Session, url: str, expected: list[tuple[str, Value, set[str]]]
+    session: requests.Session, url: str, expected: list[Expected]
 ) -> tuple[int, int, list[dict[str, Any]]]:
-    """(found, rejected with a reason, missing) over the expected values."""
-    cache: dict[tuple[str, str, str, str], set[Decimal]] = {}
+    """(found, rejected with a reason, missing) over the expected values, each meter's numbers read once."""
+    keys = dict.fromkeys(value[:4] for _, value, _ in expected)
+    return classify(expected, {key: stored_numbers(session, url, *key) for key in keys})
+
+
+def classify(
+    expected: list[Expected], stored: dict[Key, set[Decimal]]
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """(found, rejected, missing): a value is found among its meter attribute's stored numbers, else
+    rejected when its case's answer lists that attribute of that entity, else missing."""
     found = rejected = 0
     missing: list[dict[str, Any]] = []
     for case, (tenant, path, entity, attr, number), rejected_where in expected:
-        key = (tenant, path, entity, attr)
-        if key not in cache:
-            cache[key] = stored_numbers(session, url, *key)
-        if number in cache[key]:
+        if number in stored[(tenant, path, entity, attr)]:
             found += 1
-        elif any(w.endswith(f".{attr}") or f".{attr}[" in w for w in rejected_where):
+        elif any(i == entity and (w.endswith(f".{attr}") or f".{attr}[" in w) for i, w in rejected_where):
             rejected += 1
         else:
             missing.append({"case": case, "tenant": tenant, "path": path, "entity": entity, "attr": attr,

@@ -5,10 +5,15 @@ limit. Libraries raise that limit on import (py_ecc, which web3 and eth-account 
 a body nested 100,000 levels deep overflows the thread's C stack: the whole process dies with SIGSEGV
 instead of answering 400. So every JSON body from the network is measured first and refused when too deep.
 Shared by the dev ledger and the connector's /notify (the lowest package of the two, with no dependencies).
+
+`json.loads` also reads UTF-16 and UTF-32 bytes (`json.detect_encoding`), and there a quote or a backslash
+takes more than one byte: the text is measured in the encoding the parser reads it in, else an escaped quote
+would end a string early and hide the brackets that follow.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 # A JSON string (escapes included); brackets inside strings do not nest anything.
@@ -21,10 +26,20 @@ def json_depth(raw: bytes) -> int:
     """The deepest nesting of arrays and objects in `raw` (0 for a scalar), strings skipped. For malformed
     text (an unclosed string, say) an upper bound, never less than what a parser would descend."""
     depth = deepest = 0
-    for byte in _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+    for byte in _STRING.sub(b"", _as_utf8(raw)).translate(None, _NOT_BRACKETS):
         if byte in _OPEN:
             depth += 1
             deepest = max(deepest, depth)
         else:
             depth -= 1
     return deepest
+
+
+def _as_utf8(raw: bytes) -> bytes:
+    encoding = json.detect_encoding(raw)  # what json.loads decodes `raw` with, from its first bytes
+    if encoding.startswith("utf-8"):
+        return raw
+    try:
+        return raw.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw  # json.loads refuses it too, before parsing anything

@@ -91,13 +91,6 @@ def start_ledger(
     return handle
 
 
-def serve_forever(
-    host: str, port: int, ws_port: int, data_dir: str | Path | None, block_interval: float = 0.0
-) -> LedgerHandle:
-    """Start the ledger for the command line (caller waits and stops it)."""
-    return start_ledger(host, port, ws_port, data_dir, block_interval)
-
-
 def _stop_http(http: object, thread: threading.Thread) -> None:
     socket_map = http._map  # type: ignore[attr-defined]
 

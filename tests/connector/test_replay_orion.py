@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from bench.replay_orion import main, numeric_values
+from bench.replay_orion import classify, main, numeric_values
 
 LEGACY = {"subscriptionId": "s", "originator": "localhost", "contextResponses": [
     {"contextElement": {"id": "E1", "type": "T", "isPattern": "false", "attributes": [
@@ -55,3 +55,18 @@ def test_replay_posts_every_case_and_finds_every_value(tmp_path, capsys):
         ("t1", "/a", "E1", "A", Decimal("12.5")),
         ("t1", "/b", "E2", "A", Decimal("7")),
     ]
+
+
+def test_a_rejection_counts_only_for_the_entity_it_names():
+    """A value absent from the store is "rejected" only when its own entity's attribute is listed; another
+    entity's rejected attribute of the same name leaves it missing."""
+    stored = {("t", "/", "E1", "A"): set(), ("t", "/", "E2", "A"): set(), ("t", "/", "E3", "A"): {Decimal(3)}}
+    listed = {("E1", "data[0].A")}
+    expected = [
+        ("c", ("t", "/", "E1", "A", Decimal(1)), listed),
+        ("c", ("t", "/", "E2", "A", Decimal(2)), listed),
+        ("c", ("t", "/", "E3", "A", Decimal(3)), listed),
+    ]
+    found, rejected, missing = classify(expected, stored)
+    assert (found, rejected) == (1, 1)
+    assert missing == [{"case": "c", "tenant": "t", "path": "/", "entity": "E2", "attr": "A", "number": "2"}]

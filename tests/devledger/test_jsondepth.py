@@ -27,10 +27,24 @@ def depth_of(value: object) -> int:
     return 0
 
 
-@given(JSON)
-def test_depth_is_the_parsed_values_nesting(value):
-    """For any JSON text (brackets and escaped quotes inside strings included) the depth is the value's."""
-    assert json_depth(json.dumps(value).encode()) == depth_of(value)
+ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@given(value=JSON)
+def test_depth_is_the_parsed_values_nesting(encoding, value):
+    """For any JSON text, in any encoding json.loads reads (brackets and escaped quotes inside strings
+    included), the depth is the value's."""
+    raw = json.dumps(value).encode(encoding)
+    assert json.loads(raw) == value
+    assert json_depth(raw) == depth_of(value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32-be"])
+def test_an_escaped_quote_in_utf16_or_utf32_hides_no_nesting(encoding):
+    """An escaped quote spans two or four bytes there: the brackets after it still count."""
+    text = '["\\"", ' + "[" * 5000 + "]" * 5000 + "]"
+    assert json_depth(text.encode(encoding)) == 5001
 
 
 @pytest.mark.parametrize(

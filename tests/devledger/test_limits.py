@@ -68,6 +68,24 @@ def test_deeply_nested_metadata_is_400(ledger, alice, depth) -> None:
     assert (answer.status_code, answer.text) == (400, error_text(expected))
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_deep_nesting_behind_an_escaped_quote_in_utf16_or_utf32_is_400(ledger, alice, encoding) -> None:
+    """json.loads reads UTF-16/32 bodies: nesting after an escaped quote there is measured too, a 400."""
+    tx = create(alice, metadata={"x": 1})
+    deep = '{"q": "\\"", "a": ' + '{"a":' * 5_000 + "1" + "}" * 5_000 + "}"
+    body = json.dumps(tx).replace('{"x": 1}', deep).encode(encoding)
+    answer = requests.post(f"{ledger.url}/api/v1/transactions", data=body, timeout=30)
+    expected = f"Invalid transaction (ValidationError): nested deeper than {MAX_NESTING} levels"
+    assert (answer.status_code, answer.text) == (400, error_text(expected))
+
+
+def test_a_json_null_body_is_a_schema_error(ledger) -> None:
+    """A body of `null` nests nothing: it is the schema's 400, not a nesting one."""
+    answer = requests.post(f"{ledger.url}/api/v1/transactions", data=b"null", timeout=30)
+    expected = "Invalid transaction schema: None is not of type 'object'"
+    assert (answer.status_code, answer.text) == (400, error_text(expected))
+
+
 def test_metadata_at_the_nesting_limit_is_accepted(ledger, alice) -> None:
     """A transaction nesting exactly MAX_NESTING levels (metadata two below the top) is accepted."""
     tx = create(alice, metadata=nested(MAX_NESTING - 1))
