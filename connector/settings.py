@@ -147,6 +147,9 @@ class ServerSettings:
     # `run` starts one more process for the ledger work (embedded dev ledger, window closer, ledger writer,
     # Ethereum relay), so none of it runs in a process that answers /notify (issue 18).
     ledger_process: bool = True
+    # How far the ledger process lowers its own CPU priority (Linux nice, 0-19): when both want the CPU,
+    # /notify is answered first and the ledger work, an outbox that catches up, takes what is left.
+    ledger_nice: int = 10
 
 
 @dataclass(frozen=True)
@@ -342,6 +345,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("window.grace: must not be negative")
     if not 1 <= settings.server.workers <= MAX_WORKERS:
         raise SettingsError(f"server.workers: must be a whole number from 1 to {MAX_WORKERS}")
+    if not 0 <= settings.server.ledger_nice <= 19:
+        raise SettingsError("server.ledger_nice: must be a whole number from 0 to 19")
     if settings.ledger.mode not in ("async", "sync", "commit"):
         raise SettingsError("ledger.mode: must be async, sync or commit")
     if settings.ethereum.mode not in ("per_meter", "portfolio"):

@@ -205,6 +205,7 @@ def serve_worker(settings: Settings, fd: int | None, primary_pid: int) -> int:
     stop = StopSignals()
     connector = service.Connector(settings, metrics_dir=metrics_dir)
     if fd is None:
+        os.nice(settings.server.ledger_nice)  # /notify first when both want the CPU
         connector.start(serve_http=False, role=service.LEDGER)
     else:
         connector.start(listen_socket=socket.socket(fileno=fd), primary=False)

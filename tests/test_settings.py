@@ -45,6 +45,8 @@ def test_environment_overrides_every_leaf():
         ({"server.workers": 0}, "server.workers"),
         ({"server.workers": 65}, "server.workers"),
         ({"server.workers": "many"}, "server.workers"),
+        ({"server.ledger_nice": -1}, "server.ledger_nice"),
+        ({"server.ledger_nice": 20}, "server.ledger_nice"),
         ({"nonsense": 1}, "nonsense"),
         (
             {"entity_types": {"X": {"attributes": {"E": {"direction": "up"}}}}},

@@ -62,6 +62,11 @@ def metric(text: str, name: str, **labels: str) -> float:
 HUNG = 120
 
 
+def niceness(pid: int) -> int:
+    """A process's nice value (its CPU priority: higher yields the CPU to lower)."""
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
 def wait_for(condition: Callable[[], Any], what: str) -> Any:
     """Poll `condition` until it is truthy (and return it); fail only if it never becomes so (a hang)."""
     deadline = time.monotonic() + HUNG
@@ -129,12 +134,15 @@ def test_a_dead_worker_is_restarted(store_url, tmp_path):
 
 
 def test_the_ledger_process_runs_beside_http_and_is_restarted(store_url, tmp_path):
-    """`run` starts one ledger process besides the HTTP one; killed, it is replaced and /notify answers."""
+    """`run` starts one ledger process besides the HTTP one, at a lower CPU priority; killed, it is replaced
+    and /notify answers."""
     port = free_port()
     proc = start_connector(store_url, port, tmp_path, workers=1)
     try:
         assert worker_pids(proc.pid) == []
         (first,) = wait_for(lambda: worker_pids(proc.pid, ledger=True), "the ledger process")
+        # server.ledger_nice (10): the ledger process yields the CPU to the one answering /notify
+        wait_for(lambda: niceness(first) - niceness(proc.pid) == 10, "the ledger process's lower priority")
         os.kill(first, signal.SIGKILL)
         assert wait_gone([first], seconds=HUNG) == []
         replaced = wait_for(lambda: worker_pids(proc.pid, ledger=True), "a replacement ledger process")
