@@ -58,7 +58,7 @@ def start_connector(store_url: str, port: int, tmp_path, workers: int = 1) -> su
 
 
 def stream(url: str, start: int, stop: threading.Event, acked: list[tuple[str, str]]) -> None:
-    """Send one notification after another, recording each one answered 200."""
+    """Send one notification after another until `stop`, recording each one answered 200."""
     session = requests.Session()
     i = start
     while not stop.is_set():
@@ -67,7 +67,10 @@ def stream(url: str, start: int, stop: threading.Event, acked: list[tuple[str, s
         try:
             resp = session.post(url, data=p.normalized(entity, when, i), headers=p.ORION_HEADERS, timeout=5)
         except requests.RequestException:
-            return  # the connector died under us: that notification was never acknowledged
+            # Never acknowledged: the connector died under us, or (on a loaded machine) a process that is
+            # still starting took longer than the timeout. Try the next one until told to stop.
+            i += 1
+            continue
         if resp.status_code == 200:
             acked.append((entity, when))
         i += 1
