@@ -123,17 +123,19 @@ def test_sigkill_while_streaming_loses_no_acknowledged_reading(store_url, tmp_pa
             target=stream, args=(f"http://127.0.0.1:{port}/notify", round_no * 100_000, stop, acked)
         )
         sender.start()
-        # Kill mid-stream once this round has had readings acknowledged (a condition, not a time budget:
-        # on a loaded machine 1.5 s gave fewer than the 50 acks the test needs).
-        wanted, deadline = len(acked) + 30, time.monotonic() + 120
-        while len(acked) < wanted:
-            assert time.monotonic() < deadline, f"only {len(acked)} readings acknowledged"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        try:
+            # Kill mid-stream once this round has had readings acknowledged (a condition, not a time
+            # budget: on a loaded machine 1.5 s gave fewer than the 50 acks the test needs).
+            wanted, deadline = len(acked) + 30, time.monotonic() + 120
+            while len(acked) < wanted:
+                assert time.monotonic() < deadline, f"only {len(acked)} readings acknowledged"
+                time.sleep(0.05)
+        finally:  # the kill under test; on a failure, no connector is left running
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            stop.set()
+            sender.join()
         assert wait_gone(children) == []  # the workers die with the primary
-        stop.set()
-        sender.join()
     assert len(acked) > 50
     store = open_store(store_url)
     with store.reading() as conn:
