@@ -1,12 +1,13 @@
 """Ingest benchmark (issue 2): the connector in its own process(es), the load generator in another.
 
-For each worker count (`--workers 1,2`: `smartmeter-connector run --workers N`, ledger off: this measures
-ingest alone) on a fresh store:
+For each worker count (`--workers 1,2`: `smartmeter-connector run --workers N`) on a fresh store, in the
+default configuration (embedded dev ledger in the ledger process, the CREATEs of the meters it meets
+written meanwhile; `--ledger-off` measures ingest alone, as before issue 18):
 1. single-entity normalized notifications as fast as it takes them,
 2. legacy notifications carrying 100 entities each,
 3. a fixed 1,000 notifications/s for the acknowledgement latency p50/p99,
 and writes docs/benchmarks/ingest.md. Usage: python -m bench.ingest_bench [--store URL] [--seconds S]
-[--workers 1,2]
+[--workers 1,2] [--ledger-off]
 """
 
 from __future__ import annotations
@@ -29,15 +30,24 @@ from tests.connector.test_durability import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(store_url: str, port: int, state: str, workers: int = 1) -> subprocess.Popen:
+def start(store_url: str, port: int, state: str, workers: int = 1, ledger: bool = False) -> subprocess.Popen:
+    """`run --workers N` on its own port and folder; `ledger`: the default embedded dev ledger, else none."""
     env = {
         **os.environ,
         "CONNECTOR_STORE_URL": store_url,
         "CONNECTOR_LISTEN": f"127.0.0.1:{port}",
-        "CONNECTOR_LEDGER_ENABLED": "false",
         "CONNECTOR_STATE_DIR": state,
         "CONNECTOR_LOGGING_LEVEL": "WARNING",
     }
+    if ledger:
+        env |= {
+            "CONNECTOR_KEYSTORE_PATH": f"{state}/keystore",
+            "CONNECTOR_LEDGER_EMBEDDED_PORT": "0",
+            "CONNECTOR_LEDGER_EMBEDDED_WS_PORT": "0",
+            "CONNECTOR_LEDGER_EMBEDDED_DATA": f"{state}/devledger",
+        }
+    else:
+        env["CONNECTOR_LEDGER_ENABLED"] = "false"
     cmd = [sys.executable, "-m", "connector", "run", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     for _ in range(300):
@@ -146,17 +156,20 @@ def main() -> None:
     senders = ["auto", "wrk", "aiohttp"]
     ap.add_argument("--loadgen", choices=senders, default="auto", help="closed loop: wrk if installed")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "ingest.md"))
+    ap.add_argument("--ledger-off", action="store_true", help="no ledger: ingest alone (not the default)")
     args = ap.parse_args()
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk") is not None)
     results = {}
     for workers in [int(w) for w in args.workers.split(",")]:
         print(f"--- {workers} worker process(es)", flush=True)
-        results[workers] = scenarios(args.store, args.seconds, use_wrk, workers)
+        results[workers] = scenarios(args.store, args.seconds, use_wrk, workers, not args.ledger_off)
     backend = "PostgreSQL" if args.store.startswith("postgresql") else "SQLite (WAL, synchronous=FULL)"
-    write_report(Path(args.out), backend, results, args.workers)
+    write_report(Path(args.out), backend, results, args.workers, not args.ledger_off)
 
 
-def scenarios(store_arg: str, secs: float, use_wrk: bool, workers: int) -> tuple[dict, dict, dict]:
+def scenarios(
+    store_arg: str, secs: float, use_wrk: bool, workers: int, ledger: bool = True
+) -> tuple[dict, dict, dict]:
     """The three scenarios against a fresh connector with `workers` processes."""
     state = tempfile.mkdtemp(prefix="ingest-bench-")
     store = store_arg or f"sqlite:///{state}/store.sqlite3"
@@ -164,13 +177,15 @@ def scenarios(store_arg: str, secs: float, use_wrk: bool, workers: int) -> tuple
         from tests.pgschema import fresh_schema  # a fresh schema per run, dropped afterwards
 
         with fresh_schema(store_arg, prefix="bench_") as url:
-            return _scenarios(url, state, secs, use_wrk, workers)
-    return _scenarios(store, state, secs, use_wrk, workers)
+            return _scenarios(url, state, secs, use_wrk, workers, ledger)
+    return _scenarios(store, state, secs, use_wrk, workers, ledger)
 
 
-def _scenarios(store: str, state: str, secs: float, use_wrk: bool, workers: int) -> tuple[dict, dict, dict]:
+def _scenarios(
+    store: str, state: str, secs: float, use_wrk: bool, workers: int, ledger: bool
+) -> tuple[dict, dict, dict]:
     port = free_port()
-    proc = start(store, port, state, workers)
+    proc = start(store, port, state, workers, ledger)
     url = f"http://127.0.0.1:{port}/notify"
     try:
         print("0/3 warm-up: registering 200 meters ...", flush=True)
@@ -215,19 +230,28 @@ def row(label: str, r: dict) -> str:
     return "| " + " | ".join([label, *map(str, cells)]) + " |"
 
 
-def write_report(out: Path, backend: str, results: dict[int, tuple[dict, dict, dict]], workers: str) -> None:
+def write_report(
+    out: Path, backend: str, results: dict[int, tuple[dict, dict, dict]], workers: str, ledger: bool
+) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = "python -m bench.ingest_bench" + (
         " --store postgresql+psycopg://postgres@127.0.0.1:5432/test" if "Postgre" in backend else ""
     )
     cmd += "" if workers == "1,2" else f" --workers {workers}"
+    cmd += "" if ledger else " --ledger-off"
+    layout = (
+        "default configuration: embedded dev ledger and ledger writer in the ledger process, the CREATEs "
+        "of the meters met written meanwhile"
+        if ledger
+        else "LEDGER OFF (`ledger.enabled: false`), so only ingest is measured"
+    )
     labels = ("single-entity normalized, as fast as taken", "legacy, 100 entities each", "paced, ~1,000/s")
     rows = "\n".join(row(label, r) for rs in results.values() for label, r in zip(labels, rs, strict=True))
     text = f"""# Ingest benchmark
 
 Command: `{cmd}` (connector and load generator in separate processes on the same
 {os.cpu_count()}-core machine, Python {platform.python_version()}; store: {backend};
-ledger writer off so only ingest is measured; every 200 means the readings were committed).
+{layout}; every 200 means the readings were committed).
 Each worker count runs `smartmeter-connector run --workers N` on a fresh store.
 The sender is wrk (bench/wrk_notify.lua, installed by `make system-deps`) when present, else the
 aiohttp generator (bench/loadgen.py). The paced scenario with wrk: 72 connections, each pausing 64 ms
