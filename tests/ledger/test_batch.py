@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from connector.store.db import Store
-from connector.store.models import LedgerOutbox
+from connector.store.models import LedgerOutbox, Meter
 
 from .test_live_ledger import assert_linear, history, register, seal_window
 
@@ -77,3 +79,62 @@ def test_without_the_stream_rows_are_read_back(store, clock, make_writer, devled
     assert writer.dispatch_once()["confirmed"] == 1
     writer.close()
     assert len(history(devledger, store, meter_id)) == 2
+
+
+def test_rows_are_signed_before_the_claim_takes_the_write_lock(store, clock, make_writer, devledger) -> None:
+    """No transaction is signed inside the claim's write transaction (on SQLite /notify waits for it): the
+    CREATEs and TRANSFERs of a round are signed from a read, and the claim only stores them."""
+    writer = make_writer([devledger.url])
+    inside: list[bool] = [False]
+    signed_inside: list[int] = []
+    begin, sign_row = store.begin, writer.sign_row
+
+    @contextmanager
+    def watched_begin() -> Iterator[Any]:
+        with begin() as conn:
+            inside[0] = True
+            try:
+                yield conn
+            finally:
+                inside[0] = False
+
+    def watched_sign(*args: Any) -> Any:
+        signed_inside.append(inside[0])
+        return sign_row(*args)
+
+    store.begin, writer.sign_row = watched_begin, watched_sign  # type: ignore[method-assign]
+    meters = [register(store, f"urn:ngsi-ld:SMX:EARLY{i}", clock.now()) for i in range(6)]
+    assert writer.dispatch_once()["confirmed"] == 6
+    for meter_id in meters:
+        seal_window(store, meter_id, 0, clock.now())
+    assert writer.dispatch_once()["confirmed"] == 6
+    writer.close()
+    assert len(signed_inside) == 12 and not any(signed_inside)
+    for meter_id in meters:
+        assert_linear(history(devledger, store, meter_id))
+
+
+def test_a_row_signed_early_is_signed_again_if_its_meter_moved(store, clock, make_writer, devledger) -> None:
+    """If the meter's chain head changes between the early signing and the claim (another writer, a
+    recovery), the claim signs the row again from what it reads under its lock: the TRANSFER spends the
+    head the store holds then, not the one it was first signed against."""
+    writer = make_writer([devledger.url])
+    meter_id = register(store, "urn:ngsi-ld:SMX:MOVED", clock.now())
+    assert writer.dispatch_once()["confirmed"] == 1
+    seal_window(store, meter_id, 0, clock.now())
+    moved = "ab" * 32
+    batch = writer._batch
+    assert batch is not None
+    presign = batch._presign
+
+    def presign_then_move(now: Any) -> Any:
+        signed = presign(now)
+        assert len(signed) == 1  # the TRANSFER was signed early, against the CREATE
+        with store.begin() as conn:
+            conn.execute(update(Meter).where(Meter.id == meter_id).values(ledger_head_tx=moved))
+        return signed
+
+    batch._presign = presign_then_move  # type: ignore[method-assign]
+    (job,) = batch._claim(Counter())
+    writer.close()
+    assert job.tx["inputs"][0]["fulfills"]["transaction_id"] == moved
