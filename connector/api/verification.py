@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from flask import Response
@@ -11,9 +12,10 @@ from flask import Response
 from connector.api import present, queries
 from connector.api.base import ApiBlueprint, request_scope
 from connector.api.errors import BadParameter, NotFound
-from connector.api.history import ledger_reader
+from connector.api.history import chain_reader
 from connector.api.schemas import RangeArgs, SettlementSchema, VerifyArgs, VerifySchema
 from connector.audit import LedgerHistory, WindowVerdict, load_off_chain, overall, verify_meter
+from connector.audit_cache import SealMemo
 from connector.context import services
 
 # One request verifies at most this many windows (a month of 15-minute windows is 2,976); the command
@@ -38,14 +40,11 @@ def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = 
         from_, to = _bounded(conn, meter.id, from_, to)
         off_chain = load_off_chain(conn, meter.id, from_, to)
         conflicts = queries.conflicts(conn, meter.id, from_, to, None)
-    history = ledger_reader().window_transfers(meter.asset_id, from_, to) if meter.asset_id else None
+    history = chain_reader().window_transfers(meter.asset_id, from_, to) if meter.asset_id else None
+    spec_for = partial(svc.settings.attribute_spec, meter.entity_type)
+    seal = SealMemo(svc.sealed, meter.entity_type, spec_for)
     verdicts = verify_meter(
-        off_chain,
-        history or _empty_history(),
-        meter.chain_seed,
-        lambda attr: svc.settings.attribute_spec(meter.entity_type, attr),
-        from_,
-        to,
+        off_chain, history or _empty_history(), meter.chain_seed, spec_for, from_, to, seal
     )
     verdict, counts = overall(verdicts)
     body = {
