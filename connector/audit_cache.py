@@ -43,8 +43,9 @@ from connector.core.kinds import AttributeSpec
 from connector.ledger.client import DriverClient
 from connector.lru import Lru
 
-# New transactions followed back from the ledger's head, one read each, before the whole history is read.
-MAX_FOLLOW = 64
+# New transactions followed back from the ledger's head, one read each, before the whole history is read
+# instead: two days of a meter's windows (a year's full read costs about as much as 200 reads on loopback).
+MAX_FOLLOW = 200
 # Windows the cache holds over all assets (about 1.4 kB each: four years of one meter, or 2,000 meters'
 # days); the least recently verified asset goes first.
 CHAIN_CACHE_WINDOWS = 150_000

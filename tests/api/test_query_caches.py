@@ -100,7 +100,7 @@ def test_forged_transfer_after_a_cached_verify_is_seen(anchored, client, store, 
     assert [w["status"] for w in body["windows"]] == ["ok", "ok", "ok", "missing_off_chain"]
 
 
-@pytest.mark.parametrize("max_follow", [64, 1])
+@pytest.mark.parametrize("max_follow", [200, 1])
 def test_chain_followed_or_read_again_equals_a_fresh_read(
     anchored, store, api_settings, ledger, tmp_path, max_follow
 ):
