@@ -4,7 +4,7 @@ memoized on the exact stored rows.
 Reading an asset's whole history costs time in proportion to its length (a year of 15-minute windows is
 35,041 transactions, 56 MB of JSON, over a second of CPU), and the verify route needs it on every request.
 The cache keeps the parsed windows of an asset stamped with the id of its last transaction. Before each use
-it asks the ledger for the asset's last TRANSFER (BigchainDB's `last_tx=true`, one indexed lookup): an
+it asks the ledger for the asset's last TRANSFER (BigchainDB's `last_tx=true`, one small answer): an
 unchanged id means an unchanged history, because a transaction's id is the hash of its body, which names
 the transaction it spends, and so on back to the CREATE. The cache only keeps histories it has checked to
 be such a single chain (the CREATE, then each TRANSFER spending the one before). When the last TRANSFER has

@@ -102,8 +102,9 @@ class DriverClient:
         """The last committed TRANSFER of `asset_id`, or None before its first.
 
         BigchainDB 2.2.2's `GET /api/v1/transactions?asset_id=&operation=TRANSFER&last_tx=true` (the
-        driver 0.6.2 has no argument for last_tx): the asset's TRANSFERs sorted by commit order, newest
-        first, limit 1; one index lookup, whatever the asset's length.
+        driver 0.6.2 has no argument for last_tx): MongoDB's `find` of the asset's TRANSFERs sorted by
+        `$natural` (insertion, i.e. commit order) descending, limit 1; the dev ledger's `ORDER BY seq DESC
+        LIMIT 1` on its (asset_id, seq) index. One small answer, whatever the asset's length.
         """
         params = {"asset_id": asset_id, "operation": "TRANSFER", "last_tx": "true"}
         txs = self._bdb.transport.forward_request(
