@@ -10,16 +10,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import orjson
 from flask import Response
 
 from connector.api import folding, present, queries
 from connector.api.base import ApiBlueprint, request_scope
+from connector.api.buckets import aggregated
 from connector.api.errors import NotFound
 from connector.api.schemas import HistoryArgs, HistoryPageSchema
 from connector.audit import DriverLedger
+from connector.audit_cache import CachedLedger
 from connector.context import services
 from connector.core.aggregate import window_energy_wh
+from connector.ledger.client import DriverClient
 
 blp = ApiBlueprint("history", __name__, url_prefix="/v1/meters", description="Anchored history of a meter")
 
@@ -58,16 +60,15 @@ def _metadata(conn: Any, row: Any, meter: Any) -> Any:
 
 
 def _aggregated(conn: Any, meter: Any, args: dict[str, Any]) -> dict[str, Any]:
+    buckets: list[Any]
     if args["source"] == "ledger":
-        windows: Any = _ledger_fold_items(meter, args)
+        buckets = [b.as_dict() for b in folding.fold(_ledger_fold_items(meter, args), args["aggregate"])]
     else:
-        rows = queries.confirmed_windows(conn, meter.id, args["from_"], args["to"])
-        windows = ((r.start, r.reading_count, r.energy_wh, orjson.loads(r.summary_json)) for r in rows)
-    buckets = folding.fold(windows, args["aggregate"])
+        cache = services().folds
+        buckets = aggregated(conn, meter.id, args["from_"], args["to"], args["aggregate"], cache)
     if args["order"] == "desc":
         buckets.reverse()
-    chosen = buckets[args["offset"] : args["offset"] + args["limit"]]
-    return {"total": len(buckets), "buckets": [b.as_dict() for b in chosen]}
+    return {"total": len(buckets), "buckets": buckets[args["offset"] : args["offset"] + args["limit"]]}
 
 
 def _from_ledger(meter: Any, args: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +131,18 @@ def _ledger_pairs(reader: DriverLedger, meter: Any, args: dict[str, Any]) -> lis
 def ledger_reader() -> DriverLedger:
     """A DriverLedger on the connector's BigchainDB nodes, over the process's shared bounded client
     (`Services.ledger_reads`); NotFound (404) when no ledger is configured."""
+    return DriverLedger(_shared_client())
+
+
+def chain_reader() -> CachedLedger:
+    """A CachedLedger over the shared client and the process's chain cache (`Services.chains`); NotFound
+    (404) when no ledger is configured."""
+    return CachedLedger(_shared_client(), services().chains)
+
+
+def _shared_client() -> DriverClient:
     svc = services()
     urls = svc.ledger_urls or svc.settings.ledger.urls
     if not urls or not svc.settings.ledger.enabled:
         raise NotFound("no ledger configured (ledger.urls, or the embedded dev ledger)")
-    return DriverLedger(svc.ledger_reads.client(urls, svc.settings.ledger))
+    return svc.ledger_reads.client(urls, svc.settings.ledger)

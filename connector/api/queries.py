@@ -161,6 +161,23 @@ def confirmed_windows(
     return conn.execute(stmt)
 
 
+def bucket_stamps(
+    conn: Connection, meter_id: int, from_: datetime | None, to: datetime | None, width: int
+) -> list[Row[Any]]:
+    """Per bucket of `width` seconds (UTC hours or days) holding confirmed windows of a meter in range:
+    `(bucket, windows, seq_sum, id_sum)`, bucket being its start in Unix seconds, oldest first. From the
+    history index alone; the stamp changes whenever a window enters or leaves the bucket."""
+    seq = LedgerOutbox.seq
+    bucket = (seq - (seq % width + width) % width).label("bucket")  # floor, also before 1970
+    stmt = (
+        select(bucket, func.count().label("windows"), func.sum(seq), func.sum(LedgerOutbox.id))
+        .where(*_anchored(meter_id, from_, to))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    return list(conn.execute(stmt).all())  # type: ignore[arg-type]
+
+
 def readings_page(
     conn: Connection,
     meter_id: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from flask import Response
@@ -11,9 +12,17 @@ from flask import Response
 from connector.api import present, queries
 from connector.api.base import ApiBlueprint, request_scope
 from connector.api.errors import BadParameter, NotFound
-from connector.api.history import ledger_reader
+from connector.api.history import chain_reader
 from connector.api.schemas import RangeArgs, SettlementSchema, VerifyArgs, VerifySchema
-from connector.audit import LedgerHistory, WindowVerdict, load_off_chain, overall, verify_meter
+from connector.audit import (
+    LedgerHistory,
+    WindowVerdict,
+    collector_paused,
+    load_off_chain,
+    overall,
+    verify_meter,
+)
+from connector.audit_cache import SealMemo
 from connector.context import services
 
 # One request verifies at most this many windows (a month of 15-minute windows is 2,976); the command
@@ -36,26 +45,31 @@ def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = 
     with svc.store.reading() as conn:
         meter = queries.find_meter(conn, request_scope(), entity_id)
         from_, to = _bounded(conn, meter.id, from_, to)
-        off_chain = load_off_chain(conn, meter.id, from_, to)
         conflicts = queries.conflicts(conn, meter.id, from_, to, None)
-    history = ledger_reader().window_transfers(meter.asset_id, from_, to) if meter.asset_id else None
-    verdicts = verify_meter(
-        off_chain,
-        history or _empty_history(),
-        meter.chain_seed,
-        lambda attr: svc.settings.attribute_spec(meter.entity_type, attr),
-        from_,
-        to,
-    )
-    verdict, counts = overall(verdicts)
-    body = {
-        "entityId": entity_id,
-        "assetId": meter.asset_id,
-        "verdict": verdict,
-        "counts": counts,
-        "windows": [verdict_dict(v, conflicts) for v in verdicts],
-    }
-    return present.json_response(body)
+        # A month is 43,200 fresh readings and 2,880 verdicts, none in a cycle: the cyclic collector would
+        # only walk them (and every cached object) over and over, a fifth of the answer's time.
+        with collector_paused():
+            off_chain = load_off_chain(conn, meter.id, from_, to)
+    history = chain_reader().window_transfers(meter.asset_id, from_, to) if meter.asset_id else None
+    spec_for = partial(svc.settings.attribute_spec, meter.entity_type)
+    seal = SealMemo(svc.sealed, meter.entity_type, spec_for)
+    with collector_paused():
+        verdicts = verify_meter(
+            off_chain, history or _empty_history(), meter.chain_seed, spec_for, from_, to, seal
+        )
+        del off_chain
+        verdict, counts = overall(verdicts)
+        by_window: dict[datetime, list[Any]] = {}
+        for c in conflicts:
+            by_window.setdefault(c.window_start, []).append(c)
+        body = {
+            "entityId": entity_id,
+            "assetId": meter.asset_id,
+            "verdict": verdict,
+            "counts": counts,
+            "windows": [verdict_dict(v, by_window.get(v.start, ())) for v in verdicts],
+        }
+        return present.json_response(body)
 
 
 def _empty_history() -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Inexact, Overflow, Rounded
 from fractions import Fraction
 from typing import Any
 
@@ -62,11 +62,42 @@ def power_energy_wh(readings: Sequence[StoredReading], factor: int) -> Fraction:
 
     Only the span from the first to the last reading counts; one reading gives 0.
     """
+    try:
+        # The sum of (a + b) * dt in exact decimal arithmetic, divided once: the same rational number as
+        # summing the halves as fractions, at a fifth of the cost.
+        doubled = _exact_sum(
+            _EXACT.multiply(
+                _EXACT.add(_number(a), _number(b)), (b.observed_at - a.observed_at) // _MICROSECOND
+            )
+            for a, b in zip(readings, readings[1:], strict=False)
+        )
+        return Fraction(doubled) * factor / (2 * _US_PER_HOUR)
+    except (Inexact, Rounded, Overflow):
+        pass  # beyond the exact context's digits: rational arithmetic, slower but without a limit
     total = Fraction(0)
     for a, b in zip(readings, readings[1:], strict=False):
         dt_us = (b.observed_at - a.observed_at) // _MICROSECOND
         total += (Fraction(_number(a)) + Fraction(_number(b))) * dt_us / 2
     return total * factor / _US_PER_HOUR
+
+
+# Sums and products of decimals are exact when the context has the digits; C decimal spends only the digits
+# a result needs, and one that would still need rounding raises (the callers then use Fraction instead).
+_EXACT = Context(prec=1_000, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, Rounded, Overflow])
+
+
+def _exact_sum(terms: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for term in terms:
+        total = _EXACT.add(total, term)
+    return total
+
+
+def _mean(numbers: list[Decimal]) -> Fraction:
+    try:
+        return Fraction(_exact_sum(numbers)) / len(numbers)
+    except (Inexact, Rounded, Overflow):
+        return sum(map(Fraction, numbers), Fraction(0)) / len(numbers)
 
 
 def register_energy_wh(readings: Sequence[StoredReading], factor: int) -> Fraction:
@@ -85,7 +116,7 @@ def _attribute_summary(attr: str, readings: list[StoredReading], spec: Attribute
         "count": len(readings),
         "min": decimal_text(min(numbers)),
         "max": decimal_text(max(numbers)),
-        "mean": decimal_text(round_places(sum(map(Fraction, numbers), Fraction(0)) / len(numbers))),
+        "mean": decimal_text(round_places(_mean(numbers))),
         "first": decimal_text(numbers[0]),
         "first_at": time_text(first.observed_at),
         "last": decimal_text(numbers[-1]),

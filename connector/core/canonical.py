@@ -32,6 +32,11 @@ def decimal_text(d: Decimal | int) -> str:
     if isinstance(d, bool) or not isinstance(d, (Decimal, int)):
         raise CanonicalError(f"expected a Decimal, got {type(d).__name__}")
     d = Decimal(d)
+    text = str(d)
+    if len(text) <= _SHORT and text.isascii() and "E" not in text and text[-1:].isdigit():
+        # str() wrote it positionally (exponent <= 0, not tiny, finite): only zeros to trim. A third of
+        # a verify's recomputation went to the general path below before this shortcut.
+        return _trimmed(text)
     if not d.is_finite():
         raise CanonicalError(f"{d} has no canonical decimal form")
     sign, digits, exp = d.as_tuple()
@@ -51,6 +56,16 @@ def decimal_text(d: Decimal | int) -> str:
     return ("-" if sign else "") + text
 
 
+_SHORT = 40  # characters of str(Decimal) taken by the shortcut: far below MAX_DECIMAL_TEXT
+
+
+def _trimmed(text: str) -> str:
+    # Positional decimal text without redundant fraction zeros, and "0" for any zero (also "-0.00").
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("0", "-0") else text
+
+
 def round_places(x: Fraction, places: int = MEAN_PLACES) -> Decimal:
     """`x` rounded to `places` decimal places, ties to even, as an exact Decimal."""
     scaled = round(x * 10**places)  # Fraction.__round__ rounds half to even
@@ -59,6 +74,9 @@ def round_places(x: Fraction, places: int = MEAN_PLACES) -> Decimal:
 
 def time_text(t: datetime) -> str:
     """The canonical text of an aware time: `YYYY-MM-DDTHH:MM:SS.ffffffZ` in UTC, always 6 digits."""
+    if t.tzinfo is UTC:
+        # isoformat of a UTC time ends in "+00:00" and has a 4-digit year: the same fields, in C.
+        return t.isoformat(timespec="microseconds")[:-6] + "Z"
     if t.tzinfo is None or t.utcoffset() is None:
         raise CanonicalError("naive datetime has no canonical form; use timezone-aware UTC")
     u = t.astimezone(UTC)
@@ -101,6 +119,11 @@ def canonical_json(obj: Any) -> bytes:
     (lone surrogates).
     """
     text = json.dumps(_plain(obj, "$"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return utf8(text)
+
+
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8; CanonicalError for a string that is not valid Unicode (a lone surrogate)."""
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:

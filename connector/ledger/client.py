@@ -98,6 +98,20 @@ class DriverClient:
         txs: list[dict[str, Any]] = self._bdb.transactions.get(asset_id=asset_id)
         return txs
 
+    def last_transfer(self, asset_id: str) -> dict[str, Any] | None:
+        """The last committed TRANSFER of `asset_id`, or None before its first.
+
+        BigchainDB 2.2.2's `GET /api/v1/transactions?asset_id=&operation=TRANSFER&last_tx=true` (the
+        driver 0.6.2 has no argument for last_tx): MongoDB's `find` of the asset's TRANSFERs sorted by
+        `$natural` (insertion, i.e. commit order) descending, limit 1; the dev ledger's `ORDER BY seq DESC
+        LIMIT 1` on its (asset_id, seq) index. One small answer, whatever the asset's length.
+        """
+        params = {"asset_id": asset_id, "operation": "TRANSFER", "last_tx": "true"}
+        txs = self._bdb.transport.forward_request(
+            method="GET", path=self._bdb.transactions.path, params=params
+        )
+        return txs[0] if txs else None
+
 
 # The query API's reads share this many connections per node: a page looks up block heights with up to 8
 # threads (connector/api/history.py BLOCK_LOOKUP_THREADS), and more connections than that only add sockets

@@ -1,0 +1,135 @@
+"""The fingerprint core's shortcuts give exactly what the general code gives: reading records written
+directly, decimal and time text, and energy and means summed in decimals before one rational division."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.core.aggregate import power_energy_wh, summarize
+from connector.core.canonical import MAX_DECIMAL_TEXT, CanonicalError, canonical_json, decimal_text, time_text
+from connector.core.fingerprint import reading_record, reading_record_json
+from connector.core.kinds import AttributeSpec
+from connector.core.readings import StoredReading
+
+_US_PER_HOUR = 3_600_000_000
+decimals = st.decimals(allow_nan=False, allow_infinity=False) | st.decimals(places=6, allow_nan=False).filter(
+    Decimal.is_finite
+)
+texts = st.text() | st.sampled_from(["", "P", 'a"b\\c', "\x00\x1f\x7f", "é€😀", "\ud800", "W\u2028"])
+times = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(0), "GMT")]),
+) | st.datetimes(timezones=st.just(timezone(timedelta(hours=5, minutes=30)))).filter(lambda t: t.year > 1)
+
+
+def reference_decimal_text(d: Decimal) -> str:
+    """decimal_text as it was before its shortcut (the general path)."""
+    sign, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)
+    coeff = int("".join(map(str, digits)))
+    if coeff == 0:
+        return "0"
+    while exp < 0 and coeff % 10 == 0:
+        coeff, exp = coeff // 10, exp + 1
+    if exp > MAX_DECIMAL_TEXT or -exp > MAX_DECIMAL_TEXT:
+        raise CanonicalError("too large")
+    if exp >= 0:
+        text = str(coeff) + "0" * exp
+    else:
+        padded = str(coeff).rjust(1 - exp, "0")
+        text = padded[:exp] + "." + padded[exp:]
+    return ("-" if sign else "") + text
+
+
+@given(decimals)
+def test_decimal_text_equals_the_general_path(d: Decimal) -> None:
+    """Every finite decimal gets the text (or the refusal) the general path gives."""
+    try:
+        expected = reference_decimal_text(d)
+    except CanonicalError:
+        with pytest.raises(CanonicalError):
+            decimal_text(d)
+        return
+    assert decimal_text(d) == expected
+
+
+@given(times)
+def test_time_text_equals_the_general_path(t: datetime) -> None:
+    """UTC times take isoformat; the text is the field-by-field one for every aware time."""
+    u = t.astimezone(UTC)
+    day, clock = f"{u.year:04d}-{u.month:02d}-{u.day:02d}", f"{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+    expected = f"{day}T{clock}.{u.microsecond:06d}Z"
+    assert time_text(t) == expected
+
+
+@given(
+    attr=texts,
+    attr_type=st.none() | texts,
+    unit=st.none() | texts,
+    value=texts,
+    number=st.none() | decimals,
+    at=times,
+    prev=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+)
+def test_reading_record_written_directly_equals_canonical_json(
+    attr, attr_type, unit, value, number, at, prev
+):
+    """The directly written record is byte for byte canonical_json of the record, and refuses what it
+    refuses (a lone surrogate, a decimal without plain form)."""
+    r = StoredReading(attr, attr_type, at, value, number, unit)
+    try:
+        expected = canonical_json(reading_record(r, prev))
+    except CanonicalError:
+        with pytest.raises(CanonicalError):
+            reading_record_json(r, prev)
+        return
+    assert reading_record_json(r, prev) == expected
+
+
+def reference_energy(readings: list[StoredReading], factor: int) -> Fraction:
+    total = Fraction(0)
+    for a, b in zip(readings, readings[1:], strict=False):
+        dt_us = (b.observed_at - a.observed_at) // timedelta(microseconds=1)
+        total += (Fraction(a.number) + Fraction(b.number)) * dt_us / 2
+    return total * factor / _US_PER_HOUR
+
+
+power = st.lists(
+    st.tuples(st.integers(0, 10**9), decimals | st.sampled_from([Decimal("1E+900"), Decimal("-1E-900")])),
+    max_size=20,
+    unique_by=lambda p: p[0],
+)
+
+
+@given(power, st.sampled_from([1, 1000, 10**6]))
+def test_power_energy_equals_the_rational_sum(points, factor) -> None:
+    """The trapezoid summed in exact decimals, divided once, is the rational sum of the halves (also where
+    the decimal context runs out of digits and the rational path takes over)."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    readings = [
+        StoredReading("P", "Number", t0 + timedelta(microseconds=us), "0", n, "W") for us, n in sorted(points)
+    ]
+    assert power_energy_wh(readings, factor) == reference_energy(readings, factor)
+
+
+@given(st.lists(decimals, min_size=1, max_size=20))
+def test_mean_equals_the_rational_mean(numbers) -> None:
+    """The summary's mean (summed in exact decimals) is the rational mean rounded once."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    readings = [
+        StoredReading("P", "Number", t0 + timedelta(seconds=i), "0", n, "W") for i, n in enumerate(numbers)
+    ]
+    spec = AttributeSpec(kind="stats", unit="")
+    try:
+        (summary,) = summarize(readings, lambda _a: spec)
+    except CanonicalError:
+        return  # min/max/first/last without plain form: refused before and after alike
+    mean = sum(map(Fraction, numbers), Fraction(0)) / len(numbers)
+    assert summary["mean"] == decimal_text(Decimal(f"{round(mean * 10**6)}E-6"))
