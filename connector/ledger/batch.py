@@ -102,9 +102,9 @@ class BatchRound:
         w = self.writer
         self._make_keys()
         now = w._now()
-        self._signed = self._presign(now)
+        heads, self._signed = self._presign(now)
         with w.store.begin() as conn:
-            rows = claim_batch(conn, now, BATCH)
+            rows = claim_batch(conn, now, heads)
             counts["claimed"] = len(rows)
             if not rows:
                 return []
@@ -131,10 +131,11 @@ class BatchRound:
                 )
         return jobs
 
-    def _presign(self, now: datetime) -> dict[int, tuple[tuple[Any, ...], dict[str, Any]]]:
-        """Sign the rows the claim will most likely take, before its transaction: signing 500 rows inside
-        it held the store's write lock for 160-280 ms, which /notify waited out on SQLite. Each is kept
-        with what it was signed from (`_signed_from`); the claim uses it only if that is unchanged."""
+    def _presign(self, now: datetime) -> tuple[list[int], dict[int, tuple[tuple[Any, ...], dict[str, Any]]]]:
+        """The due head rows, found and signed before the claim's transaction: finding and signing 500 rows
+        inside it held the store's write lock for 160-280 ms, which /notify waited out on SQLite. Each
+        signed row is kept with what it was signed from (`_signed_from`); the claim rechecks every row
+        under its lock and uses the early signature only if that is unchanged."""
         w = self.writer
         signed: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
         with w.store.reading() as conn:
@@ -146,7 +147,7 @@ class BatchRound:
             meter, window = meters[row.meter_id], windows.get(row.window_id)
             with suppress(MetadataError, Blocked, KeystoreError):  # the claim signs again and records why
                 signed[row.id] = (_signed_from(row, meter), w.sign_row(meter, row, window))
-        return signed
+        return ids, signed
 
     def _make_keys(self) -> None:
         """Make the keys of meters about to be CREATEd before the claim's transaction: a new key is a file
@@ -254,13 +255,13 @@ class BatchRound:
         counts["sent"] += len(waiting)
 
 
-def claim_batch(conn: Connection, now: datetime, limit: int) -> list[Any]:
-    """Lock up to `limit` due head rows (each its meter's lowest open row) for this transaction.
+def claim_batch(conn: Connection, now: datetime, ids: list[int]) -> list[Any]:
+    """Lock those of the rows `ids` (found by `due_heads` before this transaction) that are still due
+    head rows (each its meter's lowest open row) for this transaction.
 
     PostgreSQL takes them FOR UPDATE SKIP LOCKED (another writer passes over them); SQLite's BEGIN
     IMMEDIATE serializes writers. A row is rechecked at lock time: still open, due, and no lower open row.
     """
-    ids = [row_id for row_id, _ in due_heads(conn, now, limit=limit)]
     if not ids:
         return []
     lower_open = lower_open_row()

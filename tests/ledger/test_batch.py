@@ -128,11 +128,11 @@ def test_a_row_signed_early_is_signed_again_if_its_meter_moved(store, clock, mak
     presign = batch._presign
 
     def presign_then_move(now: Any) -> Any:
-        signed = presign(now)
+        heads, signed = presign(now)
         assert len(signed) == 1  # the TRANSFER was signed early, against the CREATE
         with store.begin() as conn:
             conn.execute(update(Meter).where(Meter.id == meter_id).values(ledger_head_tx=moved))
-        return signed
+        return heads, signed
 
     batch._presign = presign_then_move  # type: ignore[method-assign]
     (job,) = batch._claim(Counter())
