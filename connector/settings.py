@@ -98,7 +98,7 @@ class LedgerSettings:
     embedded_data: str = "var/devledger"
     app_id: str = ""
     app_key: str = ""
-    mode: str = "commit"  # async | sync | commit
+    mode: str = "sync"  # async | sync | commit
     concurrency: int = 8  # meters written in parallel; strict order within a meter
     max_attempts: int = 50
     backoff_base: float = 1.0
