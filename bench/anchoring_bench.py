@@ -13,6 +13,21 @@ of 900 s, so a window closes during the run; anchoring does not depend on the le
 
     PYTHONPATH=$PWD .venv/bin/python -m bench.anchoring_bench --meters 10000 --seconds 15
     PYTHONPATH=$PWD .venv/bin/python -m bench.anchoring_bench --meters 10000 --seconds 15 --no-paced
+
+`--bulk` measures one window of many meters without the HTTP load. Prepared once (`--prepare-only`, kept
+in `--data`): `--meters` meters registered through the ingest writer's own `write_batch` in-process and
+their CREATEs written and confirmed by the connector itself. Each run copies that folder, stores
+`--per-meter` readings per meter for a window that begins after the load and the connector's start
+(`write_batch` again, no HTTP), starts the connector and times from the window's close (end + grace)
+until every TRANSFER is confirmed. `--set` changes a setting for the run (the default configuration
+otherwise); `--py-spy FILE` samples the ledger process meanwhile.
+
+    PYTHONPATH=$PWD .venv/bin/python -m bench.anchoring_bench --bulk --meters 100000 --lead 120
+
+`--closer-only` runs the window closer alone in this process on a bulk-loaded store: windows/s and how
+long each batch held the write transaction.
+
+    PYTHONPATH=$PWD .venv/bin/python -m bench.anchoring_bench --closer-only --meters 10000
 """
 
 from __future__ import annotations
@@ -22,11 +37,13 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,6 +60,7 @@ from connector.store.models import LedgerOutbox, PendingWindow, Reading, Window
 from ngsi.headers import resolve_headers
 from ngsi.parse import parse_notification
 from tests.connector.test_durability import free_port
+from tests.pgschema import fresh_schema
 
 
 def start(
@@ -132,11 +150,12 @@ def _entity(i: int, at: str, k: int) -> dict:
     return {"id": f"urn:ngsi-ld:SMX:B{i}", "type": "SMX", "P": power}
 
 
-def closer_only(meters: int, per_meter: int, batch: int, store_url: str | None) -> dict:
-    """The window closer alone, in this process, on a bulk-loaded store: windows/s and how long each batch
-    held the store's write transaction (SQLite: the lock /notify waits for)."""
-    with tempfile.TemporaryDirectory(prefix="closer-bench-") as tmp:
-        url = store_url or f"sqlite:///{tmp}/store.sqlite3"
+def closer_only(meters: int, per_meter: int, batch: int, postgresql: bool) -> dict:
+    """The window closer alone, in this process, on a bulk-loaded store (SQLite, or a fresh schema of
+    the test PostgreSQL): windows/s and how long each batch held the store's write transaction (SQLite:
+    the lock /notify waits for)."""
+    with tempfile.TemporaryDirectory(prefix="closer-bench-") as tmp, ExitStack() as stack:
+        url = stack.enter_context(fresh_schema()) if postgresql else f"sqlite:///{tmp}/store.sqlite3"
         settings = load_settings(overrides={"store.url": url, "ledger.enabled": False})
         store = open_store(url)
         try:
@@ -154,7 +173,7 @@ def closer_only(meters: int, per_meter: int, batch: int, store_url: str | None) 
         "meters": meters,
         "readings_per_window": per_meter,
         "batch": batch,
-        "store": "sqlite" if store_url is None else "postgresql",
+        "store": "postgresql" if postgresql else "sqlite",
         "bulk_load_s": round(loaded, 1),
         "windows_closed": len(closed),
         "seconds": round(took, 2),
@@ -257,6 +276,7 @@ def bulk_run(args: argparse.Namespace) -> dict:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
+        blocks = ledger_blocks(Path(state) / "devledger" / "devledger.sqlite3", close_at)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -272,10 +292,22 @@ def bulk_run(args: argparse.Namespace) -> dict:
         "transfers_per_s": round(args.meters / took, 1),
         "settings": args.sets or "default",
         "outbox": state_counts,
+        "ledger_blocks_after_close": blocks,
         "cpu_s_per_process": cpu,  # the primary (HTTP) first, then its children (the ledger process)
         "load_avg_at_close": round(load0, 2),
         "load_avg_after": round(os.getloadavg()[0], 2),
     }
+
+
+def ledger_blocks(path: Path, since: datetime) -> dict:
+    """How many blocks the dev ledger committed since `since`, and their transactions per block."""
+    try:
+        with closing(sqlite3.connect(path)) as db:
+            rows = db.execute("SELECT tx_ids FROM blocks WHERE time >= ?", (since.isoformat(),)).fetchall()
+    except sqlite3.Error as exc:
+        return {"error": str(exc)}
+    sizes = [len(json.loads(r[0])) for r in rows]
+    return {"blocks": len(sizes), "txs_per_block": round(sum(sizes) / max(1, len(sizes)), 1)}
 
 
 def _py_spy(out: str, pid: int) -> subprocess.Popen:
@@ -294,7 +326,7 @@ def main() -> None:
     ap.add_argument("--closer-only", action="store_true", help="the window closer alone, in-process")
     ap.add_argument("--batch", type=int, default=BATCH, help="closer batch (--closer-only)")
     ap.add_argument("--per-meter", type=int, default=3, help="readings per meter and window (bulk loads)")
-    ap.add_argument("--store-url", default=None, help="--closer-only on this store (default: SQLite)")
+    ap.add_argument("--postgresql", action="store_true", help="--closer-only on PostgreSQL, not SQLite")
     ap.add_argument("--bulk", action="store_true", help="prepared meters, one window's readings loaded in")
     ap.add_argument("--data", default=None, help="--bulk: the prepared state folder (built if absent)")
     ap.add_argument("--lead", type=float, default=60, help="--bulk: seconds to load and start before")
@@ -312,7 +344,7 @@ def main() -> None:
         print(json.dumps(bulk_run(args), indent=2), flush=True)
         return
     if args.closer_only:
-        result = closer_only(args.meters, args.per_meter, args.batch, args.store_url)
+        result = closer_only(args.meters, args.per_meter, args.batch, args.postgresql)
         print(json.dumps(result, indent=2), flush=True)
         return
     state = tempfile.mkdtemp(prefix="anchoring-bench-")

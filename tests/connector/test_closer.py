@@ -231,7 +231,9 @@ def test_a_batch_costs_the_same_statements_for_40_meters_as_for_5(client, store,
             for i in range(first, first + n):
                 send(client, 1 + 15 * (first > 0), 100, f"urn:ngsi-ld:SMX:S{i}")
             seen.clear()
-            closed = close_due_windows(store, settings, T0 + timedelta(hours=1) * (1 + (first > 0)))
+            closed = close_due_windows(
+                store, settings, T0 + timedelta(hours=1) * (1 + (first > 0)), batch=100
+            )
             assert len(closed) == n
             statements.append(len(seen))
     finally:
