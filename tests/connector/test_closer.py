@@ -339,3 +339,16 @@ def test_closing_while_readings_arrive_keeps_every_chain_whole(store, settings, 
         counted = conn.execute(select(func.sum(Window.late_count))).scalar_one()
         left = conn.execute(select(func.sum(Meter.late_since_close))).scalar_one()
     assert late == counted + left
+
+
+def test_a_run_stops_between_batches_once_asked(client, store, settings):
+    """A stopping connector ends the closer's run after the batch in hand; the next run closes the rest."""
+    for i in range(5):
+        send(client, 1, 100, f"urn:ngsi-ld:SMX:Q{i}")
+    batches: list[int] = []
+    now = T0 + timedelta(hours=1)
+    closed = close_due_windows(
+        store, settings, now, batch=2, on_batch=batches.append, stopping=lambda: bool(batches)
+    )
+    assert (len(closed), batches) == (2, [2])
+    assert len(close_due_windows(store, settings, now, batch=2)) == 3
