@@ -46,7 +46,13 @@ def enqueue_creates(conn: Connection, meters: list[tuple[int, datetime]]) -> Non
 def enqueue_transfer(conn: Connection, meter_id: int, window_id: int, seq: int, now: datetime) -> None:
     """Queue the TRANSFER of a closed window; `seq` is the window start in Unix seconds (order within the
     meter, whatever its sign: a CREATE's CREATE_SEQ is below every one). A no-op if already queued."""
-    _insert_if_absent(conn, [(window_key(window_id), meter_id, window_id, TRANSFER, seq, now)])
+    enqueue_transfers(conn, [(meter_id, window_id, seq)], now)
+
+
+def enqueue_transfers(conn: Connection, windows: list[tuple[int, int, int]], now: datetime) -> None:
+    """`enqueue_transfer` for several (meter id, window id, seq) in one statement."""
+    if windows:
+        _insert_if_absent(conn, [(window_key(w), m, w, TRANSFER, seq, now) for m, w, seq in windows])
 
 
 def _insert_if_absent(conn: Connection, rows: list[tuple[str, int, int | None, str, int, datetime]]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from sqlalchemy import event, inspect, select
 
-from connector.closer import _window_readings
+from connector.closer import window_readings
 from connector.ingest import IngestConfig, write_batch
 from connector.service import pin_window_length
 from connector.settings import SettingsError
@@ -96,12 +96,12 @@ def test_closer_reads_a_window_from_the_key_in_order(store, settings, clock):
     event.listen(store.read, "before_cursor_execute", record)
     try:
         with store.reading() as conn:
-            rows = _window_readings(conn, 1, datetime(2026, 1, 1, tzinfo=UTC))
+            rows = window_readings(conn, [(1, datetime(2026, 1, 1, tzinfo=UTC))])
             statement, params = seen[-1]
             plan = " | ".join(r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
     finally:
         event.remove(store.read, "before_cursor_execute", record)
-    assert len(rows) == 1
+    assert [len(found) for found in rows.values()] == [1]
     assert (
         "SEARCH readings USING INDEX sqlite_autoindex_readings_1 (meter_id=? AND window_start=?)" in plan
     ), plan
