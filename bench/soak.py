@@ -52,10 +52,11 @@ from tests.reliability.harness import (
 RssSample = tuple[float, dict[str, float]]  # seconds since the start, RSS MiB per process role
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MiB (Linux /proc)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of a process in MiB (Linux /proc); `field` RssAnon for its anonymous memory alone
+    (the heap: VmRSS also counts the store's memory-mapped database pages it has read)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
 
@@ -127,17 +128,20 @@ def process_roles(primary: int) -> dict[str, int]:
 
 
 def rss_by_role(primary: int) -> dict[str, float]:
-    """RSS in MiB of each of the connector's processes (a process gone meanwhile is left out)."""
+    """RSS in MiB of each of the connector's processes, and as `ROLE:anon` its anonymous part (a process
+    gone meanwhile is left out)."""
     found = {}
     for role, pid in process_roles(primary).items():
         with contextlib.suppress(OSError):
             found[role] = rss_mb(pid)
+            found[f"{role}:anon"] = rss_mb(pid, "RssAnon")
     return found
 
 
-async def sample_rss(pid: int, every: float, samples: list[RssSample], done: asyncio.Event) -> None:
-    """Append (seconds since start, RSS MiB per process role) every `every` seconds until `done`."""
-    start = time.monotonic()
+async def sample_rss(
+    pid: int, every: float, samples: list[RssSample], done: asyncio.Event, start: float
+) -> None:
+    """Append (seconds since `start`, RSS MiB per process role) every `every` seconds until `done`."""
     while not done.is_set():
         samples.append((round(time.monotonic() - start, 1), rss_by_role(pid)))
         with contextlib.suppress(TimeoutError):
@@ -175,9 +179,10 @@ async def drive(connector: ConnectorProcess, args: argparse.Namespace) -> tuple[
     samples: list[RssSample] = []
     done = asyncio.Event()
     assert connector.proc is not None
-    sampler = asyncio.create_task(sample_rss(connector.proc.pid, args.rss_every, samples, done))
-    await sender.run()
-    samples.append((round(args.minutes * 60, 1), rss_by_role(connector.proc.pid)))
+    start = time.monotonic()
+    sampler = asyncio.create_task(sample_rss(connector.proc.pid, args.rss_every, samples, done, start))
+    await sender.run()  # until the last answer: later than `minutes` when the connector falls behind
+    samples.append((round(time.monotonic() - start, 1), rss_by_role(connector.proc.pid)))
     done.set()
     await sampler
     return sender, samples
