@@ -1,9 +1,13 @@
 -- wrk script for bench/ingest_bench.py: POSTs distinct Orion notifications to /notify.
--- Arguments (after --): METERS OFFSET BATCH T0 [DELAY_MS]
+-- Arguments (after --): METERS OFFSET BATCH T0 [DELAY_MS [STEP_MS [LAST]]]
 --   BATCH 0: single-entity normalized notifications (meter i % METERS, one reading each)
 --   BATCH N: legacy NGSIv1 notifications carrying N entities each (seed 003 Figure 16 shape)
 -- T0 is the Unix time of the first observation; reading i is observed at T0 + i ms (normalized)
--- or T0 + i s (legacy), as bench/loadgen.py does, so every reading is new.
+-- or T0 + i s (legacy), as bench/loadgen.py does, so every reading is new; each thread's i runs from
+-- OFFSET + 1 (+ 10,000,000 per thread). STEP_MS (normalized only, default 1) spaces the readings STEP_MS
+-- apart instead: with METERS 1000 and STEP_MS 900 each meter gets one reading per 15-minute window from a
+-- window-aligned T0 (bench/backlog_bench.py). LAST stops a thread once it has sent reading LAST (with
+-- -t1 and OFFSET -1: readings 0 to LAST exactly).
 -- DELAY_MS > 0 paces the sender: each connection waits DELAY_MS on average (0.5-1.5 x, so connections
 -- do not march in step) between an answer and its next request; C connections offer about
 -- C * 1000 / DELAY_MS notifications/s while answers are fast compared with DELAY_MS.
@@ -26,6 +30,11 @@ function init(args)
   batch = tonumber(args[3]) or 0
   t0ms = (tonumber(args[4]) or os.time()) * 1000
   counter = (tonumber(args[2]) or 0) + tid * 10000000
+  if tid == 0 then
+    counter = counter - 1  -- wrk calls request() once on thread 0 to check the script: never sent
+  end
+  step = tonumber(args[6]) or 1
+  last = tonumber(args[7])
   local delay_ms = tonumber(args[5]) or 0
   if delay_ms > 0 then
     math.randomseed(tid + 1)
@@ -39,7 +48,7 @@ function init(args)
 end
 
 local function normalized(i)
-  local meta = '"metadata":{"TimeInstant":{"type":"DateTime","value":"' .. iso(t0ms + i) .. '"}}'
+  local meta = '"metadata":{"TimeInstant":{"type":"DateTime","value":"' .. iso(t0ms + i * step) .. '"}}'
   local power = '"P":{"type":"Number","value":' .. (i % 5000) .. '.5,' .. meta .. '}'
   local entity = '{"id":"urn:ngsi-ld:SMX:B' .. (i % meters) .. '","type":"SMX",' .. power .. '}'
   return '{"subscriptionId":"bench","data":[' .. entity .. ']}'
@@ -59,7 +68,11 @@ local function legacy(i)
 end
 
 function request()
-  counter = counter + 1
+  if last and counter >= last then
+    wrk.thread:stop()  -- the request answered now repeats reading LAST (a duplicate) if it is sent at all
+  else
+    counter = counter + 1
+  end
   local body = batch > 0 and legacy(counter) or normalized(counter)
   return wrk.format(nil, nil, nil, body)
 end
