@@ -29,6 +29,7 @@ from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
 from connector.ingest import IngestConfig, IngestWriter
 from connector.keystore import Keystore
+from connector.ledger.embedded import DevLedgerChild
 from connector.ledger.root_writer import RootWriter
 from connector.ledger.writer import LedgerWriter
 from connector.metrics import Metrics
@@ -139,7 +140,7 @@ class Connector:
             _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)
         if role in (ALL, LEDGER):
-            self._start_ledger()
+            self._start_ledger(separate=role == LEDGER)
         else:
             self._use_primary_ledger()
         self.app = create_app(self.services)
@@ -185,7 +186,9 @@ class Connector:
             _logged(name, fn), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
         )
 
-    def _start_ledger(self) -> None:
+    def _start_ledger(self, separate: bool = False) -> None:
+        """The ledger's URLs; the embedded dev ledger started first, `separate`ly in a child process (the
+        ledger process of `run`, whose ports the supervisor pinned) or in this one (tests, demo)."""
         ledger = self.settings.ledger
         if not ledger.enabled:
             return
@@ -194,6 +197,12 @@ class Connector:
             return
         if not ledger.embedded:
             raise RuntimeError("ledger.urls is empty and ledger.embedded is false: no BigchainDB to write to")
+        if separate and ledger.embedded_port and ledger.embedded_ws_port:
+            child = DevLedgerChild(ledger)
+            self._stoppers.append(child.stop)
+            self.services.ledger_urls = [child.start()]
+            log.info("devledger.started", url=child.url, pid=child.proc.pid if child.proc else None)
+            return
         handle = start_ledger(
             host=ledger.embedded_host,
             port=ledger.embedded_port,

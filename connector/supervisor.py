@@ -19,11 +19,9 @@ before `serve_workers` has set that variable; workers inherit it. The folder is 
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,9 +33,9 @@ import structlog
 
 from connector.settings import Settings
 from connector.signals import StopSignals
+from devledger.lifecycle import die_with_parent
 
 log = structlog.get_logger("connector.supervisor")
-PR_SET_PDEATHSIG = 1
 RESTART_PAUSE = 1.0  # seconds between restarts of the same worker: a crash loop must not spin
 STOP_TIMEOUT = 15.0  # seconds a worker gets to finish its requests after SIGTERM
 
@@ -195,7 +193,7 @@ def _pin_embedded_ports(settings: Settings) -> Settings:
 def serve_worker(settings: Settings, fd: int | None, primary_pid: int) -> int:
     """Run one child process until SIGTERM or the primary dies: an HTTP worker on the inherited socket
     `fd`, or (`fd` None) the ledger process."""
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != primary_pid:  # the primary died before the line above took effect
         return 0
     from connector import service
@@ -226,12 +224,3 @@ def wait_for(stop: StopSignals, primary_pid: int) -> None:
         if os.getppid() != primary_pid:
             log.warning("worker.orphaned", primary_pid=primary_pid)
             return
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies (no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
