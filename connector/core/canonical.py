@@ -37,6 +37,12 @@ def decimal_text(d: Decimal | int) -> str:
         # str() wrote it positionally (exponent <= 0, not tiny, finite): only zeros to trim. A third of
         # a verify's recomputation went to the general path below before this shortcut.
         return _trimmed(text)
+    return plain_decimal_text(d)
+
+
+def plain_decimal_text(d: Decimal) -> str:
+    """`decimal_text` by the general path, from the decimal's digits and exponent (any finite decimal;
+    `decimal_text` takes a shortcut for the usual short ones, tested against this)."""
     if not d.is_finite():
         raise CanonicalError(f"{d} has no canonical decimal form")
     sign, digits, exp = d.as_tuple()

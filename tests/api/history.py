@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from argparse import Namespace
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import insert, select, update
 
+from connector.audit import LedgerWindow, OffChainWindow
 from connector.closer import insert_window
 from connector.core.fingerprint import chain_seed, seal_window
 from connector.core.readings import StoredReading
@@ -141,3 +143,35 @@ def put_reading(store: Store, meter_id: int, ws: datetime, at: timedelta, value:
 def add_late_reading(store: Store, meter_id: int, ws: datetime) -> None:
     """A reading of window `ws` that arrived after the window closed (late: not in its fingerprint)."""
     put_reading(store, meter_id, ws, timedelta(minutes=3, seconds=30), "777", late=True)
+
+
+def chain_of(settings, n: int, link_broken_at: int | None = None):  # type: ignore[no-untyped-def]
+    """`n` sealed windows of one meter as the verifier sees them: (seed, spec, ledger side, off-chain side);
+    window `link_broken_at` is chained to something other than its predecessor."""
+    seed = chain_seed("", "/", "urn:m")
+    spec = lambda a: settings.attribute_spec("SMX", a)  # noqa: E731
+    prev, ledger, off = seed, [], []
+    for i in range(n):
+        ws = T0 + i * WINDOW
+        readings = minute_readings(ws, base=i)
+        link = "ab" * 32 if i == link_broken_at else prev
+        cw = seal_window(readings, ws, ws + WINDOW, link, spec)
+        ledger.append(
+            LedgerWindow(f"tx{i}", ws, ws + WINDOW, cw.summary, cw.fingerprint, cw.chain_hash, link)
+        )
+        off.append(OffChainWindow(ws, ws + WINDOW, [_row(r, ws) for r in readings]))
+        prev = cw.chain_hash
+    return seed, spec, ledger, off
+
+
+def _row(r, ws):  # type: ignore[no-untyped-def]
+    # A reading as load_off_chain's rows carry it.
+    return Namespace(
+        attr=r.attr,
+        attr_type=r.attr_type,
+        observed_at=r.observed_at,
+        value_json=r.value_json,
+        number=str(r.number),
+        unit=r.unit,
+        window_start=ws,
+    )

@@ -5,15 +5,13 @@ TRANSFER."""
 from __future__ import annotations
 
 import threading
-from argparse import Namespace
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from connector.audit import LedgerHistory, LedgerWindow, OffChainWindow, verify_meter
+from connector.audit import LedgerHistory, verify_meter
 from connector.audit_cache import CachedLedger, _chain, chain_cache
-from connector.core.fingerprint import chain_seed, seal_window
 from connector.keystore import Keystore
 from connector.ledger.client import DriverClient
 from connector.ledger.metadata import meter_ref
@@ -120,41 +118,12 @@ def test_chain_followed_or_read_again_equals_a_fresh_read(
     assert after.entries[:3] == before.entries and after.ordered
 
 
-def _chain_of(settings, n: int, link_broken_at: int | None = None):  # type: ignore[no-untyped-def]
-    seed = chain_seed("", "/", "urn:m")
-    spec = lambda a: settings.attribute_spec("SMX", a)  # noqa: E731
-    prev, ledger, off = seed, [], []
-    for i in range(n):
-        ws = h.T0 + i * h.WINDOW
-        readings = h.minute_readings(ws, base=i)
-        link = "ab" * 32 if i == link_broken_at else prev
-        cw = seal_window(readings, ws, ws + h.WINDOW, link, spec)
-        ledger.append(
-            LedgerWindow(f"tx{i}", ws, ws + h.WINDOW, cw.summary, cw.fingerprint, cw.chain_hash, link)
-        )
-        off.append(OffChainWindow(ws, ws + h.WINDOW, [_row(r) for r in readings]))
-        prev = cw.chain_hash
-    return seed, spec, ledger, off
-
-
-def _row(r):  # type: ignore[no-untyped-def]
-    # A reading as load_off_chain's rows carry it (only the columns to_stored reads).
-    return Namespace(
-        attr=r.attr,
-        attr_type=r.attr_type,
-        observed_at=r.observed_at,
-        value_json=r.value_json,
-        number=str(r.number),
-        unit=r.unit,
-    )
-
-
 @pytest.mark.parametrize("lo", [0, 1, 3, 5])
 @pytest.mark.parametrize("hi", [2, 4, 6])
 def test_a_range_of_the_cached_chain_verifies_as_the_whole_chain(settings, lo, hi):
     """The part of a cached chain handed out for [from, to) (with the window before it) gives the same
     verdicts, broken links included, as the whole chain."""
-    seed, spec, ledger, off = _chain_of(settings, 6, link_broken_at=3)
+    seed, spec, ledger, off = h.chain_of(settings, 6, link_broken_at=3)
     chain = _chain("head", None, ledger)
     start, end = h.T0 + lo * h.WINDOW, h.T0 + hi * h.WINDOW
     whole = verify_meter(off, LedgerHistory(ledger, from_genesis=True), seed, spec, start, end)

@@ -11,9 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select
 
-from connector.audit import LedgerHistory, LedgerWindow, OffChainWindow, verify_meter
+from connector.audit import LedgerHistory, verify_meter
 from connector.commands.verify import handler
-from connector.core.fingerprint import chain_seed, seal_window
 from connector.settings import Settings
 from connector.store.models import LedgerOutbox, Reading, Window
 from tests.api import history as h
@@ -113,34 +112,10 @@ def test_range_limits_the_windows_verified(anchored, client, store):
 
 def test_broken_chain_link_is_reported(settings):
     """A window whose anchored prev_chain_hash is not its predecessor's chain hash is broken_chain."""
-    seed = chain_seed("", "/", "urn:m")
-    spec = lambda a: settings.attribute_spec("SMX", a)  # noqa: E731
-    prev, ledger, off = seed, [], []
-    for i in range(3):
-        ws = h.T0 + i * h.WINDOW
-        readings = h.minute_readings(ws, base=i)
-        link = "ab" * 32 if i == 2 else prev  # window 2 was chained to something else
-        cw = seal_window(readings, ws, ws + h.WINDOW, link, spec)
-        ledger.append(
-            LedgerWindow(f"tx{i}", ws, ws + h.WINDOW, cw.summary, cw.fingerprint, cw.chain_hash, link)
-        )
-        off.append(OffChainWindow(ws, ws + h.WINDOW, [_row(r, ws) for r in readings]))
-        prev = cw.chain_hash
+    seed, spec, ledger, off = h.chain_of(settings, 3, link_broken_at=2)  # window 2 chained elsewhere
     verdicts = verify_meter(off, LedgerHistory(ledger, from_genesis=True), seed, spec)
     assert [v.status for v in verdicts] == ["ok", "ok", "broken_chain"]
     assert "chain link broken" in verdicts[2].problems[0]
-
-
-def _row(r, ws):  # type: ignore[no-untyped-def]
-    return Namespace(
-        attr=r.attr,
-        attr_type=r.attr_type,
-        observed_at=r.observed_at,
-        value_json=r.value_json,
-        number=str(r.number),
-        unit=r.unit,
-        window_start=ws,
-    )
 
 
 def test_verify_answers_404_400_and_503(anchored, client, make_client, api_settings):
