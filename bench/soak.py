@@ -114,8 +114,9 @@ class SoakSender:
 
 
 def process_roles(primary: int) -> dict[str, int]:
-    """The connector's processes by role: `http` (the primary), `http-1`... (more HTTP workers) and
-    `ledger` (the ledger process), the children found through their `--primary-pid` in /proc."""
+    """The connector's processes by role: `http` (the primary), `http-1`... (more HTTP workers), `ledger`
+    (the ledger process) and `devledger` (its embedded dev ledger), the children found through their
+    `--primary-pid` (the dev ledger: `--parent-pid`) in /proc."""
     roles = {"http": primary}
     workers = 0
     for pid, argv in sorted(children(primary).items()):
@@ -124,6 +125,8 @@ def process_roles(primary: int) -> dict[str, int]:
         else:
             workers += 1
             roles[f"http-{workers}"] = pid
+    for pid in children(roles["ledger"], b"--parent-pid") if "ledger" in roles else ():
+        roles["devledger"] = pid
     return roles
 
 

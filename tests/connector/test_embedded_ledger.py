@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -18,21 +17,14 @@ from connector.store.db import open_store
 from connector.store.models import LedgerOutbox
 from tests.connector import payloads as p
 from tests.connector.test_durability import free_port, wait_gone, worker_pids
+from tests.reliability.harness import children
 
 HUNG = 120  # seconds: only a hang takes this long
 
 
 def dev_ledgers(parent: int) -> list[int]:
     """The `python -m devledger` processes started by `parent`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"devledger" in args and args[args.index(b"--parent-pid") + 1 :][:1] == [str(parent).encode()]:
-            found.append(int(entry))
-    return found
+    return list(children(parent, b"--parent-pid"))
 
 
 def wait_for(condition: Any, what: str) -> Any:

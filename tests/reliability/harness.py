@@ -196,15 +196,16 @@ class ConnectorProcess:
         self.proc = None
 
 
-def children(primary_pid: int) -> dict[int, list[bytes]]:
-    """The command lines (argv) of the processes started by `primary_pid` (their `--primary-pid`)."""
+def children(primary_pid: int, flag: bytes = b"--primary-pid") -> dict[int, list[bytes]]:
+    """The command lines (argv) of the processes started by `primary_pid` (their `--primary-pid`, or
+    `flag`: the ledger process's dev ledger carries `--parent-pid`)."""
     found = {}
     for entry in os.listdir("/proc"):
         try:
             args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        parent = args[args.index(b"--primary-pid") + 1] if b"--primary-pid" in args else b""
+        parent = args[args.index(flag) + 1] if flag in args else b""
         if parent == str(primary_pid).encode():
             found[int(entry)] = args
     return found
