@@ -47,11 +47,11 @@ from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import requests
 import structlog
 from sqlalchemy import delete, func, select
 
 from bench.ingest_bench import connector_pids, cpu_seconds, load_wrk, measured
+from bench.ingest_bench import start as start_connector
 from connector.closer import BATCH, close_due_windows
 from connector.ingest import Incoming, IngestConfig, write_batch
 from connector.settings import Settings, load_settings
@@ -68,30 +68,8 @@ def start(
 ) -> subprocess.Popen:
     """The connector with default settings but the window length, its own ports and folder, and `sets`
     ({dotted setting: value}, e.g. from `--set`; none by default)."""
-    env = {
-        **os.environ,
-        "CONNECTOR_STORE_URL": store_url,
-        "CONNECTOR_LISTEN": f"127.0.0.1:{port}",
-        "CONNECTOR_STATE_DIR": state,
-        "CONNECTOR_KEYSTORE_PATH": f"{state}/keystore",
-        "CONNECTOR_LEDGER_EMBEDDED_PORT": "0",
-        "CONNECTOR_LEDGER_EMBEDDED_WS_PORT": "0",
-        "CONNECTOR_LEDGER_EMBEDDED_DATA": f"{state}/devledger",
-        "CONNECTOR_WINDOW_LENGTH": str(window),
-        "CONNECTOR_WINDOW_GRACE": "5",
-        "CONNECTOR_LOGGING_LEVEL": "WARNING",
-        **{"CONNECTOR_" + k.replace(".", "_").upper(): v for k, v in (sets or {}).items()},
-    }
-    log = open(f"{state}/connector.log", "ab")  # noqa: SIM115 - the child owns it
-    proc = subprocess.Popen([sys.executable, "-m", "connector", "run"], env=env, stdout=log, stderr=log)
-    for _ in range(600):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("connector did not start")
+    settings = {"window.length": str(window), "window.grace": "5", **(sets or {})}
+    return start_connector(store_url, port, state, ledger=True, settings=settings)
 
 
 def window_end(now: datetime, length: int) -> datetime:

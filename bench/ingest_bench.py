@@ -30,8 +30,16 @@ from tests.connector.test_durability import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(store_url: str, port: int, state: str, workers: int = 1, ledger: bool = False) -> subprocess.Popen:
-    """`run --workers N` on its own port and folder; `ledger`: the default embedded dev ledger, else none."""
+def start(
+    store_url: str,
+    port: int,
+    state: str,
+    workers: int = 1,
+    ledger: bool = False,
+    settings: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """`run --workers N` on its own port and folder, its output in `state`/connector.log; `ledger`: the
+    default embedded dev ledger, else none; `settings`: more {dotted setting: value} (e.g. `--set`)."""
     env = {
         **os.environ,
         "CONNECTOR_STORE_URL": store_url,
@@ -48,9 +56,11 @@ def start(store_url: str, port: int, state: str, workers: int = 1, ledger: bool 
         }
     else:
         env["CONNECTOR_LEDGER_ENABLED"] = "false"
+    env |= {"CONNECTOR_" + k.replace(".", "_").upper(): v for k, v in (settings or {}).items()}
     cmd = [sys.executable, "-m", "connector", "run", "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
-    for _ in range(300):
+    log = open(f"{state}/connector.log", "ab")  # noqa: SIM115 - the child owns it
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
+    for _ in range(600):
         try:
             if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
                 return proc

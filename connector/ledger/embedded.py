@@ -32,7 +32,8 @@ class DevLedgerChild:
     """`python -m devledger` on the embedded ledger's host, ports and folder, started and watched."""
 
     def __init__(self, ledger: LedgerSettings) -> None:
-        self.url = f"http://{ledger.embedded_host}:{ledger.embedded_port}"
+        self.host, self.port = ledger.embedded_host, ledger.embedded_port
+        self.url = f"http://{self.host}:{self.port}"
         self.cmd = [
             sys.executable, "-m", "devledger", "--parent-pid", str(os.getpid()),
             "--host", ledger.embedded_host, "--port", str(ledger.embedded_port),
@@ -63,9 +64,8 @@ class DevLedgerChild:
         return self.url
 
     def _port_taken(self) -> bool:
-        host, port = self.url.rsplit("/", 1)[1].rsplit(":", 1)
         with socket.socket() as probe:
-            return probe.connect_ex((host, int(port))) == 0
+            return probe.connect_ex((self.host, self.port)) == 0
 
     def _answers(self, proc: subprocess.Popen[bytes], deadline: float) -> bool:
         while proc.poll() is None and time.monotonic() < deadline:

@@ -6,9 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
-from typing import Any
 
 import requests
 from sqlalchemy import func, select
@@ -17,22 +15,13 @@ from connector.store.db import open_store
 from connector.store.models import LedgerOutbox
 from tests.connector import payloads as p
 from tests.connector.test_durability import free_port, wait_gone, worker_pids
+from tests.connector.test_workers import HUNG, wait_for
 from tests.reliability.harness import children
-
-HUNG = 120  # seconds: only a hang takes this long
 
 
 def dev_ledgers(parent: int) -> list[int]:
     """The `python -m devledger` processes started by `parent`."""
     return list(children(parent, b"--parent-pid"))
-
-
-def wait_for(condition: Any, what: str) -> Any:
-    deadline = time.monotonic() + HUNG
-    while not (found := condition()):
-        assert time.monotonic() < deadline, f"{what}: not within {HUNG} s"
-        time.sleep(0.1)
-    return found
 
 
 def confirmed(store_url: str) -> int:
