@@ -89,15 +89,23 @@ def test_a_subscriber_that_does_not_read_is_closed_and_the_others_miss_nothing(s
             height += 1
             stream.publish(height, [checked(sent + i) for i in range(1000)])
             sent += 1000
-            time.sleep(0.002)  # let the loop thread run; the fast reader keeps up
+            # The reader keeps up by construction: the next block waits until it has read this one, so
+            # its backlog is empty at every broadcast however busy the machine is. The stalled one's grows.
+            _wait_for_frames(reader, received, sent)
         assert _read_until_closed(stalled).endswith(CLOSE_FRAME)  # what was queued, then 1013
         stream.publish(height + 1, [checked(sent)])
         sent += 1
-        wait_for(lambda: len(received) == sent, "the reader's frames")
+        _wait_for_frames(reader, received, sent)
         assert stream.subscriber_count() == 1  # the reader was never dropped
         fast.close()
         reader.join(HUNG)
     assert [json.loads(r)["transaction_id"] for r in received] == [f"{n:064x}" for n in range(sent)]
+
+
+def _wait_for_frames(reader: threading.Thread, received: list[str], count: int) -> None:
+    """Wait until the reader has `count` frames; fail at once if its connection was closed."""
+    wait_for(lambda: len(received) >= count or not reader.is_alive(), "the reader's frames")
+    assert len(received) == count, f"the reader was closed after {len(received)} of {count} frames"
 
 
 def _read_until_closed(sock: socket.socket) -> bytes:
