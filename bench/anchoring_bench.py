@@ -1,7 +1,7 @@
 """Anchoring benchmark (issue 18): ingest while meters appear and their CREATEs and TRANSFERs flow.
 
 The connector runs as `smartmeter-connector run` in the default configuration (embedded dev ledger in the
-ledger process, SQLite, ledger mode commit), except the window length (`--window`, default 60 s instead
+ledger process, SQLite, ledger mode sync), except the window length (`--window`, default 60 s instead
 of 900 s, so a window closes during the run; anchoring does not depend on the length) and 5 s of grace.
 
 1. closed loop with wrk, 32 connections, `--meters` meters appearing (each one's first reading registers
@@ -304,7 +304,9 @@ def main() -> None:
     ap.add_argument("--closer-only", action="store_true", help="the window closer alone, in-process")
     ap.add_argument("--batch", type=int, default=BATCH, help="closer batch (--closer-only)")
     ap.add_argument("--per-meter", type=int, default=3, help="readings per meter and window (bulk loads)")
-    ap.add_argument("--postgresql", action="store_true", help="--closer-only on PostgreSQL, not SQLite")
+    ap.add_argument(
+        "--postgresql", action="store_true", help="the store on PostgreSQL (a fresh schema), not SQLite"
+    )
     ap.add_argument("--bulk", action="store_true", help="prepared meters, one window's readings loaded in")
     ap.add_argument("--data", default=None, help="--bulk: the prepared state folder (built if absent)")
     ap.add_argument("--lead", type=float, default=60, help="--bulk: seconds to load and start before")
@@ -325,8 +327,19 @@ def main() -> None:
         result = closer_only(args.meters, args.per_meter, args.batch, args.postgresql)
         print(json.dumps(result, indent=2), flush=True)
         return
-    state = tempfile.mkdtemp(prefix="anchoring-bench-")
-    store_url = f"sqlite:///{state}/store.sqlite3"
+    with ExitStack() as stack:
+        state = tempfile.mkdtemp(prefix="anchoring-bench-")
+        stack.callback(shutil.rmtree, state, ignore_errors=True)
+        store_url = (
+            stack.enter_context(fresh_schema()) if args.postgresql else f"sqlite:///{state}/store.sqlite3"
+        )
+        result = live_run(args, state, store_url)
+        result["store"] = "postgresql" if args.postgresql else "sqlite"
+        print(json.dumps(result, indent=2), flush=True)
+
+
+def live_run(args: argparse.Namespace, state: str, store_url: str) -> dict:
+    """Phases 1-3 of the module docstring against a connector on `store_url`, its files in `state`."""
     port = free_port()
     # Start just after a window boundary, so the closed-loop phase fits in one window.
     length = args.window
@@ -359,7 +372,7 @@ def main() -> None:
             paced = measured(proc, pace)
             print(json.dumps({"paced": paced}), flush=True)
         watcher.join(timeout=900)
-        result = {
+        result: dict = {
             "meters": args.meters,
             "window_s": length,
             "first_window_end": first.isoformat(),
@@ -369,11 +382,10 @@ def main() -> None:
             "closed_loop": closed,
             "paced": paced,
         }
-        print(json.dumps(result, indent=2), flush=True)
+        return result
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
