@@ -199,6 +199,7 @@ class Ledger:
                 self._wait_for_block_time()
                 batch = self._take_block()
             self._commit(batch)
+            del batch  # not kept alive while waiting for the next block (up to MAX_BLOCK_BYTES of bodies)
             self._last_block = time.monotonic()
 
     def _wait_for_block_time(self) -> None:
