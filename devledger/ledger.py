@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from devledger.errors import LedgerError
-from devledger.storage import Storage
+from devledger.storage import Storage, StoredOutput
 from devledger.validation import Checked, OutputInfo, check_against, check_stateless
 
 log = logging.getLogger(__name__)
@@ -52,23 +52,42 @@ class _Ticket:
 
 
 class _State:
-    """Outputs of every committed or pending transaction, keyed by transaction id."""
+    """What validation needs in memory, bounded by the number of assets rather than by time.
 
-    def __init__(self) -> None:
+    `outputs` holds the outputs of every transaction that still has an unspent output, is pending, or has
+    a pending spender (so `revert` finds what it restores); `creates` holds every CREATE's id, committed
+    or pending. A committed transaction whose outputs are all spent by committed ones is dropped when the
+    spending block commits; a lookup that misses memory (a double spend of an old output, an unknown
+    input) reads Storage, which has every committed transaction. Called only under the ledger's lock.
+    """
+
+    def __init__(self, storage: Storage) -> None:
         self.outputs: dict[str, list[_Output]] = {}
+        self.creates: set[str] = set()
+        self._pending: set[str] = set()
+        self._storage = storage
+
+    def has_create(self, tx_id: str) -> bool:
+        return tx_id in self.creates
 
     def has_transaction(self, tx_id: str) -> bool:
-        return tx_id in self.outputs
+        return tx_id in self.outputs or self._storage.has_transaction(tx_id)
 
     def output(self, tx_id: str, index: int) -> tuple[OutputInfo, str] | None:
         outputs = self.outputs.get(tx_id)
-        if outputs is None or not 0 <= index < len(outputs):
+        if outputs is None:
+            stored = self._storage.output(tx_id, index)
+            return None if stored is None else (_info(stored), stored.asset_id)
+        if not 0 <= index < len(outputs):
             return None
         return outputs[index].info, outputs[index].asset_id
 
     def spender(self, tx_id: str, index: int) -> str | None:
         outputs = self.outputs.get(tx_id)
-        if outputs is None or not 0 <= index < len(outputs):
+        if outputs is None:
+            stored = self._storage.output(tx_id, index)
+            return None if stored is None else stored.spent_by
+        if not 0 <= index < len(outputs):
             return None
         return outputs[index].spent_by
 
@@ -76,23 +95,47 @@ class _State:
         for tx_id, index in c.spends:
             self.outputs[tx_id][index].spent_by = c.id
         self.outputs[c.id] = [_Output(info, c.asset_id) for info in c.outputs]
+        self._pending.add(c.id)
+        if c.operation == "CREATE":
+            self.creates.add(c.id)
 
     def revert(self, c: Checked) -> None:
+        # The spent transactions are in memory: their outputs had a pending spender (c), so none was dropped.
         self.outputs.pop(c.id, None)
+        self._pending.discard(c.id)
+        self.creates.discard(c.id)
         for tx_id, index in c.spends:
             self.outputs[tx_id][index].spent_by = None
 
+    def committed(self, batch: Sequence[Checked]) -> None:
+        """Mark `batch` committed and drop the transactions it left with every output spent and committed."""
+        self._pending.difference_update(c.id for c in batch)
+        for c in batch:
+            for tx_id, _ in c.spends:
+                self._drop_if_spent(tx_id)
+            self._drop_if_spent(c.id)  # a transaction without outputs
+
+    def _drop_if_spent(self, tx_id: str) -> None:
+        outputs = self.outputs.get(tx_id)
+        if outputs is None or tx_id in self._pending:
+            return
+        if all(o.spent_by is not None and o.spent_by not in self._pending for o in outputs):
+            del self.outputs[tx_id]
+
     @classmethod
     def load(cls, storage: Storage) -> _State:
-        state = cls()
-        for tx_id in storage.transaction_ids():
-            state.outputs[tx_id] = []
-        for row in storage.outputs():
-            info = OutputInfo(row.amount, row.condition_uri, ())
-            outputs = state.outputs[row.tx_id]
+        """The live part of the committed state: CREATE ids, and transactions with an unspent output."""
+        state = cls(storage)
+        state.creates.update(storage.asset_ids())
+        for row in storage.live_outputs():
+            outputs = state.outputs.setdefault(row.tx_id, [])
             outputs.extend([None] * (row.index + 1 - len(outputs)))  # type: ignore[list-item]
-            outputs[row.index] = _Output(info, row.asset_id, row.spent_by)
+            outputs[row.index] = _Output(_info(row), row.asset_id, row.spent_by)
         return state
+
+
+def _info(row: StoredOutput) -> OutputInfo:
+    return OutputInfo(row.amount, row.condition_uri, ())
 
 
 class Ledger:
@@ -156,6 +199,7 @@ class Ledger:
                 self._wait_for_block_time()
                 batch = self._take_block()
             self._commit(batch)
+            del batch  # not kept alive while waiting for the next block (up to MAX_BLOCK_BYTES of bodies)
             self._last_block = time.monotonic()
 
     def _wait_for_block_time(self) -> None:
@@ -186,6 +230,8 @@ class Ledger:
             log.exception("devledger.block.failed", extra={"transactions": len(batch)})
             self._fail(batch)
             return
+        with self._cond:
+            self._state.committed(checked)
         for ticket in batch:
             ticket.height = height
             if ticket.done is not None:

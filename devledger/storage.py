@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bigchaindb_driver.common.utils import serialize
 from sha3 import sha3_256
@@ -47,7 +48,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS metadata_text USING fts5(text, content='', to
 
 @dataclass(frozen=True, slots=True)
 class StoredOutput:
-    """One output row, as the ledger's in-memory state is rebuilt from it."""
+    """One output row, as the ledger's in-memory state is rebuilt from it or falls back to it."""
 
     tx_id: str
     index: int
@@ -55,6 +56,13 @@ class StoredOutput:
     condition_uri: str
     asset_id: str
     spent_by: str | None
+
+
+_OUTPUT_COLUMNS = "tx_id, idx, amount, condition_uri, asset_id, spent_by"
+
+
+def _stored_output(row: tuple[Any, ...]) -> StoredOutput:
+    return StoredOutput(row[0], row[1], int(row[2]), row[3], row[4], row[5])
 
 
 def block_hash(height: int, prev_hash: str, tx_ids: Sequence[str]) -> str:
@@ -113,19 +121,42 @@ class Storage:
             row = self._db.execute("SELECT height, hash FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
         return (0, GENESIS_PREV_HASH) if row is None else (int(row[0]), str(row[1]))
 
-    def outputs(self) -> Iterator[StoredOutput]:
-        """Every output, for rebuilding the in-memory state at start-up."""
+    def live_outputs(self) -> list[StoredOutput]:
+        """Every output of the transactions that still have an unspent output, for the ledger's start-up."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT tx_id, idx, amount, condition_uri, asset_id, spent_by FROM outputs"
+                f"SELECT {_OUTPUT_COLUMNS} FROM outputs"
+                " WHERE tx_id IN (SELECT tx_id FROM outputs WHERE spent_by IS NULL)"
             ).fetchall()
-        for row in rows:
-            yield StoredOutput(row[0], row[1], int(row[2]), row[3], row[4], row[5])
+        return [_stored_output(row) for row in rows]
 
-    def transaction_ids(self) -> list[str]:
-        """Ids of every committed transaction (also those without outputs)."""
+    def asset_ids(self) -> list[str]:
+        """The id of every asset, which is its CREATE's id: one index seek per asset, not a scan of all."""
+        # A loose index scan over transactions_asset: each step seeks the next asset id past the last one.
         with self._lock:
-            return [row[0] for row in self._db.execute("SELECT id FROM transactions")]
+            rows = self._db.execute(
+                "WITH RECURSIVE assets(id) AS ("
+                " SELECT MIN(asset_id) FROM transactions UNION ALL"
+                " SELECT (SELECT MIN(asset_id) FROM transactions WHERE asset_id > assets.id)"
+                " FROM assets WHERE assets.id IS NOT NULL)"
+                " SELECT id FROM assets WHERE id IS NOT NULL"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def has_transaction(self, tx_id: str) -> bool:
+        """Whether a transaction with this id is committed."""
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM transactions WHERE id = ?", (tx_id,)).fetchone() is not None
+            )
+
+    def output(self, tx_id: str, index: int) -> StoredOutput | None:
+        """Output `index` of committed transaction `tx_id`, None when there is no such output."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_OUTPUT_COLUMNS} FROM outputs WHERE tx_id = ? AND idx = ?", (tx_id, index)
+            ).fetchone()
+        return None if row is None else _stored_output(row)
 
     def append_block(self, batch: Sequence[Checked], now: datetime | None = None) -> int:
         """Commit `batch` as the next block, durably; returns its height."""

@@ -90,6 +90,10 @@ class Checked:
 class LedgerView(Protocol):
     """Committed plus pending state, as validation sees it."""
 
+    def has_create(self, tx_id: str) -> bool:
+        """Whether a CREATE with this id is committed or pending (answered from memory)."""
+        ...
+
     def has_transaction(self, tx_id: str) -> bool: ...
 
     def output(self, tx_id: str, index: int) -> tuple[OutputInfo, str] | None:
@@ -123,7 +127,7 @@ def check_stateless(tx: object, fast: bool = True) -> Checked:
 def check_against(checked: Checked, view: LedgerView) -> None:
     """The stateful checks, in BigchainDB's order; raise InvalidTransaction with its text."""
     if checked.operation == "CREATE":
-        if view.has_transaction(checked.id):
+        if view.has_create(checked.id):
             raise InvalidTransaction.of("DuplicateTransaction", f"transaction `{checked.id}` already exists")
         if not checked.signatures_valid:
             raise _bad_signature()

@@ -15,8 +15,8 @@ def test_spend_of_an_output_from_the_same_block(tmp_path, alice, bob) -> None:
     moved = transfer([spend_input(created)], created["id"], bob.public_key, alice.private_key)
     storage = Storage(tmp_path)
     assert storage.append_block([check_stateless(created), check_stateless(moved)]) == 1
-    spent = {(o.tx_id, o.index): o.spent_by for o in storage.outputs()}
-    assert spent == {(created["id"], 0): moved["id"], (moved["id"], 0): None}
+    spent = {tx["id"]: storage.output(tx["id"], 0).spent_by for tx in (created, moved)}
+    assert spent == {created["id"]: moved["id"], moved["id"]: None}
     storage.close()
 
 
