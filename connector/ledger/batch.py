@@ -62,6 +62,7 @@ class BatchRound:
         self.stream = TxStream(writer.urls, cfg.timeout).start()
         self._meters: set[int] = set()
         self._signed: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}  # by row id, see _presign
+        self._texts: dict[int, str] = {}  # the presigned transactions' JSON, by row id
 
     def close(self) -> None:
         """Stop following the stream and close connections."""
@@ -103,6 +104,7 @@ class BatchRound:
         self._make_keys()
         now = w._now()
         heads, self._signed = self._presign(now)
+        self._texts = {row_id: serialize(tx) for row_id, (_, tx) in self._signed.items()}  # no lock yet
         with w.store.begin() as conn:
             rows = claim_batch(conn, now, heads)
             counts["claimed"] = len(rows)
@@ -110,7 +112,13 @@ class BatchRound:
                 return []
             self._meters.update(r.meter_id for r in rows)
             meters = _by_id(conn, Meter, {r.meter_id for r in rows})
-            windows = _by_id(conn, Window, {r.window_id for r in rows if r.window_id is not None})
+            # Only rows signed again under the lock need their window (a window row never changes).
+            unsigned = {
+                r.window_id
+                for r in rows
+                if r.window_id is not None and not r.tx_json and self._early(r, meters) is None
+            }
+            windows = _by_id(conn, Window, unsigned)
             jobs, scheduled, keys = [], [], []
             for row in rows:
                 job = self._prepare(conn, row, meters[row.meter_id], windows.get(row.window_id), now, counts)
@@ -120,7 +128,7 @@ class BatchRound:
                 attempt = row.attempts + 1
                 due = now + w.backoff(attempt)
                 scheduled.append({"b_id": row.id, "b_attempts": attempt, "b_due": due, "b_tx": job.tx_id})
-                scheduled[-1]["b_json"] = row.tx_json or serialize(job.tx)
+                scheduled[-1]["b_json"] = row.tx_json or self._text(row.id, job.tx)
                 if row.operation == CREATE and meters[row.meter_id].public_key is None:
                     keys.append({"b_id": row.meter_id, "b_key": job.tx["inputs"][0]["owners_before"][0]})
             _schedule(conn, scheduled, now)
@@ -148,6 +156,19 @@ class BatchRound:
             with suppress(MetadataError, Blocked, KeystoreError):  # the claim signs again and records why
                 signed[row.id] = (_signed_from(row, meter), w.sign_row(meter, row, window))
         return ids, signed
+
+    def _early(self, row: Any, meters: dict[int, Meter]) -> dict[str, Any] | None:
+        """The row's transaction signed by `_presign`, if the row is still unsent and what it was signed
+        from is unchanged; otherwise None (signed again under the lock)."""
+        early = self._signed.get(row.id)
+        if row.tx_json or early is None or early[0] != _signed_from(row, meters[row.meter_id]):
+            return None
+        return early[1]
+
+    def _text(self, row_id: int, tx: dict[str, Any]) -> str:
+        """`tx`'s JSON: the one made before the lock if `tx` is the presigned transaction itself."""
+        early = self._signed.get(row_id)
+        return self._texts[row_id] if early is not None and early[1] is tx else serialize(tx)
 
     def _make_keys(self) -> None:
         """Make the keys of meters about to be CREATEd before the claim's transaction: a new key is a file
@@ -178,12 +199,12 @@ class BatchRound:
         """The row's signed job (signed now if it never was), or None with its outcome recorded."""
         w = self.writer
         w.report_if_stuck(row)
-        early = self._signed.get(row.id)
+        early = self._early(row, {meter.id: meter})
         try:
             if row.tx_json:
                 tx = json.loads(row.tx_json)
-            elif early is not None and early[0] == _signed_from(row, meter):
-                tx = early[1]
+            elif early is not None:
+                tx = early
             else:
                 tx = w.sign_row(meter, row, window)
         except MetadataError as exc:
