@@ -1,8 +1,10 @@
 """Backlog benchmark (issue 18): a day of readings for windows that have already closed, arriving at once.
 
 The connector runs as `smartmeter-connector run` in the default configuration (embedded dev ledger in the
-ledger process, SQLite, 15-minute windows), started by bench/anchoring_bench.py's `start` (which sets 5 s
-of grace instead of 120 s: every backlog window is long past either way). The sender is wrk with one
+ledger process, SQLite, 15-minute windows), started by bench/anchoring_bench.py's `start` with 900 s of
+grace instead of 120 s: every backlog window is due at once either way, and the live window cannot close
+while the checks run (a run whose checks crossed the window's end found 13 meters whose just-closed live
+window was stored but its TRANSFER not yet confirmed). The sender is wrk with one
 thread and 32 connections (bench/wrk_notify.lua), one single-entity notification per reading, meter
 i % METERS, so the readings of one meter arrive in time order:
 
@@ -205,7 +207,10 @@ def run(args: argparse.Namespace, state: str) -> dict[str, Any]:
     # Room for the whole ingest in the current window: about 500 backlog readings/s at the least.
     margin = args.margin or 60 + args.live / 1000 + args.meters * DAY / 500
     plan = Plan(args.meters, wait_for_room(margin))
-    proc = start(store_url, port, state, LENGTH)
+    # A window's grace of one window: every backlog window is due at once (the last one ended a window
+    # before the current one), and the live window closes only 15 minutes after the current one ends, so
+    # it cannot close (and anchor some meters but not yet others) while the checks read the chains.
+    proc = start(store_url, port, state, LENGTH, {"window.grace": str(LENGTH)})
     url = f"http://127.0.0.1:{port}/notify"
     store = open_store(store_url, 1)
     try:
