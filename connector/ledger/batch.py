@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 from sqlalchemy import Connection, and_, bindparam, select, update
@@ -52,6 +52,14 @@ class Sent:
     committed: bool = False  # already known committed (read back before a resend)
 
 
+class Presigned(NamedTuple):
+    """A row's transaction signed before the claim's lock, with what it was signed from and its JSON."""
+
+    source: tuple[Any, ...]  # `_signed_from(row, meter)` at signing time
+    tx: dict[str, Any]
+    text: str
+
+
 class BatchRound:
     """Runs rounds for `writer` (which owns the settings, store, keystore, metrics and per-row fallbacks)."""
 
@@ -61,8 +69,7 @@ class BatchRound:
         self.poster = RawPoster(writer.urls, cfg, max(1, cfg.concurrency))
         self.stream = TxStream(writer.urls, cfg.timeout).start()
         self._meters: set[int] = set()
-        self._signed: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}  # by row id, see _presign
-        self._texts: dict[int, str] = {}  # the presigned transactions' JSON, by row id
+        self._signed: dict[int, Presigned] = {}  # by row id, see _presign
 
     def close(self) -> None:
         """Stop following the stream and close connections."""
@@ -104,7 +111,6 @@ class BatchRound:
         self._make_keys()
         now = w._now()
         heads, self._signed = self._presign(now)
-        self._texts = {row_id: serialize(tx) for row_id, (_, tx) in self._signed.items()}  # no lock yet
         with w.store.begin() as conn:
             rows = claim_batch(conn, now, heads)
             counts["claimed"] = len(rows)
@@ -116,19 +122,22 @@ class BatchRound:
             unsigned = {
                 r.window_id
                 for r in rows
-                if r.window_id is not None and not r.tx_json and self._early(r, meters) is None
+                if r.window_id is not None and not r.tx_json and self._early(r, meters[r.meter_id]) is None
             }
             windows = _by_id(conn, Window, unsigned)
             jobs, scheduled, keys = [], [], []
             for row in rows:
-                job = self._prepare(conn, row, meters[row.meter_id], windows.get(row.window_id), now, counts)
-                if job is None:
+                prepared = self._prepare(
+                    conn, row, meters[row.meter_id], windows.get(row.window_id), now, counts
+                )
+                if prepared is None:
                     continue
+                job, text = prepared
                 jobs.append(job)
                 attempt = row.attempts + 1
                 due = now + w.backoff(attempt)
                 scheduled.append({"b_id": row.id, "b_attempts": attempt, "b_due": due, "b_tx": job.tx_id})
-                scheduled[-1]["b_json"] = row.tx_json or self._text(row.id, job.tx)
+                scheduled[-1]["b_json"] = text
                 if row.operation == CREATE and meters[row.meter_id].public_key is None:
                     keys.append({"b_id": row.meter_id, "b_key": job.tx["inputs"][0]["owners_before"][0]})
             _schedule(conn, scheduled, now)
@@ -139,13 +148,13 @@ class BatchRound:
                 )
         return jobs
 
-    def _presign(self, now: datetime) -> tuple[list[int], dict[int, tuple[tuple[Any, ...], dict[str, Any]]]]:
+    def _presign(self, now: datetime) -> tuple[list[int], dict[int, Presigned]]:
         """The due head rows, found and signed before the claim's transaction: finding and signing 500 rows
         inside it held the store's write lock for 160-280 ms, which /notify waited out on SQLite. Each
         signed row is kept with what it was signed from (`_signed_from`); the claim rechecks every row
         under its lock and uses the early signature only if that is unchanged."""
         w = self.writer
-        signed: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        signed: dict[int, Presigned] = {}
         with w.store.reading() as conn:
             ids = [row_id for row_id, _ in due_heads(conn, now, limit=BATCH)]
             rows = [r for r in _by_id(conn, LedgerOutbox, set(ids)).values() if r.tx_json is None]
@@ -154,21 +163,17 @@ class BatchRound:
         for row in rows:
             meter, window = meters[row.meter_id], windows.get(row.window_id)
             with suppress(MetadataError, Blocked, KeystoreError):  # the claim signs again and records why
-                signed[row.id] = (_signed_from(row, meter), w.sign_row(meter, row, window))
+                tx = w.sign_row(meter, row, window)
+                signed[row.id] = Presigned(_signed_from(row, meter), tx, serialize(tx))
         return ids, signed
 
-    def _early(self, row: Any, meters: dict[int, Meter]) -> dict[str, Any] | None:
+    def _early(self, row: Any, meter: Meter) -> Presigned | None:
         """The row's transaction signed by `_presign`, if the row is still unsent and what it was signed
         from is unchanged; otherwise None (signed again under the lock)."""
         early = self._signed.get(row.id)
-        if row.tx_json or early is None or early[0] != _signed_from(row, meters[row.meter_id]):
+        if row.tx_json or early is None or early.source != _signed_from(row, meter):
             return None
-        return early[1]
-
-    def _text(self, row_id: int, tx: dict[str, Any]) -> str:
-        """`tx`'s JSON: the one made before the lock if `tx` is the presigned transaction itself."""
-        early = self._signed.get(row_id)
-        return self._texts[row_id] if early is not None and early[1] is tx else serialize(tx)
+        return early
 
     def _make_keys(self) -> None:
         """Make the keys of meters about to be CREATEd before the claim's transaction: a new key is a file
@@ -195,18 +200,20 @@ class BatchRound:
         window: Window | None,
         now: datetime,
         counts: Counter[str],
-    ) -> Job | None:
-        """The row's signed job (signed now if it never was), or None with its outcome recorded."""
+    ) -> tuple[Job, str] | None:
+        """The row's signed job (signed now if it never was) and its stored JSON, or None with its outcome
+        recorded."""
         w = self.writer
         w.report_if_stuck(row)
-        early = self._early(row, {meter.id: meter})
+        early = self._early(row, meter)
         try:
             if row.tx_json:
-                tx = json.loads(row.tx_json)
+                tx, text = json.loads(row.tx_json), row.tx_json
             elif early is not None:
-                tx = early
+                tx, text = early.tx, early.text
             else:
                 tx = w.sign_row(meter, row, window)
+                text = serialize(tx)
         except MetadataError as exc:
             counts[w._dead(conn, row.id, row.meter_id, row.operation, str(exc), now)] += 1
             return None
@@ -216,7 +223,7 @@ class BatchRound:
             counts["blocked"] += 1
             log.warning("ledger.blocked", meter_id=row.meter_id, row=row.id, reason=str(exc))
             return None
-        return Job(row.id, row.meter_id, row.operation, tx, was_sent=row.tx_json is not None)
+        return Job(row.id, row.meter_id, row.operation, tx, was_sent=row.tx_json is not None), text
 
     # -- send: in parallel, no store work ---------------------------------------------------------------
 
