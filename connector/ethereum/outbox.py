@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, exists, insert, select, update
+from sqlalchemy import Connection, Row, and_, exists, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from connector.ethereum.contract import EnergyError, energy_to_wh, meter_key
@@ -79,16 +79,22 @@ def insert_relays(conn: Connection, values: list[dict[str, Any]]) -> None:
 
 
 def due_batch(conn: Connection, now: datetime, limit: int) -> list[RelayOutbox]:
-    """Due pending rows of the oldest due interval, skipping meters with an earlier row still pending.
+    """Due pending rows of the oldest due interval, skipping meters with an earlier row still in flight.
 
-    Keeping each meter's intervals in order keeps the on-chain chain head equal to the off-chain one.
+    Keeping each meter's intervals in order keeps the on-chain chain head equal to the off-chain one. An
+    earlier row is in flight while it is pending, or sent in a transaction not yet mined: until it is mined
+    the node may lose it (a restart empties its pool), and its rows are sent again with a new nonce, which
+    would land after a later interval sent meanwhile. Once mined, its nonce is spent before any later one.
     """
     earlier = aliased(RelayOutbox)
+    unmined = exists().where(
+        and_(EthTransaction.id == earlier.transaction_id, EthTransaction.status == "sent")
+    )
     blocked = exists().where(
         and_(
             earlier.meter_id == RelayOutbox.meter_id,
             earlier.interval_start < RelayOutbox.interval_start,
-            earlier.status == "pending",
+            or_(earlier.status == "pending", and_(earlier.status == "sent", unmined)),
         )
     )
     due = and_(RelayOutbox.status == "pending", RelayOutbox.next_attempt_at <= now, ~blocked)

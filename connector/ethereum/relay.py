@@ -368,10 +368,16 @@ def _unlink_settle(conn: Any, tx_id: int, now: datetime) -> None:
 
 
 def relay_round(relay: RelayService, max_batches: int = 50) -> None:
-    """One oracle round: queue confirmed windows, send due batches, follow open transactions, settle."""
+    """One oracle round: queue confirmed windows, send due batches, follow open transactions, send the
+    intervals whose meter's earlier interval has just been mined, settle."""
     relay.enqueue()
+    _dispatch(relay, max_batches)
+    relay.confirm_once()
+    _dispatch(relay, max_batches)
+    relay.settle_once()
+
+
+def _dispatch(relay: RelayService, max_batches: int) -> None:
     for _ in range(max_batches):
         if not relay.dispatch_once():
             break
-    relay.confirm_once()
-    relay.settle_once()

@@ -143,6 +143,34 @@ def test_anvil_restart_mid_run(store: Store, owner, clock, tmp_path) -> None:
         node.stop()
 
 
+def test_pool_lost_while_in_flight_keeps_each_meter_in_order(store: Store, w3, owner, settlement, clock) -> None:
+    """The node forgets its pending transactions (a restart) while a meter's interval is in flight: its later
+    intervals wait until the earlier one is mined, so re-sent and new intervals cannot trade nonces and land
+    out of order (on-chain heads equal the store's)."""
+    grid = add_grid(store, meters=2, intervals=2)
+    relay = service(store, w3, owner, settlement, clock)
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+
+    def add_interval(index: int) -> None:
+        for entity, windows in grid.items():
+            windows.append(add_window(store, windows[0].meter_id, entity, index, f"{200 + index}.5"))
+
+    def dispatch() -> None:
+        relay.enqueue()
+        while relay.dispatch_once():
+            pass
+
+    dispatch()
+    w3.provider.make_request("anvil_dropAllTransactions", [])  # type: ignore[arg-type]
+    add_interval(2)
+    dispatch()  # before the relay has seen the loss
+    relay.confirm_once()  # sees it: the lost intervals are due again
+    add_interval(3)
+    dispatch()
+    run_until_final(relay, w3)
+    assert_heads(settlement, grid)
+
+
 def test_duplicate_submission_is_noop(store: Store, w3, owner, settlement, clock) -> None:
     """A batch sent again after it landed (crash before bookkeeping) is mined as a no-op, no conflict."""
     grid = add_grid(store, meters=2, intervals=1)

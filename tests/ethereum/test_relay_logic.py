@@ -122,6 +122,8 @@ def test_stale_nonce_is_resynced(store: Store, clock, gateway: FakeGateway) -> N
     relay = relay_on(store, clock, gateway)
     relay.enqueue()
     assert relay.dispatch_once() == 1
+    gateway.mine(1)
+    relay.confirm_once()  # mined: the meter's next interval may go
     gateway.nonces[relay.sender.address] += 5  # five transactions of another process
     assert relay.dispatch_once() == 1
     nonces = sorted(tx["nonce"] for tx in gateway.txs.values())
