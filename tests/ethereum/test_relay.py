@@ -143,7 +143,9 @@ def test_anvil_restart_mid_run(store: Store, owner, clock, tmp_path) -> None:
         node.stop()
 
 
-def test_pool_lost_while_in_flight_keeps_each_meter_in_order(store: Store, w3, owner, settlement, clock) -> None:
+def test_pool_lost_while_in_flight_keeps_each_meter_in_order(
+    store: Store, w3, owner, settlement, clock
+) -> None:
     """The node forgets its pending transactions (a restart) while a meter's interval is in flight: its later
     intervals wait until the earlier one is mined, so re-sent and new intervals cannot trade nonces and land
     out of order (on-chain heads equal the store's)."""
