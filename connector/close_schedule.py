@@ -2,7 +2,7 @@
 closable (its end + grace).
 
 With the interval alone a window's closing, and with it its TRANSFERs, began up to `close_interval` (5 s)
-after the window became closable, depending on when the process happened to start: 1-2 s of the anchoring
+after the window became closable, depending on when the process happened to start: 2-3 s of the anchoring
 benchmark's 21 s, a different share in each run (docs/benchmarks/anchoring.md). Windows are aligned to UTC
 multiples of their length, so every window becomes closable at a multiple of the length plus the grace.
 The interval stays for what the aligned run leaves (a meter changed while its batch was sealed, a failed
