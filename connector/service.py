@@ -19,12 +19,15 @@ from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from connector.app import create_app
 from connector.asgi import ConnectorAsgi, HttpServer, bind
+from connector.close_schedule import CloserTrigger
 from connector.closer import close_due_windows
 from connector.context import Clock, Services, utc_now
 from connector.ingest import IngestConfig, IngestWriter
@@ -151,7 +154,7 @@ class Connector:
             ingest.start()
             self._stoppers.append(ingest.stop)
         if role in (ALL, LEDGER):
-            self._schedule("close-windows", self.close_windows, self.settings.window.close_interval)
+            self._schedule("close-windows", self.close_windows, CloserTrigger(self.settings.window))
             self._start_ledger_writer()
             self._start_trees()  # period trees after the closer, their roots written to the ledger
             self._start_relay()
@@ -183,10 +186,10 @@ class Connector:
             close_due_windows(self.store, self.settings, self.clock(), on_batch=inc, stopping=stopping)
         )
 
-    def _schedule(self, name: str, fn: Callable[[], Any], seconds: float) -> None:
-        self.scheduler.add_job(
-            _logged(name, fn), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
-        )
+    def _schedule(self, name: str, fn: Callable[[], Any], when: float | BaseTrigger) -> None:
+        """Run `fn` every `when` seconds, or when the trigger `when` fires; never two runs at once."""
+        trigger = when if isinstance(when, BaseTrigger) else IntervalTrigger(seconds=when)
+        self.scheduler.add_job(_logged(name, fn), trigger, id=name, max_instances=1, coalesce=True)
 
     def _start_ledger(self, separate: bool = False) -> None:
         """The ledger's URLs; the embedded dev ledger started first, `separate`ly in a child process (the

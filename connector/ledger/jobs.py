@@ -12,12 +12,13 @@ class Blocked(Exception):
 
 @dataclass(frozen=True)
 class Job:
-    """A claimed, signed row ready to send."""
+    """A claimed, signed row ready to send: `text` is its JSON as stored in the outbox, the bytes sent."""
 
     row_id: int
     meter_id: int
     operation: str
     tx: dict[str, Any]
+    text: str
     was_sent: bool
 
     @property

@@ -209,6 +209,7 @@ class LedgerWriter:
                 update_row(conn, row.id, now, **later)
                 log.warning("ledger.blocked", meter_id=row.meter_id, row=row.id, reason=str(exc))
                 return "blocked"
+            text = row.tx_json or serialize(tx)
             update_row(
                 conn,
                 row.id,
@@ -216,9 +217,9 @@ class LedgerWriter:
                 attempts=row.attempts + 1,
                 next_attempt_at=retry_at,
                 tx_id=tx["id"],
-                tx_json=serialize(tx),
+                tx_json=text,
             )
-        return Job(row.id, row.meter_id, row.operation, tx, was_sent=row.status == "sent")
+        return Job(row.id, row.meter_id, row.operation, tx, text, was_sent=row.status == "sent")
 
     def backoff(self, attempt: int) -> timedelta:
         """Delay before attempt `attempt + 1`: backoff_base * 2^(attempt-1), capped at backoff_cap."""
