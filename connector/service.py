@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connector.app import create_app
 from connector.asgi import ConnectorAsgi, HttpServer, bind
-from connector.closer import close_due_windows
+from connector.closer import close_batches
 from connector.context import Clock, Services, utc_now
 from connector.ingest import IngestConfig, IngestWriter
 from connector.keystore import Keystore
@@ -176,10 +176,11 @@ class Connector:
     def close_windows(self) -> int:
         """One run of the window closer (also called directly by tests and the demo); the metric counts
         each batch as it commits."""
-        inc, stopping = self.services.metrics.windows_closed.inc, self._stopping.is_set
-        return len(
-            close_due_windows(self.store, self.settings, self.clock(), on_batch=inc, stopping=stopping)
-        )
+        closed = 0
+        for infos in close_batches(self.store, self.settings, self.clock(), stopping=self._stopping.is_set):
+            self.services.metrics.windows_closed.inc(len(infos))
+            closed += len(infos)
+        return closed
 
     def _schedule(self, name: str, fn: Callable[[], Any], seconds: float) -> None:
         self.scheduler.add_job(
