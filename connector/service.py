@@ -32,6 +32,7 @@ from connector.keystore import Keystore
 from connector.ledger.embedded import DevLedgerChild
 from connector.ledger.root_writer import RootWriter
 from connector.ledger.writer import LedgerWriter
+from connector.memory import release_free_memory
 from connector.metrics import Metrics
 from connector.periods import build_due_periods
 from connector.settings import Settings, SettingsError, subscription_settings
@@ -46,6 +47,7 @@ log = structlog.get_logger("connector.service")
 
 # What one process runs (`Connector.start(role=...)`): everything, or its part of `run`'s process layout.
 ALL, HTTP, WORKER, LEDGER = "all", "http", "worker", "ledger"
+RELEASE_MEMORY_EVERY = 5.0  # seconds between two `release_free_memory` of the ledger process (a few ms each)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -153,6 +155,7 @@ class Connector:
             self._start_ledger_writer()
             self._start_trees()  # period trees after the closer, their roots written to the ledger
             self._start_relay()
+            self._schedule("release-memory", release_free_memory, RELEASE_MEMORY_EVERY)
         if role in (ALL, HTTP):
             self._start_subscriptions()
         self.scheduler.start()
