@@ -28,13 +28,14 @@ from sqlalchemy.exc import IntegrityError
 from connector.app import create_app
 from connector.asgi import ConnectorAsgi, HttpServer, bind
 from connector.close_schedule import CloserTrigger
-from connector.closer import close_due_windows
+from connector.closer import close_batches
 from connector.context import Clock, Services, utc_now
 from connector.ingest import IngestConfig, IngestWriter
 from connector.keystore import Keystore
 from connector.ledger.embedded import DevLedgerChild
 from connector.ledger.root_writer import RootWriter
 from connector.ledger.writer import LedgerWriter
+from connector.memory import release_free_memory
 from connector.metrics import Metrics
 from connector.periods import build_due_periods
 from connector.settings import Settings, SettingsError, subscription_settings
@@ -49,6 +50,7 @@ log = structlog.get_logger("connector.service")
 
 # What one process runs (`Connector.start(role=...)`): everything, or its part of `run`'s process layout.
 ALL, HTTP, WORKER, LEDGER = "all", "http", "worker", "ledger"
+RELEASE_MEMORY_EVERY = 5.0  # seconds between two `release_free_memory` of the ledger process (a few ms each)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -158,6 +160,7 @@ class Connector:
             self._start_ledger_writer()
             self._start_trees()  # period trees after the closer, their roots written to the ledger
             self._start_relay()
+            self._schedule("release-memory", release_free_memory, RELEASE_MEMORY_EVERY)
         if role in (ALL, HTTP):
             self._start_subscriptions()
         self.scheduler.start()
@@ -181,10 +184,11 @@ class Connector:
     def close_windows(self) -> int:
         """One run of the window closer (also called directly by tests and the demo); the metric counts
         each batch as it commits."""
-        inc, stopping = self.services.metrics.windows_closed.inc, self._stopping.is_set
-        return len(
-            close_due_windows(self.store, self.settings, self.clock(), on_batch=inc, stopping=stopping)
-        )
+        closed = 0
+        for infos in close_batches(self.store, self.settings, self.clock(), stopping=self._stopping.is_set):
+            self.services.metrics.windows_closed.inc(len(infos))
+            closed += len(infos)
+        return closed
 
     def _schedule(self, name: str, fn: Callable[[], Any], when: float | BaseTrigger) -> None:
         """Run `fn` every `when` seconds, or when the trigger `when` fires; never two runs at once."""

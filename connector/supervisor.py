@@ -31,6 +31,7 @@ from pathlib import Path
 
 import structlog
 
+from connector.memory import limit_arenas
 from connector.settings import Settings
 from connector.signals import StopSignals
 from devledger.lifecycle import die_with_parent
@@ -63,6 +64,7 @@ def prepare_metrics_dir(state_dir: str) -> Path:
     return folder
 
 
+LEDGER_ARENAS = 2  # malloc arenas of the ledger process (connector/memory.py)
 LEDGER_ROLE = ["--role", "ledger"]  # the ledger process's extra arguments (see `serve_ledger`)
 
 
@@ -204,6 +206,7 @@ def serve_worker(settings: Settings, fd: int | None, primary_pid: int) -> int:
     connector = service.Connector(settings, metrics_dir=metrics_dir)
     if fd is None:
         os.nice(settings.server.ledger_nice)  # /notify first when both want the CPU
+        limit_arenas(LEDGER_ARENAS)
         connector.start(serve_http=False, role=service.LEDGER)
     else:
         connector.start(listen_socket=socket.socket(fileno=fd), primary=False)

@@ -67,6 +67,9 @@ class BatchRound:
         self.writer = writer
         cfg = writer.cfg
         self.poster = RawPoster(writer.urls, cfg, max(1, cfg.concurrency))
+        # One pool for every round's sends: a pool per round started 8 threads a round, whose stacks and
+        # malloc arenas the process kept (its heap grew with every round, docs/benchmarks/soak.md).
+        self.senders = ThreadPoolExecutor(max(1, cfg.concurrency), thread_name_prefix="ledger-send")
         self.stream = TxStream(writer.urls, cfg.timeout).start()
         self._meters: set[int] = set()
         self._signed: dict[int, Presigned] = {}  # by row id, see _presign
@@ -74,6 +77,7 @@ class BatchRound:
     def close(self) -> None:
         """Stop following the stream and close connections."""
         self.stream.stop()
+        self.senders.shutdown(wait=True)
         self.poster.close()
 
     def dispatch(self) -> dict[str, int]:
@@ -243,9 +247,7 @@ class BatchRound:
                 counts[w._failed(job, exc)] += 1
                 return None
 
-        workers = max(1, min(w.cfg.concurrency, len(jobs)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="ledger-send") as pool:
-            results = list(pool.map(attempt, jobs))
+        results = list(self.senders.map(attempt, jobs))
         return [s for s in results if s is not None]
 
     # -- confirm: from the stream, then one transaction ------------------------------------------------

@@ -47,19 +47,25 @@ def serialize(tx: dict[str, Any]) -> str:
     return rapidjson.dumps(tx, skipkeys=False, ensure_ascii=False, sort_keys=True)  # type: ignore[no-any-return]
 
 
-@lru_cache(maxsize=65536)
+# What is derived from a public key is cached for the keys of about one round (the writer's BATCH rows):
+# each is used several times while its transaction is built. Kept longer it was 0.6 KB a key, and with
+# more meters than entries, signed in turn, the cache would hold 42 MB and still miss every time.
+KEY_CACHE = 4096
+
+
+@lru_cache(maxsize=KEY_CACHE)
 def _raw_public_key(public_key: str) -> bytes:
     return bytes(base58.b58decode(public_key))
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=KEY_CACHE)
 def condition_uri(public_key: str) -> str:
     """The condition URI of a single ed25519 key output (cryptoconditions' `condition_uri`)."""
     digest = hashlib.sha256(_FINGERPRINT_PREFIX + _raw_public_key(public_key)).digest()
     return f"ni:///sha-256;{_b64url(digest)}?fpt={ED25519}&cost={_COST}"
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=KEY_CACHE)
 def _details_key(public_key: str) -> str:
     # The driver writes the condition details' key back from the raw bytes (canonical base58).
     return base58.b58encode(_raw_public_key(public_key)).decode()

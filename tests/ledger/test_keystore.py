@@ -44,6 +44,16 @@ def test_same_key_on_reopen_and_public_key(tmp_path) -> None:
     assert again.secret("s", lambda: b"abc") == again.secret("s", lambda: b"other") == b"abc"
 
 
+def test_key_cache_is_bounded(tmp_path) -> None:
+    """The in-memory key pairs stay within the cache's size; a pair left out is read back unchanged."""
+    ks = Keystore(tmp_path / "ks", cache=3)
+    pairs = {ref: ks.meter_keypair(ref) for ref in (f"t|/|m{i}" for i in range(10))}
+    assert ks.cached == 3
+    assert all(ks.meter_keypair(ref) == pair for ref, pair in pairs.items())
+    assert all(ks.keypair_for(ref, pair.public_key) == pair for ref, pair in pairs.items())
+    assert ks.cached == 3
+
+
 def test_encrypted_round_trip(tmp_path) -> None:
     """With a passphrase the files hold no key material, and the same passphrase opens them again."""
     pair = Keystore(tmp_path / "ks", "correct horse").meter_keypair(REF)

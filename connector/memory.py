@@ -1,0 +1,41 @@
+"""Giving the C heap's free memory back to the operating system, for the long-running ledger process.
+
+glibc's malloc keeps memory freed by a thread in that thread's arena, and gives an arena's memory back only
+from its top. The ledger process frees megabytes a round (transactions' JSON, answers, SQLite's pages)
+from several threads, so its arenas filled with free chunks the kernel still counted as resident: in the
+100,000-meter soak its malloc arenas held 120 MB, 74 MB of it free, and kept growing
+(docs/benchmarks/soak.md). `malloc_trim(0)` hands every whole free page of every arena back, and
+`limit_arenas` keeps the threads to a few arenas, so memory one thread freed is reused by the others.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from collections.abc import Callable
+from functools import cache
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+
+
+@cache  # looked up on first use, not at import
+def _glibc(name: str) -> Callable[..., int] | None:
+    """A glibc function, or None where the C library has none (musl, macOS)."""
+    lib = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(lib), name) if lib else None  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+def limit_arenas(count: int) -> bool:
+    """At most `count` malloc arenas from now on (glibc's default: 8 per core); call before threads start.
+    True if glibc took it."""
+    mallopt = _glibc("mallopt")
+    return bool(mallopt(M_ARENA_MAX, count)) if mallopt is not None else False
+
+
+def release_free_memory() -> bool:
+    """Give the free pages of every malloc arena back to the OS; True if glibc released any."""
+    trim = _glibc("malloc_trim")
+    return bool(trim(ctypes.c_size_t(0))) if trim is not None else False
