@@ -144,8 +144,6 @@ class Connector:
         if role in (ALL, HTTP):
             _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)
-        if role == LEDGER:
-            self.store.write_in_background()  # /notify's commits go first when both wait for SQLite
         if role in (ALL, LEDGER):
             self._start_ledger(separate=role == LEDGER)
         else:

@@ -62,11 +62,6 @@ class Store:
         with self.read.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    def write_in_background(self) -> None:
-        """Let the other processes' writers go first when they wait (see WriteLock); SQLite only."""
-        if self.write_lock is not None:
-            self.write_lock.background = True
-
     def dispose(self) -> None:
         self.write.dispose()
         self.read.dispose()
@@ -82,20 +77,12 @@ class WriteLock:
     lock over and over (ack p99 above 1 s with 2 workers). A blocking flock() on a file beside the
     database wakes the waiter as soon as the lock is released; a thread lock in front of it serializes
     the threads of one process, which share the flock. Re-entrant, like SQLAlchemy's nested begin.
-
-    A `background` lock (the ledger process's: window closer, ledger writer) lets every other writer that
-    is waiting go first. A foreground writer holds a shared flock on a second file (`path` + "-waiting")
-    while it waits for its turn; a background writer takes that file exclusively before it queues, so it
-    cannot queue while a foreground writer waits, and a foreground writer waits at most for the turn
-    that is running, not for the background turns queued behind it. The background writer still gets its
-    turns in the gaps between foreground ones (ingest commits in groups, so there are gaps).
     """
 
-    def __init__(self, path: str, timeout: float = 30.0, background: bool = False) -> None:
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
         self.path = path
         self.timeout = timeout
-        self.background = background
-        self._fds: dict[str, int] = {}
+        self._fd: int | None = None
         self._threads = threading.RLock()
         self._depth = 0
 
@@ -104,37 +91,28 @@ class WriteLock:
             raise TimeoutError(f"no write turn on {self.path} within {self.timeout} s")
         if self._depth == 0:
             try:
-                self._queue()
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
             except BaseException:
                 self._threads.release()
                 raise
         self._depth += 1
 
-    def _queue(self) -> None:
-        waiting = self._file(self.path + "-waiting")
-        fcntl.flock(waiting, fcntl.LOCK_EX if self.background else fcntl.LOCK_SH)
-        try:
-            fcntl.flock(self._file(self.path), fcntl.LOCK_EX)
-        finally:
-            fcntl.flock(waiting, fcntl.LOCK_UN)
-
     def __exit__(self, *_exc: object) -> None:
         self._depth -= 1
         if self._depth == 0:
-            fcntl.flock(self._file(self.path), fcntl.LOCK_UN)
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
         self._threads.release()
 
-    def _file(self, path: str) -> int:
-        fd = self._fds.get(path)
-        if fd is None:  # opened on first use, so a Store built before a fork shares no descriptor
-            fd = self._fds[path] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        return fd
+    def _file(self) -> int:
+        if self._fd is None:  # opened on first use, so a Store built before a fork shares no descriptor
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
 
     def close(self) -> None:
         with self._threads:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def open_store(url: str, pool_size: int = 10, **engine_kw: Any) -> Store:
