@@ -82,19 +82,13 @@ def close_due_windows(
     settings: Settings,
     now: datetime,
     batch: int = BATCH,
-    on_batch: Callable[[int], None] | None = None,
     stopping: Callable[[], bool] | None = None,
 ) -> list[ClosedInfo]:
     """Close every pending window whose end + grace has passed at `now`, `batch` pairs per transaction;
-    return what was closed. A meter that changed while its batch was sealed waits for the next run.
-    `on_batch` is told how many windows each batch closed (metrics move while a long run goes on); once
-    `stopping()` is true no further batch starts (a run over 100,000 windows takes minutes)."""
-    closed: list[ClosedInfo] = []
-    for infos in close_batches(store, settings, now, batch, stopping):
-        closed += infos
-        if on_batch is not None:
-            on_batch(len(infos))
-    return closed
+    return what was closed. A meter that changed while its batch was sealed waits for the next run. Once
+    `stopping()` is true no further batch starts (a run over 100,000 windows takes minutes); the
+    scheduler's runs use `close_batches` to count each batch as it commits and keep nothing."""
+    return [info for infos in close_batches(store, settings, now, batch, stopping) for info in infos]
 
 
 def close_batches(
@@ -104,8 +98,7 @@ def close_batches(
     batch: int = BATCH,
     stopping: Callable[[], bool] | None = None,
 ) -> Iterator[list[ClosedInfo]]:
-    """`close_due_windows` one batch at a time: what each batch closed, as it commits. The scheduler's
-    runs count them and keep nothing (a run over 100,000 windows held 100,000 ClosedInfo to its end)."""
+    """`close_due_windows` one batch at a time: what each batch closed, as it commits."""
     cutoff = last_closable_start(now, settings.window.length, settings.window.grace)
     after: Pair | None = None
     while not (stopping is not None and stopping()):

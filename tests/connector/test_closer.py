@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select
 
-from connector.closer import close_due_windows, due_pairs, seal_batch, stored_reading, write_batch
+from connector.closer import (
+    close_batches,
+    close_due_windows,
+    due_pairs,
+    seal_batch,
+    stored_reading,
+    write_batch,
+)
 from connector.core.fingerprint import chain_seed, seal_window
 from connector.ingest import IngestConfig
 from connector.ingest import write_batch as ingest_batch
@@ -347,8 +354,7 @@ def test_a_run_stops_between_batches_once_asked(client, store, settings):
         send(client, 1, 100, f"urn:ngsi-ld:SMX:Q{i}")
     batches: list[int] = []
     now = T0 + timedelta(hours=1)
-    closed = close_due_windows(
-        store, settings, now, batch=2, on_batch=batches.append, stopping=lambda: bool(batches)
-    )
-    assert (len(closed), batches) == (2, [2])
+    for infos in close_batches(store, settings, now, batch=2, stopping=lambda: bool(batches)):
+        batches.append(len(infos))
+    assert batches == [2]
     assert len(close_due_windows(store, settings, now, batch=2)) == 3
