@@ -49,7 +49,7 @@ from ngsi.subscriptions import SubscriptionManager
 log = structlog.get_logger("connector.service")
 
 # What one process runs (`Connector.start(role=...)`): everything, or its part of `run`'s process layout.
-ALL, HTTP, WORKER, LEDGER = "all", "http", "worker", "ledger"
+ALL, HTTP, WORKER, LEDGER, CLOSER = "all", "http", "worker", "ledger", "closer"
 RELEASE_MEMORY_EVERY = 5.0  # seconds between two `release_free_memory` of the ledger process (a few ms each)
 
 
@@ -137,10 +137,13 @@ class Connector:
 
         `role` splits this between processes (`run`, connector/supervisor.py): HTTP (the primary HTTP
         process: migration, /notify, the query API, the Orion subscription check), WORKER (another HTTP
-        process; also `primary=False`) and LEDGER (the ledger process: embedded dev ledger, window closer,
-        ledger writer, Ethereum relay, no HTTP server). ALL (in-process use: tests, demo) runs everything.
+        process; also `primary=False`), LEDGER (the ledger process: embedded dev ledger, ledger writer,
+        period roots, Ethereum relay; with `server.closer_process` false also the window closer and the
+        period-tree builder) and CLOSER (the closer process: window closer and period-tree builder). ALL
+        (in-process use: tests, demo) runs everything.
         """
         role = WORKER if not primary else role
+        closes = role in (ALL, CLOSER) or (role == LEDGER and not self.settings.server.closer_process)
         if role in (ALL, HTTP):
             _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)
@@ -149,21 +152,24 @@ class Connector:
         else:
             self._use_primary_ledger()
         self.app = create_app(self.services)
-        if role != LEDGER:
+        if role in (ALL, HTTP, WORKER):
             ingest = self.services.ingest
             ingest.start()
             self._stoppers.append(ingest.stop)
-        if role in (ALL, LEDGER):
+        if closes:
             self._schedule("close-windows", self.close_windows, CloserTrigger(self.settings.window))
+            self._start_tree_builder()  # period trees after the closer
+        if role in (ALL, LEDGER):
             self._start_ledger_writer()
-            self._start_trees()  # period trees after the closer, their roots written to the ledger
+            self._start_root_writer()  # the period trees' roots written to the ledger
             self._start_relay()
+        if role in (ALL, LEDGER, CLOSER):
             self._schedule("release-memory", release_free_memory, RELEASE_MEMORY_EVERY)
         if role in (ALL, HTTP):
             self._start_subscriptions()
         self.scheduler.start()
         self._stoppers.append(lambda: self.scheduler.shutdown(wait=True))
-        if serve_http and role != LEDGER:
+        if serve_http and role in (ALL, HTTP, WORKER):
             self._start_http(listen_socket)
         return self
 
@@ -246,8 +252,8 @@ class Connector:
         dispatch = _counting_blocked(writer.dispatch_once, self.services.registry)
         self._schedule("ledger-dispatch", dispatch, self.settings.ledger.dispatch_interval)
 
-    def _start_trees(self) -> None:
-        """Period trees after the closer (connector/periods.py); their roots anchored by the root writer."""
+    def _start_tree_builder(self) -> None:
+        """Period trees after the closer (connector/periods.py)."""
         if not self.settings.trees.enabled:
             return
         built = Counter(
@@ -257,7 +263,10 @@ class Connector:
         )
         build = lambda: built.inc(len(build_due_periods(self.store, self.settings, self.clock())))  # noqa: E731
         self._schedule("build-trees", build, self.settings.trees.interval)
-        if not self.settings.ledger.enabled:
+
+    def _start_root_writer(self) -> None:
+        """The period trees' roots anchored on the ledger by the root writer."""
+        if not (self.settings.trees.enabled and self.settings.ledger.enabled):
             return
         keystore = self.keystore or Keystore(self.settings.keystore.path, self.settings.keystore.passphrase)
         roots = RootWriter(

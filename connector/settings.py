@@ -147,6 +147,10 @@ class ServerSettings:
     # `run` starts one more process for the ledger work (embedded dev ledger, window closer, ledger writer,
     # Ethereum relay), so none of it runs in a process that answers /notify (issue 18).
     ledger_process: bool = True
+    # With `ledger_process`, the window closer and the period-tree builder run in a process of their own
+    # (the closer process) beside the ledger process: closing windows and writing the ledger then take a
+    # core each instead of sharing one interpreter (issue 18: 100,000 meters' window).
+    closer_process: bool = True
     # How far the ledger process lowers its own CPU priority (Linux nice, 0-19): when both want the CPU,
     # /notify is answered first and the ledger work, an outbox that catches up, takes what is left.
     ledger_nice: int = 10

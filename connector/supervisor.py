@@ -64,18 +64,18 @@ def prepare_metrics_dir(state_dir: str) -> Path:
     return folder
 
 
-LEDGER_ARENAS = 2  # malloc arenas of the ledger process (connector/memory.py)
-LEDGER_ROLE = ["--role", "ledger"]  # the ledger process's extra arguments (see `serve_ledger`)
+LEDGER_ARENAS = 2  # malloc arenas of the ledger and closer processes (connector/memory.py)
+LEDGER, CLOSER = "ledger", "closer"  # `run --role`: the processes that serve no HTTP (see `serve_worker`)
 
 
 class WorkerPool:
     """The primary's child processes: spawned, watched, restarted when they die, stopped with SIGTERM.
 
-    Each slot is an HTTP worker's listening socket (kept open here across restarts) or None for the
-    ledger process, which serves no HTTP.
+    Each slot is an HTTP worker's listening socket (kept open here across restarts) or the role of a
+    process that serves no HTTP (LEDGER, CLOSER).
     """
 
-    def __init__(self, command: Sequence[str], socks: Sequence[socket.socket | None]) -> None:
+    def __init__(self, command: Sequence[str], socks: Sequence[socket.socket | str]) -> None:
         self.command = list(command)
         self.socks = list(socks)
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(socks)
@@ -88,17 +88,17 @@ class WorkerPool:
 
     def _spawn(self, slot: int) -> None:
         sock = self.socks[slot]
-        fds: tuple[int, ...] = () if sock is None else (sock.fileno(),)
-        role = LEDGER_ROLE if sock is None else ["--worker-fd", str(fds[0])]
+        fds: tuple[int, ...] = () if isinstance(sock, str) else (sock.fileno(),)
+        role = ["--role", sock] if isinstance(sock, str) else ["--worker-fd", str(fds[0])]
         cmd = [*self.command, *role, "--primary-pid", str(os.getpid())]
         # Own process group: a terminal's Ctrl-C reaches the primary only, which stops the workers in order.
         self.procs[slot] = subprocess.Popen(cmd, pass_fds=fds, process_group=0)
         self.started_at[slot] = time.monotonic()
-        kind = "ledger" if sock is None else "http"
+        kind = sock if isinstance(sock, str) else "http"
         log.info("worker.started", slot=slot, pid=self.procs[slot].pid, role=kind)  # type: ignore[union-attr]
 
     def pids(self) -> list[int]:
-        """The running children's process ids, in slot order (the ledger process last)."""
+        """The running children's process ids, in slot order (the ledger and closer processes last)."""
         return [p.pid for p in self.procs if p is not None and p.poll() is None]
 
     def watch(self) -> None:
@@ -137,7 +137,9 @@ def serve_workers(settings: Settings, config: str | None) -> int:
 
     The primary serves HTTP; `server.workers - 1` more HTTP processes share its port; with
     `server.ledger_process` (the default) one more process, the ledger process, runs the embedded dev
-    ledger, the window closer, the ledger writer and the Ethereum relay (`serve_ledger`).
+    ledger, the ledger writer and the Ethereum relay, and with `server.closer_process` (the default)
+    another, the closer process, runs the window closer and the period-tree builder (`serve_worker`;
+    without it the ledger process runs them too).
     """
     socks = listen_sockets(*settings.host_port, settings.server.workers)
     metrics_dir = prepare_metrics_dir(settings.state_dir)
@@ -148,7 +150,8 @@ def serve_workers(settings: Settings, config: str | None) -> int:
     service.configure_logging(settings)
     service.migrate_store(settings)  # once, before several processes could race to migrate
     split = settings.server.ledger_process
-    children: list[socket.socket | None] = [*socks[1:], *([None] if split else [])]
+    apart = [LEDGER, *([CLOSER] if settings.server.closer_process else [])] if split else []
+    children: list[socket.socket | str] = [*socks[1:], *apart]
     pool = WorkerPool(worker_command(config, settings.server.workers), children)
     stop = StopSignals()
     pool.start()
@@ -158,7 +161,7 @@ def serve_workers(settings: Settings, config: str | None) -> int:
         connector = service.Connector(settings, metrics_dir=metrics_dir)
         connector.start(listen_socket=socks[0], role=role)
         service.tune_gc()
-        layout = " + a ledger process" if split else ""
+        layout = "".join(f" + a {role} process" for role in apart)
         print(
             f"smartmeter-connector listening on {connector.url} (notify: {connector.url}/notify), "
             f"{settings.server.workers} HTTP processes{layout}",
@@ -192,9 +195,9 @@ def _pin_embedded_ports(settings: Settings) -> Settings:
     return settings.replace(ledger=dataclasses.replace(ledger, **ports))
 
 
-def serve_worker(settings: Settings, fd: int | None, primary_pid: int) -> int:
+def serve_worker(settings: Settings, fd: int | None, primary_pid: int, role: str = LEDGER) -> int:
     """Run one child process until SIGTERM or the primary dies: an HTTP worker on the inherited socket
-    `fd`, or (`fd` None) the ledger process."""
+    `fd`, or (`fd` None) the process of `role` (LEDGER or CLOSER)."""
     die_with_parent()
     if os.getppid() != primary_pid:  # the primary died before the line above took effect
         return 0
@@ -207,7 +210,7 @@ def serve_worker(settings: Settings, fd: int | None, primary_pid: int) -> int:
     if fd is None:
         os.nice(settings.server.ledger_nice)  # /notify first when both want the CPU
         limit_arenas(LEDGER_ARENAS)
-        connector.start(serve_http=False, role=service.LEDGER)
+        connector.start(serve_http=False, role=service.CLOSER if role == CLOSER else service.LEDGER)
     else:
         connector.start(listen_socket=socket.socket(fileno=fd), primary=False)
     service.tune_gc()

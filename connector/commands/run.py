@@ -17,8 +17,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     # A worker process started by the primary (connector/supervisor.py): the inherited listening socket.
     run.add_argument("--worker-fd", type=int, help=argparse.SUPPRESS)
     run.add_argument("--primary-pid", type=int, help=argparse.SUPPRESS)
-    # The ledger process started by the primary (embedded dev ledger, closer, ledger writer, relay).
-    run.add_argument("--role", choices=["ledger"], help=argparse.SUPPRESS)
+    # The ledger process (embedded dev ledger, ledger writer, relay) or the closer process (window closer,
+    # period-tree builder) started by the primary.
+    run.add_argument("--role", choices=["ledger", "closer"], help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
     db = sub.add_parser("db", help="store maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -37,10 +38,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         except SettingsError as exc:
             print(f"smartmeter-connector: --workers: {exc}", file=sys.stderr)
             return 2
-    if args.worker_fd is not None or args.role == "ledger":  # started by the primary, with its --workers
+    if args.worker_fd is not None or args.role:  # started by the primary, with its --workers
         from connector.supervisor import serve_worker
 
-        return serve_worker(settings, args.worker_fd, args.primary_pid)
+        return serve_worker(settings, args.worker_fd, args.primary_pid, args.role or "ledger")
     if settings.server.workers > 1 or settings.server.ledger_process:
         from connector.supervisor import serve_workers  # before anything imports prometheus_client
 

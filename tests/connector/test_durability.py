@@ -76,10 +76,16 @@ def stream(url: str, start: int, stop: threading.Event, acked: list[tuple[str, s
         i += 1
 
 
-def worker_pids(primary_pid: int, ledger: bool = False) -> list[int]:
+def worker_pids(primary_pid: int, ledger: bool = False, role: str = "ledger") -> list[int]:
     """The HTTP worker processes a primary started (found by the --primary-pid on their command line), or
-    with `ledger` its ledger process (`--role ledger`)."""
-    return [pid for pid, args in children(primary_pid).items() if (b"--role" in args) == ledger]
+    with `ledger` its process of `role` (`--role ledger`, `--role closer`)."""
+    if not ledger:
+        return [pid for pid, args in children(primary_pid).items() if b"--role" not in args]
+    return [pid for pid, args in children(primary_pid).items() if _role(args) == role.encode()]
+
+
+def _role(args: list[bytes]) -> bytes | None:
+    return args[args.index(b"--role") + 1] if b"--role" in args else None
 
 
 def wait_for_ledger_process(primary_pid: int, seconds: float = 120) -> list[int]:

@@ -97,7 +97,8 @@ def test_two_workers_share_the_port_and_store_every_acknowledged_reading(store_u
             t.join()
         assert len(acked) == 600
         per_process = accepted_per_process(tmp_path / "var" / "prometheus-multiproc")
-        per_process.pop(worker_pids(proc.pid, ledger=True)[0], None)
+        for role in ("ledger", "closer"):
+            per_process.pop(worker_pids(proc.pid, ledger=True, role=role)[0], None)
         assert sorted(per_process) == sorted([proc.pid, *children])
         assert all(n > 0 for n in per_process.values()), per_process  # the ledger process serves no HTTP
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=HUNG).text
@@ -133,23 +134,26 @@ def test_a_dead_worker_is_restarted(store_url, tmp_path):
         proc.wait(timeout=HUNG)
 
 
-def test_the_ledger_process_runs_beside_http_and_is_restarted(store_url, tmp_path):
-    """`run` starts one ledger process besides the HTTP one, at a lower CPU priority; killed, it is replaced
-    and /notify answers."""
+def test_the_ledger_and_closer_processes_run_beside_http_and_are_restarted(store_url, tmp_path):
+    """`run` starts a ledger process and a closer process besides the HTTP one, at a lower CPU priority;
+    each, killed, is replaced and /notify answers."""
     port = free_port()
     proc = start_connector(store_url, port, tmp_path, workers=1)
+    replaced: list[int] = []
     try:
         assert worker_pids(proc.pid) == []
-        (first,) = wait_for(lambda: worker_pids(proc.pid, ledger=True), "the ledger process")
-        # server.ledger_nice (10): the ledger process yields the CPU to the one answering /notify
-        wait_for(lambda: niceness(first) - niceness(proc.pid) == 10, "the ledger process's lower priority")
-        os.kill(first, signal.SIGKILL)
-        assert wait_gone([first], seconds=HUNG) == []
-        replaced = wait_for(lambda: worker_pids(proc.pid, ledger=True), "a replacement ledger process")
-        assert replaced != [first]
-        acked: list[int] = []
-        send(f"http://127.0.0.1:{port}/notify", 7000, 20, acked)
-        assert len(acked) == 20
+        for role in ("ledger", "closer"):
+            (first,) = wait_for(lambda r=role: worker_pids(proc.pid, ledger=True, role=r), f"the {role} process")
+            # server.ledger_nice (10): the ledger and closer processes yield the CPU to /notify's
+            wait_for(lambda p=first: niceness(p) - niceness(proc.pid) == 10, f"the {role} process's priority")
+            os.kill(first, signal.SIGKILL)
+            assert wait_gone([first], seconds=HUNG) == []
+            again = wait_for(lambda r=role: worker_pids(proc.pid, ledger=True, role=r), f"a new {role} process")
+            assert again != [first]
+            replaced += again
+            acked: list[int] = []
+            send(f"http://127.0.0.1:{port}/notify", 7000 + len(replaced) * 100, 20, acked)
+            assert len(acked) == 20
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=HUNG)
