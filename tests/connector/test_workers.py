@@ -143,12 +143,13 @@ def test_the_ledger_and_closer_processes_run_beside_http_and_are_restarted(store
     try:
         assert worker_pids(proc.pid) == []
         for role in ("ledger", "closer"):
-            (first,) = wait_for(lambda r=role: worker_pids(proc.pid, ledger=True, role=r), f"the {role} process")
+            running = lambda r=role: worker_pids(proc.pid, ledger=True, role=r)  # noqa: E731
+            (first,) = wait_for(running, f"the {role} process")
             # server.ledger_nice (10): the ledger and closer processes yield the CPU to /notify's
             wait_for(lambda p=first: niceness(p) - niceness(proc.pid) == 10, f"the {role} process's priority")
             os.kill(first, signal.SIGKILL)
             assert wait_gone([first], seconds=HUNG) == []
-            again = wait_for(lambda r=role: worker_pids(proc.pid, ledger=True, role=r), f"a new {role} process")
+            again = wait_for(running, f"a new {role} process")
             assert again != [first]
             replaced += again
             acked: list[int] = []
