@@ -161,29 +161,37 @@ class ConnectorProcess:
         return self
 
     def kill(self) -> None:
-        """SIGKILL the HTTP process and the ledger process at once: no shutdown code runs anywhere."""
+        """SIGKILL the HTTP process and the ledger and closer processes at once: no shutdown code runs."""
         ledger = self.ledger_pids()
         for pid in ledger:
             os.kill(pid, signal.SIGKILL)
         self.kill_http()
 
     def kill_http(self) -> None:
-        """SIGKILL the HTTP process only (its ledger process gets SIGTERM from Linux and stops cleanly)."""
+        """SIGKILL the HTTP process only (its ledger and closer processes get SIGTERM from Linux and stop)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
         self.proc = None
 
-    def kill_ledger(self) -> None:
-        """SIGKILL the ledger process only; the HTTP process keeps answering and starts a new one."""
-        for pid in self.ledger_pids():
+    def kill_ledger(self, role: str | None = None) -> None:
+        """SIGKILL the ledger and closer processes, or the one of `role` ("ledger", "closer") only; the
+        HTTP process keeps answering and starts a new one of each."""
+        for pid in self.ledger_pids(role):
             os.kill(pid, signal.SIGKILL)
 
-    def ledger_pids(self) -> list[int]:
-        """The ledger process(es) of this connector: `--role ledger` children of its HTTP process."""
+    def ledger_pids(self, role: str | None = None) -> list[int]:
+        """The processes of this connector that serve no HTTP: `--role ledger` and `--role closer` children
+        of its HTTP process, or those of `role`."""
         if self.proc is None:
             return []
-        return child_pids(self.proc.pid, b"--role")
+        if role is None:
+            return child_pids(self.proc.pid, b"--role")
+        return [
+            pid
+            for pid, args in children(self.proc.pid).items()
+            if b"--role" in args and args[args.index(b"--role") + 1] == role.encode()
+        ]
 
     def stop(self) -> None:
         """SIGTERM and wait (a clean stop)."""

@@ -1,8 +1,9 @@
 """SIGKILL the connector at random moments while a sender streams; after a restart nothing is lost or doubled.
 
-`run` is two processes (HTTP, and the ledger process running the closer, ledger writer and relay): the
-kills take turns between both at once, the ledger process alone (the HTTP process starts a new one) and
-the HTTP process alone (its ledger process gets SIGTERM from Linux mid-round).
+`run` is three processes (HTTP; the closer process running the window closer; the ledger process running
+the ledger writer and relay): the kills take turns between all at once, the closer process alone and then
+the ledger process alone (the HTTP process starts a new one of each) and the HTTP process alone (the other
+two get SIGTERM from Linux mid-round).
 
 The connector writes BigchainDB (an external dev ledger process) and relays to Ethereum (an anvil with the
 settlement contract); both outlive the kills. RELIABILITY_KILLS=10 runs the long version (the default,
@@ -35,9 +36,13 @@ def test_sigkill_loses_nothing_anchors_and_relays_each_window_once(store_url, tm
         for kill in range(KILLS):
             time.sleep(rng.uniform(1.0, 4.0))
             if kill % 3 == 1:
-                killed = set(connector.ledger_pids())
-                connector.kill_ledger()
-                wait_until(lambda gone=killed: bool(set(connector.ledger_pids()) - gone), 60, "a new ledger")
+                for role in ("closer", "ledger"):
+                    killed = set(connector.ledger_pids(role))
+                    assert killed, f"no {role} process to kill"
+                    connector.kill_ledger(role)
+                    new = lambda gone=killed, r=role: bool(set(connector.ledger_pids(r)) - gone)  # noqa: E731
+                    wait_until(new, 60, f"a new {role} process")
+                    time.sleep(rng.uniform(0.5, 2.0))
                 continue
             if kill % 3 == 0:
                 connector.kill()
