@@ -47,7 +47,9 @@ from contextlib import ExitStack, closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import requests
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete, func, select
 
 from bench.ingest_bench import connector_pids, cpu_seconds, load_wrk, measured
@@ -338,6 +340,40 @@ def main() -> None:
         print(json.dumps(result, indent=2), flush=True)
 
 
+def write_holds(port: int) -> dict[str, dict[str, float]]:
+    """{role: {bucket bound or "sum": value}} of `connector_store_write_hold_seconds` from /metrics."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=60).text
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "connector_store_write_hold_seconds":
+            continue
+        for sample in family.samples:
+            role = sample.labels.get("role", "")
+            if sample.name.endswith("_bucket"):
+                found.setdefault(role, {})[sample.labels["le"]] = sample.value
+            elif sample.name.endswith("_sum"):
+                found.setdefault(role, {})["sum"] = sample.value
+    return found
+
+
+def holds_between(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict:
+    """Per role, the write turns taken between two `write_holds` readings: how many, how many held the
+    lock over 10, 20 and 50 ms, and the seconds held in all."""
+    out = {}
+    for role, now in after.items():
+        was = before.get(role, {})
+        diff = {k: v - was.get(k, 0.0) for k, v in now.items()}
+        total = diff.get("+Inf", 0.0)
+        out[role] = {
+            "turns": int(total),
+            "over_10ms": int(total - diff.get("0.01", 0.0)),
+            "over_20ms": int(total - diff.get("0.02", 0.0)),
+            "over_50ms": int(total - diff.get("0.05", 0.0)),
+            "held_s": round(diff.get("sum", 0.0), 2),
+        }
+    return out
+
+
 def live_run(args: argparse.Namespace, state: str, store_url: str) -> dict:
     """Phases 1-3 of the module docstring against a connector on `store_url`, its files in `state`."""
     port = free_port()
@@ -369,7 +405,9 @@ def live_run(args: argparse.Namespace, state: str, store_url: str) -> dict:
         paced: dict = {}
         if not args.no_paced:
             pace = lambda: load_wrk(url, paced_for, 72, args.meters, 30_000_000, 0, delay_ms=64)  # noqa: E731
+            before = write_holds(port)
             paced = measured(proc, pace)
+            paced["write_holds"] = holds_between(before, write_holds(port))
             print(json.dumps({"paced": paced}), flush=True)
         watcher.join(timeout=900)
         result: dict = {

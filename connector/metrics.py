@@ -29,6 +29,14 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=registry,
         )
+        self.write_hold = Histogram(
+            "connector_store_write_hold_seconds",
+            "How long each write transaction held the SQLite store's write lock (which /notify's commits "
+            "wait for), by process role: http, worker, ledger, closer, all",
+            ["role"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "connector_ingest_batch_notifications",
             "Notifications committed together in one store transaction",

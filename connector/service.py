@@ -143,6 +143,8 @@ class Connector:
         (in-process use: tests, demo) runs everything.
         """
         role = WORKER if not primary else role
+        if self.store.write_lock is not None:  # SQLite: who holds the write lock how long
+            self.store.write_lock.observe = self.services.metrics.write_hold.labels(role).observe
         closes = role in (ALL, CLOSER) or (role == LEDGER and not self.settings.server.closer_process)
         if role in (ALL, HTTP):
             _warn_if_exposed(self.settings)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,10 @@ class WriteLock:
         self._fd: int | None = None
         self._threads = threading.RLock()
         self._depth = 0
+        self._held_since = 0.0
+        # Told how long each write turn held the lock (seconds), once it is released; the connector
+        # exports it as `connector_store_write_hold_seconds` by process role (who makes /notify wait).
+        self.observe: Callable[[float], None] | None = None
 
     def __enter__(self) -> None:
         if not self._threads.acquire(timeout=self.timeout):
@@ -95,12 +100,15 @@ class WriteLock:
             except BaseException:
                 self._threads.release()
                 raise
+            self._held_since = time.perf_counter()
         self._depth += 1
 
     def __exit__(self, *_exc: object) -> None:
         self._depth -= 1
         if self._depth == 0:
             fcntl.flock(self._file(), fcntl.LOCK_UN)
+            if self.observe is not None:
+                self.observe(time.perf_counter() - self._held_since)
         self._threads.release()
 
     def _file(self) -> int:

@@ -105,6 +105,10 @@ def test_two_workers_share_the_port_and_store_every_acknowledged_reading(store_u
         assert metric(text, "connector_notifications_total", format="normalized", outcome="accepted") == 600
         assert metric(text, "connector_readings_total", outcome="accepted") == 600
         assert metric(text, "connector_ack_latency_seconds_count") == 600
+        if store_url.startswith("sqlite"):  # each process's turns at SQLite's write lock, by role
+            for role in ("http", "worker"):
+                held = metric(text, "connector_store_write_hold_seconds_count", role=role)
+                assert 0 < held <= 600, (role, held)  # a commit per group of notifications, at least one
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=HUNG).json()["status"] == "ok"
     finally:
         proc.send_signal(signal.SIGTERM)
