@@ -62,11 +62,15 @@ class TxStream:
         """Wait up to `seconds` until every id of `tx_ids` was seen (or the stream dropped); return
         {tx id: height} of those seen."""
         deadline = time.monotonic() + seconds
+        found: dict[str, int] = {}
+        missing = set(tx_ids)
         with self._cond:
-            while True:
-                found = {t: self._seen[t] for t in tx_ids if t in self._seen}
+            while True:  # woken at every commit seen: only the ids still missing are looked up again
+                for tx_id in [t for t in missing if t in self._seen]:
+                    found[tx_id] = self._seen[tx_id]
+                    missing.discard(tx_id)
                 left = deadline - time.monotonic()
-                if len(found) == len(tx_ids) or left <= 0 or self.connected_since is None:
+                if not missing or left <= 0 or self.connected_since is None:
                     return found
                 self._cond.wait(min(left, 0.5))
 

@@ -135,6 +135,6 @@ def test_a_row_signed_early_is_signed_again_if_its_meter_moved(store, clock, mak
         return heads, signed
 
     batch._presign = presign_then_move  # type: ignore[method-assign]
-    (job,) = batch._claim(Counter())
+    (job,) = batch._claim(Counter(), batch._sign_ahead())
     writer.close()
     assert job.tx["inputs"][0]["fulfills"]["transaction_id"] == moved
