@@ -186,7 +186,7 @@ def ledger_client(primary: int) -> Any:
     """A bigchaindb-driver client on the embedded dev ledger, whose port the ledger process was given."""
     from bigchaindb_driver import BigchainDB
 
-    (pid,) = child_pids(primary, b"--role")
+    pid = child_pids(primary, b"--role")[0]  # the primary gave the port to its ledger and closer processes
     env = dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
     return BigchainDB(f"http://127.0.0.1:{int(env[b'CONNECTOR_LEDGER_EMBEDDED_PORT'])}", timeout=30)
 
