@@ -15,7 +15,13 @@ import ctypes.util
 from collections.abc import Callable
 from functools import cache
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+M_ARENA_MAX = -8  # glibc's mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
+# Allocations of this size or more get a mapping of their own, unmapped when freed: glibc's starting value,
+# which it otherwise raises to the size of every mapped block freed (up to 32 MiB), after which such blocks
+# come from the arenas. A round's buffers (SQLite's sorter, up to its 64 MiB cache_size; 500 transactions'
+# JSON; result lists) then left holes among the long-lived objects that malloc_trim cannot give back.
+LARGE_ALLOCATION = 128 * 1024
 
 
 @cache  # looked up on first use, not at import
@@ -33,6 +39,13 @@ def limit_arenas(count: int) -> bool:
     True if glibc took it."""
     mallopt = _glibc("mallopt")
     return bool(mallopt(M_ARENA_MAX, count)) if mallopt is not None else False
+
+
+def map_large_allocations(threshold: int = LARGE_ALLOCATION) -> bool:
+    """Every allocation of `threshold` bytes or more mapped on its own and unmapped when freed, from now
+    on (glibc stops moving the threshold). True if glibc took it."""
+    mallopt = _glibc("mallopt")
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold)) if mallopt is not None else False
 
 
 def release_free_memory() -> bool:

@@ -35,7 +35,7 @@ from connector.keystore import Keystore
 from connector.ledger.embedded import DevLedgerChild
 from connector.ledger.root_writer import RootWriter
 from connector.ledger.writer import LedgerWriter
-from connector.memory import release_free_memory
+from connector.memory import map_large_allocations, release_free_memory
 from connector.metrics import Metrics
 from connector.periods import build_due_periods
 from connector.settings import Settings, SettingsError, subscription_settings
@@ -166,6 +166,7 @@ class Connector:
             self._start_root_writer()  # the period trees' roots written to the ledger
             self._start_relay()
         if role in (ALL, LEDGER, CLOSER):
+            map_large_allocations()  # big buffers given back when freed (connector/memory.py)
             self._schedule("release-memory", release_free_memory, RELEASE_MEMORY_EVERY)
         if role in (ALL, HTTP):
             self._start_subscriptions()

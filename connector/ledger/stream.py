@@ -25,7 +25,13 @@ from bigchaindb_driver.exceptions import HTTP_EXCEPTIONS, TransportError
 
 from connector.settings import LedgerSettings
 
-SEEN_LIMIT = 500_000  # committed tx ids remembered (about 60 MB at most); older ones are read back
+# Committed tx ids remembered; older ones are read back. An id is asked for from its send until its round
+# settles (at most `ledger.timeout`, 20 s) and again before a resend of a row left unconfirmed (after its
+# backoff): 100,000 ids cover 20 s at the dev ledger's peak of 2,000 commits/s (docs/benchmarks/devledger.md)
+# with room to spare, and 200 s at the writer's 500/s. 210-264 bytes an id with its height (tracemalloc),
+# so 26 MB when full. 500,000 (132 MB) took over 15 minutes at 500/s to fill: the ledger process's heap
+# grew all that time (docs/benchmarks/soak.md).
+SEEN_LIMIT = 100_000
 RECONNECT_PAUSE = 1.0
 PING_EVERY = 20.0  # seconds; a ping unanswered by the next one means the connection is gone
 
