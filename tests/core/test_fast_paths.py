@@ -1,5 +1,6 @@
-"""The fingerprint core's shortcuts give exactly what the general code gives: reading records written
-directly, decimal and time text, and energy and means summed in decimals before one rational division."""
+"""The fingerprint core's shortcuts give exactly what the general code gives: reading records, summaries
+and chain records written directly, decimal and time text, and energy and means summed in decimals before
+one rational division."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from connector.core.canonical import (
     plain_decimal_text,
     time_text,
 )
-from connector.core.fingerprint import reading_record, reading_record_json
+from connector.core.fingerprint import (
+    chain_record,
+    chain_record_json,
+    reading_record,
+    reading_record_json,
+    summary_json_bytes,
+)
 from connector.core.kinds import AttributeSpec
 from connector.core.readings import StoredReading
 
@@ -120,3 +127,31 @@ def test_mean_equals_the_rational_mean(numbers) -> None:
         return  # min/max/first/last without plain form: refused before and after alike
     mean = sum(map(Fraction, numbers), Fraction(0)) / len(numbers)
     assert summary["mean"] == decimal_text(Decimal(f"{round(mean * 10**6)}E-6"))
+
+
+summary_values = st.none() | texts | st.integers() | st.booleans() | decimals | times
+summaries = st.lists(st.dictionaries(texts, summary_values, max_size=12), max_size=4)
+hashes = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+
+
+@given(summaries)
+def test_summary_written_directly_equals_canonical_json(summary) -> None:
+    """A summary's bytes are canonical_json's, for plain entries and for any others (decimals, times,
+    booleans, lone surrogates) alike, refusals included."""
+    try:
+        expected = canonical_json(summary)
+    except CanonicalError:
+        with pytest.raises(CanonicalError):
+            summary_json_bytes(summary)
+        return
+    assert summary_json_bytes(summary) == expected
+
+
+@given(summaries, hashes, hashes, times, times)
+def test_chain_record_written_directly_equals_canonical_json(summary, fp, prev, start, end) -> None:
+    """The chain record around the summary's bytes is canonical_json of the record Algorithm 2 hashes."""
+    try:
+        expected = canonical_json(chain_record(summary, fp, prev, start, end))
+    except CanonicalError:
+        return
+    assert chain_record_json(summary_json_bytes(summary), fp, prev, start, end) == expected
