@@ -9,15 +9,17 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from connector.core.aggregate import power_energy_wh, summarize
+from connector.core.aggregate import power_energy_wh, summarize, window_energy_wh
 from connector.core.canonical import (
     CanonicalError,
     canonical_json,
     decimal_text,
     plain_decimal_text,
+    round_places,
+    round_ratio,
     time_text,
 )
 from connector.core.fingerprint import (
@@ -111,6 +113,56 @@ def test_power_energy_equals_the_rational_sum(points, factor) -> None:
         StoredReading("P", "Number", t0 + timedelta(microseconds=us), "0", n, "W") for us, n in sorted(points)
     ]
     assert power_energy_wh(readings, factor) == reference_energy(readings, factor)
+
+
+@given(power, st.sampled_from([1, 1000, 10**6]))
+def test_summary_energy_is_the_rational_sum_rounded_once(points, factor) -> None:
+    """A power attribute's energy_wh in the summary is the rational trapezoid sum rounded once."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    readings = [
+        StoredReading("P", "Number", t0 + timedelta(microseconds=us), "0", n, "W") for us, n in sorted(points)
+    ]
+    if not readings:
+        return
+    spec = AttributeSpec(kind="power", unit="W" if factor == 1 else "kW" if factor == 1000 else "MW")
+    try:
+        (summary,) = summarize(readings, lambda _a: spec)
+    except CanonicalError:
+        return  # min/max/first/last without plain form: refused before and after alike
+    assert summary["energy_wh"] == decimal_text(round_places(reference_energy(readings, factor)))
+
+
+@given(st.integers(), st.integers(min_value=1), st.integers(0, 12))
+@example(1, 2_000_000, 6)  # ties: to the even neighbour, 0
+@example(3, 2_000_000, 6)  # 2
+@example(-3, 2_000_000, 6)  # -2
+def test_round_ratio_equals_round_places(numerator, denominator, places) -> None:
+    """Rounding an integer ratio gives exactly what rounding its Fraction gives, ties to even."""
+    x = Fraction(numerator, denominator)
+    assert round_ratio(numerator, denominator, places) == round_places(x, places)
+    assert str(round_ratio(numerator, denominator, places)) == str(round_places(x, places))
+
+
+energy_texts = st.lists(
+    decimals.map(str) | decimals.map(decimal_text) | st.sampled_from(["NaN", "1E+1001", "-0", "1_0", "1/3"]),
+    min_size=1,
+    max_size=5,
+)
+
+
+@given(energy_texts, st.sampled_from(["power", "energy_register"]))
+def test_window_energy_equals_the_rational_sum(texts, kind) -> None:
+    """The window's energy from its summary is the rational sum of the texts rounded once, and refused
+    where that is refused."""
+    summary = [{"attr": f"a{i}", "kind": kind, "energy_wh": t} for i, t in enumerate(texts)]
+    try:
+        expected = Decimal(decimal_text(round_places(sum(map(Fraction, texts), Fraction(0)))))
+    except (ValueError, ArithmeticError) as exc:
+        with pytest.raises(type(exc)):
+            window_energy_wh(summary)
+        return
+    result = window_energy_wh(summary)
+    assert result == expected and str(result) == str(expected)
 
 
 @given(st.lists(decimals, min_size=1, max_size=20))
