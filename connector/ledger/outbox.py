@@ -73,13 +73,17 @@ def _insert_if_absent(conn: Connection, rows: list[tuple[str, int, int | None, s
         for key, meter_id, window_id, operation, seq, now in rows
     ]
     dialect = conn.dialect.name
-    # Both dialects spell insert-if-absent as INSERT ... ON CONFLICT DO NOTHING.
-    if dialect == "postgresql":
-        conn.execute(postgresql.insert(LedgerOutbox).on_conflict_do_nothing(), values)
-    elif dialect == "sqlite":
-        conn.execute(sqlite.insert(LedgerOutbox).on_conflict_do_nothing(), values)
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported stores
+    if dialect not in _INSERT_IF_ABSENT:  # pragma: no cover - only SQLite and PostgreSQL are supported stores
         raise ValueError(f"unsupported store dialect {dialect!r}")
+    conn.execute(_INSERT_IF_ABSENT[dialect], values)
+
+
+# Both dialects spell insert-if-absent as INSERT ... ON CONFLICT DO NOTHING. Built once: the closer inserts
+# a batch's rows with every write transaction, and building the statement cost more than its cache lookup.
+_INSERT_IF_ABSENT = {
+    "postgresql": postgresql.insert(LedgerOutbox).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(LedgerOutbox).on_conflict_do_nothing(),
+}
 
 
 # -- the dispatcher's side: finding, claiming and settling rows -------------------------------------------
