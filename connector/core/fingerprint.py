@@ -85,8 +85,14 @@ def reading_record_json(r: StoredReading, prev: str) -> bytes:
     """`canonical_json(reading_record(r, prev))`, written directly (its keys are fixed and already in
     order) when every text field is a str or None; the general encoder otherwise. The same bytes: each
     string goes through the very escaper `json.dumps` uses, and tests compare both on many readings."""
-    texts = (r.attr, r.attr_type, r.unit, r.value_json, prev)
-    if not all(t is None or type(t) is str for t in texts) or r.observed_at.tzinfo is not UTC:
+    if not (
+        _str_or_none(r.attr)
+        and _str_or_none(r.attr_type)
+        and _str_or_none(r.unit)
+        and _str_or_none(r.value_json)
+        and _str_or_none(prev)
+        and r.observed_at.tzinfo is UTC
+    ):
         return canonical_json(reading_record(r, prev))
     number = "null" if r.number is None else f'"{decimal_text(r.number)}"'
     text = (
@@ -95,6 +101,10 @@ def reading_record_json(r: StoredReading, prev: str) -> bytes:
         f'"value":{_string(r.value_json)}}}'
     )
     return utf8(text)
+
+
+def _str_or_none(text: object) -> bool:
+    return text is None or type(text) is str
 
 
 def _string(text: str | None) -> str:
@@ -117,8 +127,8 @@ def fingerprint(readings: Sequence[StoredReading], seed_hex: str) -> str:
     the algorithm's loop does not run. The result does not depend on the order of `readings`.
     """
     h = _require_hash(seed_hex, "seed")
-    for _data, step_hash in fingerprint_steps(readings, seed_hex):
-        h = step_hash
+    for r in canonical_order(readings):  # fingerprint_steps without keeping each step's bytes
+        h = _sha256_hex(reading_record_json(r, h))
     return h
 
 
