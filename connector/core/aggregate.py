@@ -13,7 +13,7 @@ from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Inexact, Overflow, Rou
 from fractions import Fraction
 from typing import Any
 
-from connector.core.canonical import decimal_text, round_places, time_text
+from connector.core.canonical import MEAN_PLACES, decimal_text, round_places, round_ratio, time_text
 from connector.core.kinds import ATTRIBUTE_KINDS, AttributeSpec
 from connector.core.readings import StoredReading
 
@@ -65,13 +65,7 @@ def power_energy_wh(readings: Sequence[StoredReading], factor: int) -> Fraction:
     try:
         # The sum of (a + b) * dt in exact decimal arithmetic, divided once: the same rational number as
         # summing the halves as fractions, at a fifth of the cost.
-        doubled = _exact_sum(
-            _EXACT.multiply(
-                _EXACT.add(_number(a), _number(b)), (b.observed_at - a.observed_at) // _MICROSECOND
-            )
-            for a, b in zip(readings, readings[1:], strict=False)
-        )
-        return Fraction(doubled) * factor / (2 * _US_PER_HOUR)
+        return Fraction(_doubled_trapezoid(readings)) * factor / (2 * _US_PER_HOUR)
     except (Inexact, Rounded, Overflow):
         pass  # beyond the exact context's digits: rational arithmetic, slower but without a limit
     total = Fraction(0)
@@ -79,6 +73,24 @@ def power_energy_wh(readings: Sequence[StoredReading], factor: int) -> Fraction:
         dt_us = (b.observed_at - a.observed_at) // _MICROSECOND
         total += (Fraction(_number(a)) + Fraction(_number(b))) * dt_us / 2
     return total * factor / _US_PER_HOUR
+
+
+def _power_energy_rounded(readings: Sequence[StoredReading], factor: int) -> Decimal:
+    """`round_places(power_energy_wh(readings, factor))`, rounded from the exact decimal sum's integer
+    ratio where the exact context has the digits."""
+    try:
+        numerator, denominator = _doubled_trapezoid(readings).as_integer_ratio()
+    except (Inexact, Rounded, Overflow):
+        return round_places(power_energy_wh(readings, factor))
+    return round_ratio(numerator * factor, denominator * 2 * _US_PER_HOUR)
+
+
+def _doubled_trapezoid(readings: Sequence[StoredReading]) -> Decimal:
+    """The sum of (a + b) * dt (dt in microseconds) over consecutive readings, in the exact context."""
+    return _exact_sum(
+        _EXACT.multiply(_EXACT.add(_number(a), _number(b)), (b.observed_at - a.observed_at) // _MICROSECOND)
+        for a, b in zip(readings, readings[1:], strict=False)
+    )
 
 
 # Sums and products of decimals are exact when the context has the digits; C decimal spends only the digits
@@ -93,11 +105,13 @@ def _exact_sum(terms: Iterable[Decimal]) -> Decimal:
     return total
 
 
-def _mean(numbers: list[Decimal]) -> Fraction:
+def _mean_rounded(numbers: list[Decimal]) -> Decimal:
+    """The mean of `numbers` rounded once to MEAN_PLACES, from the exact decimal sum where it has one."""
     try:
-        return Fraction(_exact_sum(numbers)) / len(numbers)
+        numerator, denominator = _exact_sum(numbers).as_integer_ratio()
     except (Inexact, Rounded, Overflow):
-        return sum(map(Fraction, numbers), Fraction(0)) / len(numbers)
+        return round_places(sum(map(Fraction, numbers), Fraction(0)) / len(numbers))
+    return round_ratio(numerator, denominator * len(numbers))
 
 
 def register_energy_wh(readings: Sequence[StoredReading], factor: int) -> Fraction:
@@ -116,14 +130,14 @@ def _attribute_summary(attr: str, readings: list[StoredReading], spec: Attribute
         "count": len(readings),
         "min": decimal_text(min(numbers)),
         "max": decimal_text(max(numbers)),
-        "mean": decimal_text(round_places(_mean(numbers))),
+        "mean": decimal_text(_mean_rounded(numbers)),
         "first": decimal_text(numbers[0]),
         "first_at": time_text(first.observed_at),
         "last": decimal_text(numbers[-1]),
         "last_at": time_text(last.observed_at),
     }
     if spec.kind == "power":
-        summary["energy_wh"] = decimal_text(round_places(power_energy_wh(readings, factor)))
+        summary["energy_wh"] = decimal_text(_power_energy_rounded(readings, factor))
     elif spec.kind == "energy_register":
         # An import-only register counts what was drawn from the grid: negative in the seeds' convention.
         sign = -1 if spec.direction == "import" else 1
@@ -154,8 +168,30 @@ def window_energy_wh(summary: Sequence[dict[str, Any]]) -> Decimal | None:
     the register is the billing-grade figure. None when no attribute carries energy.
     """
     for kind in ("energy_register", "power"):
-        values = [Fraction(s["energy_wh"]) for s in summary if s["kind"] == kind]
-        if values:
+        texts = [s["energy_wh"] for s in summary if s["kind"] == kind]
+        if texts:
             # Exact: every term has at most 6 places. Canonical form, so str() of it is the stored text.
-            return Decimal(decimal_text(round_places(sum(values, Fraction(0)))))
+            return _decimal_total(texts)
     return None
+
+
+def _decimal_total(texts: list[str]) -> Decimal:
+    """`Decimal(decimal_text(round_places(sum of Fraction(t))))`, from an exact decimal sum when there is one
+    that needs no rounding (always, for texts `summarize` wrote)."""
+    total = _plain_sum(texts)
+    if total is None:
+        total = round_places(sum(map(Fraction, texts), Fraction(0)))
+    return Decimal(decimal_text(total))
+
+
+def _plain_sum(texts: list[str]) -> Decimal | None:
+    """The exact sum of `texts` if each is a decimal text and the sum has no exponent and at most
+    MEAN_PLACES places (so rounding would leave it as it is); None otherwise."""
+    if not all(type(t) is str and "_" not in t for t in texts):  # Decimal reads "1_0", Fraction does not
+        return None
+    try:
+        total = _exact_sum(Decimal(t) for t in texts)
+    except ArithmeticError:  # not a decimal text (InvalidOperation), or beyond the exact context
+        return None
+    exponent = total.as_tuple().exponent
+    return total if isinstance(exponent, int) and -MEAN_PLACES <= exponent <= 0 else None

@@ -9,9 +9,10 @@ and compares. The exact byte encodings are in docs/fingerprint.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -30,12 +31,14 @@ __all__ = [
     "canonical_json",
     "canonical_order",
     "chain_hash",
+    "chain_record_json",
     "chain_seed",
     "seal_window",
     "fingerprint",
     "fingerprint_steps",
     "reading_record",
     "reading_record_json",
+    "summary_json_bytes",
 ]
 
 SEED_DOMAIN = "smartmeter-connector/v1"
@@ -82,8 +85,14 @@ def reading_record_json(r: StoredReading, prev: str) -> bytes:
     """`canonical_json(reading_record(r, prev))`, written directly (its keys are fixed and already in
     order) when every text field is a str or None; the general encoder otherwise. The same bytes: each
     string goes through the very escaper `json.dumps` uses, and tests compare both on many readings."""
-    texts = (r.attr, r.attr_type, r.unit, r.value_json, prev)
-    if not all(t is None or type(t) is str for t in texts) or r.observed_at.tzinfo is not UTC:
+    if not (
+        _str_or_none(r.attr)
+        and _str_or_none(r.attr_type)
+        and _str_or_none(r.unit)
+        and _str_or_none(r.value_json)
+        and _str_or_none(prev)
+        and r.observed_at.tzinfo is UTC
+    ):
         return canonical_json(reading_record(r, prev))
     number = "null" if r.number is None else f'"{decimal_text(r.number)}"'
     text = (
@@ -92,6 +101,10 @@ def reading_record_json(r: StoredReading, prev: str) -> bytes:
         f'"value":{_string(r.value_json)}}}'
     )
     return utf8(text)
+
+
+def _str_or_none(text: object) -> bool:
+    return text is None or type(text) is str
 
 
 def _string(text: str | None) -> str:
@@ -114,8 +127,8 @@ def fingerprint(readings: Sequence[StoredReading], seed_hex: str) -> str:
     the algorithm's loop does not run. The result does not depend on the order of `readings`.
     """
     h = _require_hash(seed_hex, "seed")
-    for _data, step_hash in fingerprint_steps(readings, seed_hex):
-        h = step_hash
+    for r in canonical_order(readings):  # fingerprint_steps without keeping each step's bytes
+        h = _sha256_hex(reading_record_json(r, h))
     return h
 
 
@@ -140,8 +153,40 @@ def chain_hash(
     window_end: datetime,
 ) -> str:
     """Algorithm 2: H(T_i) = SHA-256(canonical({summary, fingerprint, H(T_{i-1}), start, end}))."""
-    record = chain_record(summary, fingerprint, prev_chain_hash, window_start, window_end)
-    return _sha256_hex(canonical_json(record))
+    data = chain_record_json(
+        summary_json_bytes(summary), fingerprint, prev_chain_hash, window_start, window_end
+    )
+    return _sha256_hex(data)
+
+
+def chain_record_json(
+    summary_json: bytes, fingerprint: str, prev_chain_hash: str, start: datetime, end: datetime
+) -> bytes:
+    """`canonical_json(chain_record(...))` around the summary's canonical bytes `summary_json`, written
+    directly: the record's keys are fixed and already in order, and its other values (hex digests, UTC
+    time texts) need no escaping. Tests compare it with the general encoder."""
+    end_text = time_text(end)
+    fp = _require_hash(fingerprint, "fingerprint")
+    prev = _require_hash(prev_chain_hash, "prev_chain_hash")
+    head = (
+        f'{{"end":"{end_text}","fingerprint":"{fp}","prev":"{prev}","start":"{time_text(start)}","summary":'
+    )
+    return head.encode("ascii") + summary_json + b"}"
+
+
+def summary_json_bytes(summary: Sequence[dict[str, Any]]) -> bytes:
+    """`canonical_json(list(summary))`; when every entry is a dict of str keys and str, int or None values
+    (as `summarize` gives) json.dumps takes it as it is, without the general encoder's walk: the same
+    bytes, as that walk leaves such values unchanged."""
+    if all(
+        type(s) is dict and all(type(k) is str and _plain_value(v) for k, v in s.items()) for s in summary
+    ):
+        return utf8(json.dumps(list(summary), sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+    return canonical_json(list(summary))
+
+
+def _plain_value(v: Any) -> bool:
+    return v is None or type(v) is str or type(v) is int
 
 
 def chain_seed(tenant: str, service_path: str, entity_id: str) -> str:
@@ -165,10 +210,14 @@ class ClosedWindow:
     fingerprint: str
     prev_chain_hash: str
     chain_hash: str
+    # summary_json's text when the window was sealed here (its chain hash was computed over those bytes)
+    summary_text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def summary_json(self) -> str:
         """The summary as canonical JSON text (what the store's summary_json column holds)."""
+        if self.summary_text is not None:
+            return self.summary_text
         return canonical_json(self.summary).decode("utf-8")
 
 
@@ -192,6 +241,7 @@ def seal_window(
         raise ValueError(f"{len(outside)} reading(s) outside [{start}, {end}), e.g. {outside[0].observed_at}")
     summary = summarize(readings, spec_for)
     fp = fingerprint(readings, prev_chain_hash)
+    summary_json = summary_json_bytes(summary)  # once, for the chain hash and the stored column
     return ClosedWindow(
         start=start,
         end=end,
@@ -200,5 +250,6 @@ def seal_window(
         reading_count=len(readings),
         fingerprint=fp,
         prev_chain_hash=prev_chain_hash,
-        chain_hash=chain_hash(summary, fp, prev_chain_hash, start, end),
+        chain_hash=_sha256_hex(chain_record_json(summary_json, fp, prev_chain_hash, start, end)),
+        summary_text=summary_json.decode("utf-8"),
     )
