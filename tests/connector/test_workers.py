@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from connector.store.db import open_store
-from connector.store.models import Reading
+from connector.store.models import Reading, Window
 from tests.connector import payloads as p
 from tests.connector.test_durability import free_port, start_connector, wait_gone, worker_pids
 
@@ -163,6 +163,31 @@ def test_the_ledger_and_closer_processes_run_beside_http_and_are_restarted(store
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=HUNG)
     assert wait_gone(replaced, seconds=HUNG) == []
+
+
+def test_without_a_closer_process_the_ledger_process_closes_windows(store_url, tmp_path, monkeypatch):
+    """`server.closer_process: false`: `run` starts no closer process, and the ledger process closes the
+    windows (as before the closer had a process of its own)."""
+    monkeypatch.setenv("CONNECTOR_SERVER_CLOSER_PROCESS", "false")
+    port = free_port()
+    proc = start_connector(store_url, port, tmp_path, workers=1)
+    store = open_store(store_url)
+    try:
+        wait_for(lambda: worker_pids(proc.pid, ledger=True), "the ledger process")
+        acked: list[int] = []
+        send(f"http://127.0.0.1:{port}/notify", 9000, 5, acked)  # 2026-01-01: closable at once
+        with_windows = lambda: store_count(store, Window) > 0  # noqa: E731
+        wait_for(with_windows, "a window closed by the ledger process")
+        assert worker_pids(proc.pid, ledger=True, role="closer") == []
+    finally:
+        store.dispose()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=HUNG)
+
+
+def store_count(store: Any, model: Any) -> int:
+    with store.reading() as conn:
+        return int(conn.execute(select(func.count()).select_from(model)).scalar() or 0)
 
 
 def test_run_refuses_a_bad_worker_count(capsys):
