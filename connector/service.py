@@ -38,6 +38,7 @@ from connector.ledger.writer import LedgerWriter
 from connector.memory import map_large_allocations, release_free_memory
 from connector.metrics import Metrics
 from connector.periods import build_due_periods
+from connector.roles import ALL, CLOSER, HTTP, LEDGER, WORKER
 from connector.settings import Settings, SettingsError, subscription_settings
 from connector.settings_env import exposure_warning
 from connector.signals import StopSignals
@@ -48,8 +49,6 @@ from ngsi.subscriptions import SubscriptionManager
 
 log = structlog.get_logger("connector.service")
 
-# What one process runs (`Connector.start(role=...)`): everything, or its part of `run`'s process layout.
-ALL, HTTP, WORKER, LEDGER, CLOSER = "all", "http", "worker", "ledger", "closer"
 RELEASE_MEMORY_EVERY = 5.0  # seconds between two `release_free_memory` of the ledger process (a few ms each)
 
 
@@ -143,36 +142,39 @@ class Connector:
         (in-process use: tests, demo) runs everything.
         """
         role = WORKER if not primary else role
+        first = role in (ALL, HTTP)  # migrates the store, checks Orion's subscriptions
+        answers = role in (ALL, HTTP, WORKER)  # /notify and the query API
+        writes = role in (ALL, LEDGER)  # the dev ledger, the ledger writer, period roots, the relay
+        closes = role in (ALL, CLOSER) or (role == LEDGER and not self.settings.server.closer_process)
         if self.store.write_lock is not None:  # SQLite: who holds the write lock how long
             self.store.write_lock.observe = self.services.metrics.write_hold.labels(role).observe
-        closes = role in (ALL, CLOSER) or (role == LEDGER and not self.settings.server.closer_process)
-        if role in (ALL, HTTP):
+        if first:
             _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)
-        if role in (ALL, LEDGER):
+        if writes:
             self._start_ledger(separate=role == LEDGER)
         else:
             self._use_primary_ledger()
         self.app = create_app(self.services)
-        if role in (ALL, HTTP, WORKER):
+        if answers:
             ingest = self.services.ingest
             ingest.start()
             self._stoppers.append(ingest.stop)
         if closes:
             self._schedule("close-windows", self.close_windows, CloserTrigger(self.settings.window))
             self._start_tree_builder()  # period trees after the closer
-        if role in (ALL, LEDGER):
+        if writes:
             self._start_ledger_writer()
             self._start_root_writer()  # the period trees' roots written to the ledger
             self._start_relay()
-        if role in (ALL, LEDGER, CLOSER):
+        if writes or closes:
             map_large_allocations()  # big buffers given back when freed (connector/memory.py)
             self._schedule("release-memory", release_free_memory, RELEASE_MEMORY_EVERY)
-        if role in (ALL, HTTP):
+        if first:
             self._start_subscriptions()
         self.scheduler.start()
         self._stoppers.append(lambda: self.scheduler.shutdown(wait=True))
-        if serve_http and role in (ALL, HTTP, WORKER):
+        if serve_http and answers:
             self._start_http(listen_socket)
         return self
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import structlog
 
 from connector.memory import limit_arenas
+from connector.roles import ALL, CLOSER, HTTP, LEDGER
 from connector.settings import Settings
 from connector.signals import StopSignals
 from devledger.lifecycle import die_with_parent
@@ -65,7 +66,6 @@ def prepare_metrics_dir(state_dir: str) -> Path:
 
 
 LEDGER_ARENAS = 2  # malloc arenas of the ledger and closer processes (connector/memory.py)
-LEDGER, CLOSER = "ledger", "closer"  # `run --role`: the processes that serve no HTTP (see `serve_worker`)
 
 
 class WorkerPool:
@@ -157,7 +157,7 @@ def serve_workers(settings: Settings, config: str | None) -> int:
     pool.start()
     connector = None
     try:
-        role = service.HTTP if split else service.ALL
+        role = HTTP if split else ALL
         connector = service.Connector(settings, metrics_dir=metrics_dir)
         connector.start(listen_socket=socks[0], role=role)
         service.tune_gc()
@@ -210,7 +210,7 @@ def serve_worker(settings: Settings, fd: int | None, primary_pid: int, role: str
     if fd is None:
         os.nice(settings.server.ledger_nice)  # /notify first when both want the CPU
         limit_arenas(LEDGER_ARENAS)
-        connector.start(serve_http=False, role=service.CLOSER if role == CLOSER else service.LEDGER)
+        connector.start(serve_http=False, role=role)
     else:
         connector.start(listen_socket=socket.socket(fileno=fd), primary=False)
     service.tune_gc()

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 
+from connector.roles import APART, LEDGER
 from connector.settings import Settings, SettingsError, validate
 
 
@@ -19,7 +20,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     run.add_argument("--primary-pid", type=int, help=argparse.SUPPRESS)
     # The ledger process (embedded dev ledger, ledger writer, relay) or the closer process (window closer,
     # period-tree builder) started by the primary.
-    run.add_argument("--role", choices=["ledger", "closer"], help=argparse.SUPPRESS)
+    run.add_argument("--role", choices=APART, help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
     db = sub.add_parser("db", help="store maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -41,7 +42,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.worker_fd is not None or args.role:  # started by the primary, with its --workers
         from connector.supervisor import serve_worker
 
-        return serve_worker(settings, args.worker_fd, args.primary_pid, args.role or "ledger")
+        return serve_worker(settings, args.worker_fd, args.primary_pid, args.role or LEDGER)
     if settings.server.workers > 1 or settings.server.ledger_process:
         from connector.supervisor import serve_workers  # before anything imports prometheus_client
 
