@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import structlog
 from sqlalchemy import Connection, and_, bindparam, select, update
@@ -65,6 +66,7 @@ class Presigned(NamedTuple):
     text: str
 
 
+T = TypeVar("T")
 Early = tuple[list[int], dict[int, Presigned]]  # due head row ids, and those signed by their id (_presign)
 
 
@@ -78,6 +80,7 @@ class BatchRound:
         # One pool for every round's sends: a pool per round started 8 threads a round, whose stacks and
         # malloc arenas the process kept (its heap grew with every round, docs/benchmarks/soak.md).
         self.senders = ThreadPoolExecutor(max(1, cfg.concurrency), thread_name_prefix="ledger-send")
+        self.signer = ThreadPoolExecutor(1, thread_name_prefix="ledger-sign-ahead")  # likewise, see _round
         self.stream = TxStream(writer.urls, cfg.timeout).start()
         self._meters: set[int] = set()
         self._signed: dict[int, Presigned] = {}  # by row id, see _presign
@@ -86,6 +89,7 @@ class BatchRound:
         """Stop following the stream and close connections."""
         self.stream.stop()
         self.senders.shutdown(wait=True)
+        self.signer.shutdown(wait=True)
         self.poster.close()
 
     def dispatch(self) -> dict[str, int]:
@@ -94,25 +98,24 @@ class BatchRound:
         total: Counter[str] = Counter()
         self._meters = set()
         self.stream.wait_connected(self.writer.cfg.timeout)  # at once once it is connected
-        with ThreadPoolExecutor(1, thread_name_prefix="ledger-sign-ahead") as signer:
-            early, fresh = self._sign_ahead(), True
-            for _ in range(ROUNDS_PER_DISPATCH):
-                started = time.process_time()
-                counts, following = self._round(early, signer)
-                total.update({k: v for k, v in counts.items() if not k.endswith("_ms")})
-                if counts.get("claimed"):
-                    cpu_ms = round((time.process_time() - started) * 1000, 1)
-                    log.info("ledger.round", cpu_ms=cpu_ms, **counts)
-                elif not fresh:  # signed ahead before the last round's confirmations made more rows due
-                    early, fresh = self._sign_ahead(), True
-                    continue
-                progress = sum(counts.get(k, 0) for k in ("confirmed", "dead", "recovered"))
-                if counts.get("claimed", 0) == 0 or progress == 0:
-                    break
-                if following is None:
-                    early, fresh = self._sign_ahead(), True
-                else:
-                    early, fresh = following.result(), False
+        early, fresh = self._sign_ahead(), True
+        for _ in range(ROUNDS_PER_DISPATCH):
+            started = time.process_time()
+            counts, took, following = self._round(early, self.signer)
+            total.update(counts)
+            if counts.get("claimed"):
+                cpu_ms = round((time.process_time() - started) * 1000, 1)
+                log.info("ledger.round", cpu_ms=cpu_ms, **counts, **took)
+            elif not fresh:  # signed ahead before the last round's confirmations made more rows due
+                early, fresh = self._sign_ahead(), True
+                continue
+            progress = sum(counts.get(k, 0) for k in ("confirmed", "dead", "recovered"))
+            if counts.get("claimed", 0) == 0 or progress == 0:
+                break
+            if following is None:
+                early, fresh = self._sign_ahead(), True
+            else:
+                early, fresh = following.result(), False
         total["meters"] = len(self._meters)
         return dict(total)
 
@@ -120,7 +123,9 @@ class BatchRound:
         """One round on its own; see the module docstring."""
         return self._round(self._sign_ahead(), None)[0]
 
-    def _round(self, early: Early, signer: Executor | None) -> tuple[Counter[str], Future[Early] | None]:
+    def _round(
+        self, early: Early, signer: Executor | None
+    ) -> tuple[Counter[str], dict[str, int], Future[Early] | None]:
         """Claim the rows found and signed in `early`, send and confirm them; with a `signer`, the next
         round's rows are found and signed meanwhile (its future is returned; None if nothing was sent).
 
@@ -130,24 +135,22 @@ class BatchRound:
         claimed, and its meters' next rows are no heads until these are confirmed. Its claim rechecks
         every row under its lock, with its own `now`, as it does when signing comes right before it.
 
-        `counts` also holds the milliseconds each step took (claim_ms: the claim's transaction, and the
-        signing when it was not done ahead; send_ms; settle_ms: the wait for the stream and the confirm
-        transaction), for the round's log line."""
+        Returns the outcomes' counts, the milliseconds each step took for the round's log line (claim_ms:
+        the claim's transactions; send_ms; settle_ms: the wait for the stream and the confirmations) and
+        the next round's future."""
         counts: Counter[str] = Counter()
         began = time.perf_counter()
         jobs = self._claim(counts, early)
         if not jobs:
-            return counts, None
+            return counts, {}, None
         claimed = time.perf_counter()
         following = signer.submit(self._sign_ahead) if signer is not None else None
         sent = self._send(jobs, counts)
         posted = time.perf_counter()
         self._settle(sent, counts)
         done = time.perf_counter()
-        counts["claim_ms"] = round((claimed - began) * 1000)
-        counts["send_ms"] = round((posted - claimed) * 1000)
-        counts["settle_ms"] = round((done - posted) * 1000)
-        return counts, following
+        took = {"claim_ms": claimed - began, "send_ms": posted - claimed, "settle_ms": done - posted}
+        return counts, {k: round(v * 1000) for k, v in took.items()}, following
 
     # -- claim, sign, schedule: one transaction ---------------------------------------------------------
 
@@ -160,10 +163,7 @@ class BatchRound:
         """Claim, sign and schedule the rows found in `early`, STORE_CHUNK rows per transaction."""
         heads, self._signed = early
         counts["claimed"] = 0
-        jobs: list[Job] = []
-        for start in range(0, len(heads), STORE_CHUNK):
-            jobs += self._claim_chunk(counts, heads[start : start + STORE_CHUNK])
-        return jobs
+        return [job for chunk in chunks(heads, STORE_CHUNK) for job in self._claim_chunk(counts, chunk)]
 
     def _claim_chunk(self, counts: Counter[str], heads: list[int]) -> list[Job]:
         w = self.writer
@@ -321,14 +321,14 @@ class BatchRound:
         done = [s.job for s in sent if s.job.tx_id in heights]
         waiting = [s.job for s in sent if s.job.tx_id not in heights]
         now = w._now()
-        for start in range(0, max(len(done), len(waiting)), STORE_CHUNK):
+        for chunk in chunks(done, STORE_CHUNK):
             with w.store.begin() as conn:
-                confirm_jobs(conn, done[start : start + STORE_CHUNK], heights, now)
-                if waiting[start : start + STORE_CHUNK]:
-                    reason = "accepted (202), not yet confirmed"
-                    marks = [{"b_id": j.row_id} for j in waiting[start : start + STORE_CHUNK]]
-                    stmt = update(LedgerOutbox).where(LedgerOutbox.id == bindparam("b_id"))
-                    conn.execute(stmt.values(status="sent", last_error=reason, updated_at=now), marks)
+                confirm_jobs(conn, chunk, heights, now)
+        unconfirmed = update(LedgerOutbox).where(LedgerOutbox.id == bindparam("b_id"))
+        unconfirmed = unconfirmed.values(status="sent", last_error="accepted (202), not yet confirmed")
+        for chunk in chunks(waiting, STORE_CHUNK):
+            with w.store.begin() as conn:
+                conn.execute(unconfirmed.values(updated_at=now), [{"b_id": j.row_id} for j in chunk])
         for job in done:
             w.metrics.committed.labels(job.operation).inc()
         counts["confirmed"] += len(done)
@@ -421,9 +421,13 @@ def _by_id(conn: Connection, model: Any, ids: set[int]) -> dict[int, Any]:
     the model's attributes; they are not made into model instances, which took 40 % of `_presign`'s CPU
     (three instances per row signed: the outbox row, its meter and its window)."""
     found: dict[int, Any] = {}
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), 500):
-        chunk = ordered[start : start + 500]
+    for chunk in chunks(sorted(ids), 500):
         for row in conn.execute(select(model.__table__).where(model.id.in_(chunk))):
             found[row.id] = row
     return found
+
+
+def chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    """`items` in consecutive lists of at most `size` (itertools.batched, from Python 3.12)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -138,3 +138,28 @@ def test_a_row_signed_early_is_signed_again_if_its_meter_moved(store, clock, mak
     (job,) = batch._claim(Counter(), batch._sign_ahead())
     writer.close()
     assert job.tx["inputs"][0]["fulfills"]["transaction_id"] == moved
+
+
+def test_a_round_writes_the_outbox_at_most_store_chunk_rows_per_transaction(
+    store, clock, make_writer, devledger
+) -> None:
+    """A round of 250 CREATEs is claimed and confirmed in write transactions of at most 100 rows (STORE_CHUNK)
+    each (on SQLite /notify's commits wait for every one of them), and every row is confirmed."""
+    writer = make_writer([devledger.url])
+    for i in range(250):
+        register(store, f"urn:ngsi-ld:SMX:CHUNK{i}", clock.now())
+    sizes: list[int] = []
+
+    def record(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.startswith("UPDATE ledger_outbox"):
+            sizes.append(len(params) if executemany else 1)
+
+    event.listen(store.write, "before_cursor_execute", record)
+    try:
+        counts = writer.dispatch_once()
+    finally:
+        event.remove(store.write, "before_cursor_execute", record)
+        writer.close()
+    assert counts["confirmed"] == 250
+    assert max(sizes) <= 100, sizes  # claimed (scheduled) and confirmed 100, 100 and 50 at a time
+    assert sum(sizes) == 2 * 250
