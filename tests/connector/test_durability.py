@@ -23,7 +23,7 @@ from sqlalchemy import select
 from connector.store.db import open_store
 from connector.store.models import Meter, Reading
 from tests.connector import payloads as p
-from tests.reliability.harness import children
+from tests.reliability.harness import children, role_pids
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -81,11 +81,7 @@ def worker_pids(primary_pid: int, ledger: bool = False, role: str = "ledger") ->
     with `ledger` its process of `role` (`--role ledger`, `--role closer`)."""
     if not ledger:
         return [pid for pid, args in children(primary_pid).items() if b"--role" not in args]
-    return [pid for pid, args in children(primary_pid).items() if _role(args) == role.encode()]
-
-
-def _role(args: list[bytes]) -> bytes | None:
-    return args[args.index(b"--role") + 1] if b"--role" in args else None
+    return role_pids(primary_pid, role)
 
 
 def wait_for_ledger_process(primary_pid: int, seconds: float = 120) -> list[int]:

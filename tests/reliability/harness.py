@@ -187,11 +187,7 @@ class ConnectorProcess:
             return []
         if role is None:
             return child_pids(self.proc.pid, b"--role")
-        return [
-            pid
-            for pid, args in children(self.proc.pid).items()
-            if b"--role" in args and args[args.index(b"--role") + 1] == role.encode()
-        ]
+        return role_pids(self.proc.pid, role)
 
     def stop(self) -> None:
         """SIGTERM and wait (a clean stop)."""
@@ -217,6 +213,15 @@ def children(primary_pid: int, flag: bytes = b"--primary-pid") -> dict[int, list
         if parent == str(primary_pid).encode():
             found[int(entry)] = args
     return found
+
+
+def role_pids(primary_pid: int, role: str) -> list[int]:
+    """The processes `primary_pid` started with `run --role ROLE` (ledger, closer)."""
+    return [
+        pid
+        for pid, args in children(primary_pid).items()
+        if b"--role" in args and args[args.index(b"--role") + 1] == role.encode()
+    ]
 
 
 def child_pids(primary_pid: int, marker: bytes) -> list[int]:
