@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Exists, Row, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Exists, Row, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -101,20 +101,17 @@ def due_heads(
     """(row id, meter id) of the rows to work on: per meter, its lowest-seq open row, if that row is due.
 
     Within a meter only the head row is ever eligible, which is what keeps a meter's transactions in order.
+    The due open rows are walked in the order they are worked on (ix_ledger_outbox_due) and each is kept if
+    its meter has no open row of lower seq (two seeks on ix_ledger_outbox_open), until `limit` are found:
+    the cost follows the due rows passed over, not the table (grouping every open row by meter on each call
+    read the whole table on SQLite: 130-270 ms a round at 100,000 meters, more with each window anchored).
     """
-    sub_q = select(LedgerOutbox.meter_id, func.min(LedgerOutbox.seq).label("seq")).where(
-        LedgerOutbox.status.in_(OPEN)
+    query = select(LedgerOutbox.id, LedgerOutbox.meter_id).where(
+        LedgerOutbox.status.in_(OPEN), LedgerOutbox.next_attempt_at <= now, ~lower_open_row()
     )
     if meter_id is not None:
-        sub_q = sub_q.where(LedgerOutbox.meter_id == meter_id)
-    sub = sub_q.group_by(LedgerOutbox.meter_id).subquery()
-    query = (
-        select(LedgerOutbox.id, LedgerOutbox.meter_id)
-        .join(sub, and_(LedgerOutbox.meter_id == sub.c.meter_id, LedgerOutbox.seq == sub.c.seq))
-        .where(LedgerOutbox.status.in_(OPEN), LedgerOutbox.next_attempt_at <= now)
-        .order_by(LedgerOutbox.next_attempt_at, LedgerOutbox.id)
-        .limit(limit)
-    )
+        query = query.where(LedgerOutbox.meter_id == meter_id)
+    query = query.order_by(LedgerOutbox.next_attempt_at, LedgerOutbox.id).limit(limit)
     return [(int(row_id), int(meter)) for row_id, meter in conn.execute(query)]
 
 

@@ -182,6 +182,8 @@ class LedgerOutbox(Base):
         Index("ix_ledger_outbox_meter", "meter_id", "seq"),
         # The query API counts and pages a meter's confirmed TRANSFERs in window order from this index alone.
         Index("ix_ledger_outbox_history", "meter_id", "operation", "status", "seq", "id"),
+        # Whether a meter has an open row below a given seq, in two index seeks whatever its history (0008).
+        Index("ix_ledger_outbox_open", "meter_id", "status", "seq"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
