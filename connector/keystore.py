@@ -90,11 +90,26 @@ class Entry:
     file: str
 
 
-def _generate_meter_keypair() -> KeyPair:
+# BigchainDB 2.2.2's transaction schema takes a public key only as 43 or 44 base58 characters (pattern
+# "[1-9a-zA-Z^OIl]{43,44}"). About one ed25519 key in 50,000 (a leading zero byte and a small rest) encodes
+# to 42 or fewer, and the ledger rejects its CREATE: seen once at 100,000 meters (2026-12-07), which left
+# the meter's CREATE dead and every window of it unanchored.
+LEDGER_KEY_LENGTHS = (43, 44)
+
+
+def ledger_accepts(public_key: str) -> bool:
+    """Whether BigchainDB's transaction schema takes `public_key` (the length of its base58 text)."""
+    return len(public_key) in LEDGER_KEY_LENGTHS
+
+
+def _generate_meter_keypair(seed: Callable[[], bytes] = lambda: os.urandom(32)) -> KeyPair:
+    """A new meter key pair the ledger accepts: one it would reject is drawn again."""
     from bigchaindb_driver.crypto import generate_keypair
 
-    pair = generate_keypair(os.urandom(32))
-    return KeyPair(public_key=pair.public_key, private_key=pair.private_key)
+    while True:
+        pair = generate_keypair(seed())
+        if ledger_accepts(pair.public_key):
+            return KeyPair(public_key=pair.public_key, private_key=pair.private_key)
 
 
 def _file_name(kind: str, name: str) -> str:
@@ -163,12 +178,17 @@ class Keystore:
     # -- public API ---------------------------------------------------------------------------------------
 
     def meter_keypair(self, meter_ref: str) -> KeyPair:
-        """The key pair of `meter_ref` ("tenant|service_path|entity_id"), created on first use."""
+        """The key pair of `meter_ref` ("tenant|service_path|entity_id"), created on first use.
+
+        Called only for a meter none of whose transactions was signed yet (signing_keys): a key kept from
+        before `ledger_accepts` was checked that the ledger would reject is replaced here."""
         with self._lock:
             cached = self._cache.get(meter_ref)
             if cached is not None:
                 return cached
             record = self._read("meter", meter_ref)
+            if record is not None and not ledger_accepts(str(record.get("public_key"))):
+                return self._replace(meter_ref)
             if record is None:
                 new = _generate_meter_keypair()
                 self._create("meter", meter_ref, new.public_key, new.private_key.encode())
@@ -177,6 +197,18 @@ class Keystore:
             pair = KeyPair(public_key=record["public_key"], private_key=self._unseal(record).decode())
             self._cache.put(meter_ref, pair)
             return pair
+
+    def replace_meter_keypair(self, meter_ref: str) -> KeyPair:
+        """A new key pair for `meter_ref` in place of the one kept. Only for a key no ledger transaction
+        can be owned by (one `ledger_accepts` refuses: every transaction signed with it was rejected)."""
+        with self._lock:
+            return self._replace(meter_ref)
+
+    def _replace(self, meter_ref: str) -> KeyPair:
+        new = _generate_meter_keypair()
+        self._overwrite("meter", meter_ref, new.public_key, new.private_key.encode())
+        self._cache.put(meter_ref, new)
+        return new
 
     def keypair_for(self, meter_ref: str, public_key: str) -> KeyPair:
         """The key pair of `meter_ref` whose public key is `public_key` (the key its asset is owned by).

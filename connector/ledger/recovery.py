@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, func, select, update
 
-from connector.keystore import KeyPair, Keystore
+from connector.keystore import LEDGER_KEY_LENGTHS, KeyPair, Keystore
 from connector.ledger.client import LedgerClient
 from connector.ledger.metadata import WINDOW_SCHEMA, iso, meter_ref
-from connector.ledger.outbox import OPEN, update_row
+from connector.ledger.outbox import CREATE, OPEN, update_row
 from connector.ledger.transactions import serialize
 from connector.store.db import Store
 from connector.store.models import LedgerOutbox, Meter, Window
@@ -137,3 +137,53 @@ def asset_keys(store: Store) -> dict[str, str]:
         )
         for m in rows
     }
+
+
+# -- keys the ledger rejects ------------------------------------------------------------------------------
+
+RENEWED = "a new key: the ledger's schema rejects the meter's earlier one"
+
+
+def renew_rejected_keys(store: Store, keystore: Keystore, now: datetime) -> int:
+    """Give each meter whose CREATE was signed with a key BigchainDB's schema rejects (keystore's
+    `ledger_accepts`; made before keys were checked) a new key, and its CREATE back to pending: such a
+    CREATE was rejected or will be, so it is dead or about to be, and every window of the meter waits on it.
+
+    Safe: no ledger transaction can be owned by such a key, so the meter has no asset to lose. One store
+    transaction per meter, the meter row locked and the key checked again under the lock; the new key is in
+    the keystore (written and fsynced) before the store names it. Returns how many meters got a new key.
+    """
+    rejected = and_(
+        Meter.asset_id.is_(None),
+        Meter.public_key.is_not(None),
+        func.length(Meter.public_key).not_in(LEDGER_KEY_LENGTHS),
+    )
+    with store.reading() as conn:
+        ids = list(conn.execute(select(Meter.id).where(rejected)).scalars())
+    renewed = 0
+    for meter_id in ids:
+        with store.begin() as conn:
+            meter = conn.execute(
+                select(Meter.__table__).where(Meter.id == meter_id, rejected).with_for_update()
+            ).one_or_none()
+            if meter is None:  # another process renewed it meanwhile
+                continue
+            old = meter.public_key
+            pair = keystore.replace_meter_keypair(meter_ref(meter))  # type: ignore[arg-type] # a row
+            conn.execute(update(Meter).where(Meter.id == meter_id).values(public_key=pair.public_key))
+            create = update(LedgerOutbox).where(
+                LedgerOutbox.meter_id == meter_id, LedgerOutbox.operation == CREATE
+            )
+            conn.execute(
+                create.values(
+                    status="pending", attempts=0, tx_id=None, tx_json=None, next_attempt_at=now,
+                    last_error=RENEWED, updated_at=now,
+                )
+            )  # fmt: skip
+            waiting = update(LedgerOutbox).where(
+                LedgerOutbox.meter_id == meter_id, LedgerOutbox.status.in_(OPEN)
+            )
+            conn.execute(waiting.values(next_attempt_at=now, updated_at=now))
+        renewed += 1
+        log.warning("ledger.key_renewed", meter_id=meter_id, rejected_key=old, public_key=pair.public_key)
+    return renewed

@@ -40,7 +40,7 @@ from connector.ledger.metadata import (
     transfer_metadata,
 )
 from connector.ledger.outbox import CREATE, claim, due_heads, update_row
-from connector.ledger.recovery import HeadUnknown, recover, signing_keys
+from connector.ledger.recovery import HeadUnknown, recover, renew_rejected_keys, signing_keys
 from connector.ledger.transactions import serialize, sign_create, sign_transfer, spent_tx_id
 from connector.settings import LedgerSettings
 from connector.store.db import Store
@@ -108,6 +108,7 @@ class LedgerWriter:
         # they are the default only for a real ledger, not for a writer given its own client (tests' fakes).
         self.batched = client_factory is None if batched is None else batched
         self._batch: BatchRound | None = None
+        self._keys_checked = False  # renew_rejected_keys, once before the first dispatch
 
     def close(self) -> None:
         """Stop the batched rounds' stream follower and close their connections (a later round reopens)."""
@@ -126,6 +127,9 @@ class LedgerWriter:
         """One round over every meter with due work; returns counts of outcomes (confirmed, sent, retried,
         dead, recovered, skipped, blocked) and `meters`, the number of meters visited (batched: `claimed`,
         the rows taken, instead)."""
+        if not self._keys_checked:
+            renew_rejected_keys(self.store, self.keystore, self._now())
+            self._keys_checked = True
         if self.batched:
             if self._batch is None:
                 self._batch = BatchRound(self)
