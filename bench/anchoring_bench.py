@@ -20,7 +20,7 @@ their CREATEs written and confirmed by the connector itself. Each run copies tha
 `--per-meter` readings per meter for a window that begins after the load and the connector's start
 (`write_batch` again, no HTTP), starts the connector and times from the window's close (end + grace)
 until every TRANSFER is confirmed. `--set` changes a setting for the run (the default configuration
-otherwise); `--py-spy FILE` samples the ledger process meanwhile.
+otherwise); `--py-spy FILE` samples each process but the HTTP one meanwhile (into FILE.ROLE).
 
     PYTHONPATH=$PWD .venv/bin/python -m bench.anchoring_bench --bulk --meters 100000 --lead 120
 
@@ -242,9 +242,11 @@ def bulk_run(args: argparse.Namespace) -> dict:
         close_at = ws + timedelta(seconds=length + 5)
         ready_s = (close_at - datetime.now(UTC)).total_seconds()
         time.sleep(max(0.0, ready_s))
-        pids = connector_pids(proc.pid)
+        roles = process_roles(proc.pid)
+        pids = list(roles.values())
         cpu0 = [cpu_seconds(p) for p in pids]
-        spy = _py_spy(args.py_spy, pids[-1]) if args.py_spy else None
+        spies = [_py_spy(f"{args.py_spy}.{role}", pid) for role, pid in roles.items() if role != "http"]
+        spies = spies if args.py_spy else []
         load0 = os.getloadavg()[0]
         while True:
             ok, state_counts = anchored(url, close_at)
@@ -252,9 +254,10 @@ def bulk_run(args: argparse.Namespace) -> dict:
                 break
             time.sleep(0.5)
         took = time.time() - close_at.timestamp()
-        cpu = [round(cpu_seconds(p) - c, 1) for p, c in zip(pids, cpu0, strict=True)]
-        if spy is not None:
+        cpu = {r: round(cpu_seconds(p) - c, 1) for (r, p), c in zip(roles.items(), cpu0, strict=True)}
+        for spy in spies:
             spy.send_signal(signal.SIGINT)
+        for spy in spies:
             spy.wait(timeout=60)
         blocks = ledger_blocks(Path(state) / "devledger" / "devledger.sqlite3", close_at)
     finally:
@@ -273,7 +276,7 @@ def bulk_run(args: argparse.Namespace) -> dict:
         "settings": args.sets or "default",
         "outbox": state_counts,
         "ledger_blocks_after_close": blocks,
-        "cpu_s_per_process": cpu,  # the primary (HTTP) first, then its children (the ledger process)
+        "cpu_s_per_process": cpu,  # by role: http, ledger, closer, and the dev ledger's own process
         "load_avg_at_close": round(load0, 2),
         "load_avg_after": round(os.getloadavg()[0], 2),
     }
@@ -290,8 +293,22 @@ def ledger_blocks(path: Path, since: datetime) -> dict:
     return {"blocks": len(sizes), "txs_per_block": round(sum(sizes) / max(1, len(sizes)), 1)}
 
 
+def process_roles(primary: int) -> dict[str, int]:
+    """{role: pid} of the connector's processes: the primary ("http"), the ones it started with `--role`,
+    and the embedded dev ledger's own process (a child of the ledger process, "devledger")."""
+    roles = {"http": primary}
+    for pid in connector_pids(primary)[1:]:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        role = argv[argv.index(b"--role") + 1].decode() if b"--role" in argv else str(pid)
+        roles[role] = pid
+        for child in connector_pids(pid)[1:]:
+            if b"devledger" in Path(f"/proc/{child}/cmdline").read_bytes():
+                roles["devledger"] = child
+    return roles
+
+
 def _py_spy(out: str, pid: int) -> subprocess.Popen:
-    """py-spy sampling `pid` (the ledger process) into `out` (raw collapsed stacks) until SIGINT."""
+    """py-spy sampling `pid` into `out` (raw collapsed stacks) until SIGINT."""
     spy = Path(sys.executable).parent / "py-spy"
     cmd = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", "50"]
     return subprocess.Popen(cmd + ["--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -312,7 +329,11 @@ def main() -> None:
     ap.add_argument("--bulk", action="store_true", help="prepared meters, one window's readings loaded in")
     ap.add_argument("--data", default=None, help="--bulk: the prepared state folder (built if absent)")
     ap.add_argument("--lead", type=float, default=60, help="--bulk: seconds to load and start before")
-    ap.add_argument("--py-spy", default=None, help="--bulk: sample the ledger process into this file")
+    ap.add_argument(
+        "--py-spy",
+        default=None,
+        help="--bulk: sample the ledger, closer and dev ledger processes into FILE.ROLE",
+    )
     ap.add_argument("--prepare-only", action="store_true", help="--bulk's preparation alone")
     ap.add_argument(
         "--set", action="append", default=[], help="--bulk: a setting for the run, e.g. ledger.mode=sync"
