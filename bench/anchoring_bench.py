@@ -19,8 +19,8 @@ in `--data`): `--meters` meters registered through the ingest writer's own `writ
 their CREATEs written and confirmed by the connector itself. Each run copies that folder, stores
 `--per-meter` readings per meter for a window that begins after the load and the connector's start
 (`write_batch` again, no HTTP), starts the connector and times from the window's close (end + grace)
-until every TRANSFER is confirmed. `--set` changes a setting for the run (the default configuration
-otherwise); `--py-spy FILE` samples each process but the HTTP one meanwhile (into FILE.ROLE).
+until every TRANSFER is confirmed. `--set` changes a setting for the run, bulk or not (the default
+configuration otherwise); `--py-spy FILE` samples each process but the HTTP one meanwhile (into FILE.ROLE).
 
     PYTHONPATH=$PWD .venv/bin/python -m bench.anchoring_bench --bulk --meters 100000 --lead 120
 
@@ -402,7 +402,7 @@ def live_run(args: argparse.Namespace, state: str, store_url: str) -> dict:
     length = args.window
     while (time.time() % length) > 2:
         time.sleep(0.2)
-    proc = start(store_url, port, state, length)
+    proc = start(store_url, port, state, length, args.sets)
     url = f"http://127.0.0.1:{port}/notify"
     try:
         first = window_end(datetime.now(UTC), length)
@@ -434,6 +434,7 @@ def live_run(args: argparse.Namespace, state: str, store_url: str) -> dict:
         result: dict = {
             "meters": args.meters,
             "window_s": length,
+            "settings": args.sets or "default",
             "first_window_end": first.isoformat(),
             "closed_window_end_plus_grace": close_at.isoformat(),
             "confirmed_s_after_close": round(done["at"] - close_at.timestamp(), 1) if "at" in done else None,
