@@ -245,8 +245,8 @@ def bulk_run(args: argparse.Namespace) -> dict:
         roles = process_roles(proc.pid)
         pids = list(roles.values())
         cpu0 = [cpu_seconds(p) for p in pids]
-        spies = [_py_spy(f"{args.py_spy}.{role}", pid) for role, pid in roles.items() if role != "http"]
-        spies = spies if args.py_spy else []
+        sampled = {role: pid for role, pid in roles.items() if role != "http" and args.py_spy}
+        spies = [_py_spy(f"{args.py_spy}.{role}", pid, args.py_spy_gil) for role, pid in sampled.items()]
         load0 = os.getloadavg()[0]
         while True:
             ok, state_counts = anchored(url, close_at)
@@ -307,10 +307,12 @@ def process_roles(primary: int) -> dict[str, int]:
     return roles
 
 
-def _py_spy(out: str, pid: int) -> subprocess.Popen:
-    """py-spy sampling `pid` into `out` (raw collapsed stacks) until SIGINT."""
+def _py_spy(out: str, pid: int, gil: bool) -> subprocess.Popen:
+    """py-spy sampling `pid` into `out` (raw collapsed stacks) until SIGINT; with `gil`, only the thread
+    holding the GIL (where the process's Python CPU goes, not where its threads wait)."""
     spy = Path(sys.executable).parent / "py-spy"
     cmd = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", "50"]
+    cmd += ["--gil"] if gil else []
     return subprocess.Popen(cmd + ["--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -334,6 +336,7 @@ def main() -> None:
         default=None,
         help="--bulk: sample the ledger, closer and dev ledger processes into FILE.ROLE",
     )
+    ap.add_argument("--py-spy-gil", action="store_true", help="--py-spy: only the thread holding the GIL")
     ap.add_argument("--prepare-only", action="store_true", help="--bulk's preparation alone")
     ap.add_argument(
         "--set", action="append", default=[], help="--bulk: a setting for the run, e.g. ledger.mode=sync"
