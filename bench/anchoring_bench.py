@@ -263,6 +263,8 @@ def bulk_run(args: argparse.Namespace) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+        if args.keep_log:
+            shutil.copy(Path(state) / "connector.log", args.keep_log)
         shutil.rmtree(state, ignore_errors=True)
     return {
         "mode": "bulk",
@@ -337,6 +339,7 @@ def main() -> None:
         help="--bulk: sample the ledger, closer and dev ledger processes into FILE.ROLE",
     )
     ap.add_argument("--py-spy-gil", action="store_true", help="--py-spy: only the thread holding the GIL")
+    ap.add_argument("--keep-log", default=None, help="--bulk: copy the connector's log here at the end")
     ap.add_argument("--prepare-only", action="store_true", help="--bulk's preparation alone")
     ap.add_argument(
         "--set", action="append", default=[], help="--bulk: a setting for the run, e.g. ledger.mode=sync"
