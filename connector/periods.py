@@ -29,13 +29,12 @@ from connector.settings import Settings
 from connector.store.db import Store
 from connector.store.models import Meter, PendingWindow, State, Window
 from connector.trees_store import (
+    build_roots,
     day_attributes,
     find_root,
-    load_leaves,
     moment,
     save_tree,
     seconds,
-    tree_of,
     window_attributes,
 )
 
@@ -136,17 +135,16 @@ def build_period(conn: Connection, tenant: str, period: Period, now: datetime) -
     None when it is already built or the tenant has no window in it."""
     if find_root(conn, tenant, period) is not None:
         return None
-    leaves = load_leaves(conn, tenant, period, closed_by=now)
-    if not leaves:
+    built = build_roots(conn, tenant, period, closed_by=now)
+    if built is None:
         return None
-    tree = tree_of(leaves, tenant, period)
     if period.kind == "window":
         attributes = window_attributes(conn, tenant, moment(period.start))
     else:
         attributes = day_attributes(conn, tenant, period)
-    period_id = save_tree(conn, tree, leaves, attributes, now)
+    period_id = save_tree(conn, built, attributes, now)
     enqueue_root(conn, tenant, period_id, now)
-    return Built(tenant, period, tree.root.hex(), len(leaves))
+    return Built(tenant, period, built.tree.root.hex(), built.tree.window_count)
 
 
 def _mark(conn: Connection, key: str) -> datetime | None:

@@ -1,6 +1,10 @@
 """Period trees over the store: the leaves of a tenant's period from its closed windows, the tree they make,
 and the rows that keep its roots (connector/store/tree_models.py).
 
+The builder folds a period's leaves into each meter's root as they stream from the store (`build_roots`),
+so it holds the meters' roots, not their windows (a day of 100,000 meters is 9.6 million windows); the
+proofs rebuild the whole tree of one period (`stored_tree`).
+
 A period's tree holds the windows of the tenant's meters that start in the period and were closed at or
 before the tree was built (`closed_at <= built_at`, one clock: the primary's). So rebuilding it later from
 the store gives the same root unless the store was altered, which is what proofs and the tamper check use.
@@ -9,18 +13,24 @@ the store gives the same root unless the store was altered, which is what proofs
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from connector.core.trees import Period, PeriodTree, WindowLeaf, prefix_text
+from connector.core.directories import DirectoryTree, MeterId, MeterRoot
+from connector.core.trees import Period, PeriodTree, WindowLeaf, meter_roots, prefix_text
 from connector.store.models import Meter, Reading, Window
 from connector.store.tree_models import PeriodMeter, PeriodRoot, PeriodSubtree
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Rows fetched at a time when a period's leaves or attributes stream from the store (a server-side cursor
+# on PostgreSQL), and per-meter rows written per INSERT: what the builder holds beside the meters' roots.
+FETCH_ROWS = 5_000
+INSERT_ROWS = 5_000
 
 
 def moment(seconds: int) -> datetime:
@@ -46,6 +56,14 @@ def load_leaves(
     conn: Connection, tenant: str, period: Period, closed_by: datetime | None = None
 ) -> list[StoredLeaf]:
     """The leaves of `tenant`'s windows starting in `period` (closed at or before `closed_by` if given)."""
+    return list(stream_leaves(conn, tenant, period, closed_by))
+
+
+def stream_leaves(
+    conn: Connection, tenant: str, period: Period, closed_by: datetime | None = None
+) -> Iterator[StoredLeaf]:
+    """`load_leaves` one at a time, fetched FETCH_ROWS rows at a time, each meter's windows one after
+    another (by meter id, then start)."""
     start = moment(period.start)
     query = (
         select(
@@ -65,16 +83,38 @@ def load_leaves(
     )
     if closed_by is not None:
         query = query.where(Window.closed_at <= closed_by)
-    return [
-        StoredLeaf(
-            r.id,
-            r.window_id,
-            WindowLeaf.from_window(
+    query = query.order_by(Meter.id, Window.start).execution_options(yield_per=FETCH_ROWS)
+    with conn.execute(query) as rows:
+        for r in rows:
+            leaf = WindowLeaf.from_window(
                 tenant, r.service_path, r.entity_id, r.start, r.energy_wh, r.fingerprint, r.chain_hash
-            ),
-        )
-        for r in conn.execute(query)
-    ]
+            )
+            yield StoredLeaf(r.id, r.window_id, leaf)
+
+
+@dataclass(frozen=True)
+class BuiltRoots:
+    """A period's tree as the builder keeps it: the levels above its meters' roots, and each meter's id."""
+
+    tenant: str
+    period: Period
+    tree: DirectoryTree
+    meter_ids: dict[MeterId, int]
+
+
+def build_roots(conn: Connection, tenant: str, period: Period, closed_by: datetime) -> BuiltRoots | None:
+    """The tree of `tenant`'s windows in `period` closed by `closed_by`, each meter's windows folded into
+    its root as they stream from the store: memory bounded by the meters, not their windows. The same
+    roots, energy and counts as `tree_of(load_leaves(...))`; None when there is no such window."""
+    ids: dict[MeterId, int] = {}
+
+    def leaves() -> Iterator[WindowLeaf]:
+        for s in stream_leaves(conn, tenant, period, closed_by):
+            ids[s.leaf.entity_id, s.leaf.service_path] = s.meter_id
+            yield s.leaf
+
+    meters = list(meter_roots(tenant, period, leaves()))
+    return BuiltRoots(tenant, period, DirectoryTree(meters), ids) if meters else None
 
 
 def tree_of(leaves: Iterable[StoredLeaf], tenant: str, period: Period) -> PeriodTree:
@@ -105,89 +145,83 @@ def period_of_row(row: Any) -> Period:
 
 
 def save_tree(
-    conn: Connection,
-    tree: PeriodTree,
-    leaves: list[StoredLeaf],
-    attributes: dict[int, list[dict[str, Any]]],
-    built_at: datetime,
+    conn: Connection, built: BuiltRoots, attributes: dict[int, list[dict[str, Any]]], built_at: datetime
 ) -> int:
     """Insert a built tree's root, subtree roots and per-meter rows; return the period_roots id."""
+    tree = built.tree
     period_id = int(
         conn.execute(
             insert(PeriodRoot)
             .values(
-                tenant=tree.tenant,
-                kind=tree.period.kind,
-                start=moment(tree.period.start),
-                length=tree.period.length,
+                tenant=built.tenant,
+                kind=built.period.kind,
+                start=moment(built.period.start),
+                length=built.period.length,
                 root=tree.root.hex(),
                 energy_wh=tree.energy_wh,
                 meter_count=tree.meter_count,
-                window_count=len(leaves),
+                window_count=tree.window_count,
                 built_at=built_at,
             )
             .returning(PeriodRoot.id)
         ).scalar_one()
     )
-    conn.execute(insert(PeriodSubtree), _subtree_rows(period_id, tree, leaves))
-    conn.execute(insert(PeriodMeter), _meter_rows(period_id, tree, leaves, attributes))
+    conn.execute(insert(PeriodSubtree), _subtree_rows(period_id, tree))
+    rows = _meter_rows(period_id, built, attributes)
+    while chunk := list(islice(rows, INSERT_ROWS)):
+        conn.execute(insert(PeriodMeter), chunk)
     return period_id
 
 
-def _subtree_rows(period_id: int, tree: PeriodTree, leaves: list[StoredLeaf]) -> list[dict[str, Any]]:
+def _subtree_rows(period_id: int, tree: DirectoryTree) -> list[dict[str, Any]]:
     rows = []
     for prefix in tree.prefixes():
-        inside = [s for s in leaves if _segments(s.leaf.service_path)[: len(prefix)] == prefix]
+        meters, windows = tree.counts(prefix)
         rows.append(
             {
                 "period_id": period_id,
                 "prefix": prefix_text(prefix),
                 "root": tree.subtree_root(prefix).hex(),
-                "meter_count": len({s.meter_id for s in inside}),
-                "window_count": len(inside),
+                "meter_count": meters,
+                "window_count": windows,
             }
         )
     return rows
 
 
-def _segments(service_path: str) -> tuple[str, ...]:
-    return tuple(s for s in service_path.split("/") if s)
-
-
 def _meter_rows(
-    period_id: int, tree: PeriodTree, leaves: list[StoredLeaf], attributes: dict[int, list[dict[str, Any]]]
-) -> list[dict[str, Any]]:
-    per_meter: dict[int, list[StoredLeaf]] = {}
-    for s in leaves:
-        per_meter.setdefault(s.meter_id, []).append(s)
-    return [
-        {
+    period_id: int, built: BuiltRoots, attributes: dict[int, list[dict[str, Any]]]
+) -> Iterator[dict[str, Any]]:
+    def meter_id(m: MeterRoot) -> int:
+        return built.meter_ids[m.key]
+
+    for meter in sorted(built.tree.meters(), key=meter_id):
+        yield {
             "period_id": period_id,
-            "meter_id": meter_id,
-            "window_count": len(group),
-            "meter_root": tree.meter_root(group[0].leaf.service_path, group[0].leaf.entity_id).hex(),
+            "meter_id": meter_id(meter),
+            "window_count": meter.window_count,
+            "meter_root": meter.root.hex(),
             "attributes_json": json.dumps(
-                attributes.get(meter_id, []), sort_keys=True, separators=(",", ":")
+                attributes.get(meter_id(meter), []), sort_keys=True, separators=(",", ":")
             ),
         }
-        for meter_id, group in sorted(per_meter.items())
-    ]
 
 
 def window_attributes(conn: Connection, tenant: str, start: datetime) -> dict[int, list[dict[str, Any]]]:
     """{meter id: [{"attr", "unit"}, ...]} of the on-time readings of the windows starting at `start`."""
-    rows = conn.execute(
+    query = (
         select(Reading.meter_id, Reading.attr, Reading.unit)
         .join(Meter, Meter.id == Reading.meter_id)
         .where(Meter.tenant == tenant, Reading.window_start == start, Reading.late.is_(False))
         .distinct()
-    ).all()
-    return _grouped((r.meter_id, r.attr, r.unit) for r in rows)
+    )
+    with conn.execute(query.execution_options(yield_per=FETCH_ROWS)) as rows:
+        return _grouped((r.meter_id, r.attr, r.unit) for r in rows)
 
 
 def day_attributes(conn: Connection, tenant: str, day: Period) -> dict[int, list[dict[str, Any]]]:
     """The union of the attributes of the day's window periods (built before the day), per meter."""
-    rows = conn.execute(
+    query = (
         select(PeriodMeter.meter_id, PeriodMeter.attributes_json)
         .join(PeriodRoot, PeriodRoot.id == PeriodMeter.period_id)
         .where(
@@ -196,8 +230,14 @@ def day_attributes(conn: Connection, tenant: str, day: Period) -> dict[int, list
             PeriodRoot.start >= moment(day.start),
             PeriodRoot.start < moment(day.start + day.length),
         )
-    ).all()
-    return _grouped((r.meter_id, a["attr"], a["unit"]) for r in rows for a in json.loads(r.attributes_json))
+    )
+    parsed: dict[str, list[dict[str, str]]] = {}  # most meters' windows carry the same few lists
+    with conn.execute(query.execution_options(yield_per=FETCH_ROWS)) as rows:
+        return _grouped(
+            (r.meter_id, a["attr"], a["unit"])
+            for r in rows
+            for a in parsed.setdefault(r.attributes_json, json.loads(r.attributes_json))
+        )
 
 
 def _grouped(triples: Iterable[tuple[int, str, str | None]]) -> dict[int, list[dict[str, Any]]]:

@@ -16,29 +16,39 @@ the BigchainDB driver) provides it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import cached_property
+from itertools import groupby
 from typing import Any
 
+from connector.core.directories import (
+    DirectoryTree,
+    MeterId,
+    MeterRoot,
+    Prefix,
+    as_prefix,
+    path_segments,
+    prefix_text,
+)
 from connector.core.merkle import (
     LEAF_PREFIX,
     NODE_PREFIX,
     Step,
     keccak256,
     leaf_hash,
-    levels,
     merkle_path,
     merkle_root,
     node_hash,
-    path_in_levels,
     root_from_path,
 )
 
 __all__ = [
+    "DirectoryTree",
     "LEAF_PREFIX",
+    "MeterRoot",
     "NODE_PREFIX",
     "Period",
     "PeriodTree",
@@ -53,8 +63,10 @@ __all__ = [
     "merkle_path",
     "merkle_root",
     "meter_key",
+    "meter_roots",
     "node_hash",
     "path_segments",
+    "period_roots",
     "periods_of",
     "prefix_text",
     "root_from_path",
@@ -66,8 +78,6 @@ TREE_DOMAIN = "smartmeter-connector/trees/v1"
 DAY = 86_400
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
-
-Prefix = tuple[str, ...]  # service path segments: "/a/b" -> ("a", "b"), "/" -> ()
 
 
 def meter_key(tenant: str, service_path: str, entity_id: str) -> bytes:
@@ -89,11 +99,6 @@ def whole_wh(text: str | None) -> int:
     if not value.is_finite() or abs(value) > INT64_MAX:
         raise ValueError(f"energy {text!r} Wh is outside int64")
     return int(value)
-
-
-def path_segments(service_path: str) -> Prefix:
-    """The directory levels of a service path: its non-empty "/"-separated segments."""
-    return tuple(s for s in service_path.split("/") if s)
 
 
 def _hash32(value: bytes | str, name: str) -> bytes:
@@ -237,24 +242,6 @@ def group_by_period(
     return groups
 
 
-def prefix_text(prefix: Prefix) -> str:
-    """ "/a/b" for ("a", "b"); "/" for the tenant root."""
-    return "/" + "/".join(prefix)
-
-
-@dataclass
-class _Directory:
-    meters: dict[tuple[str, str], list[WindowLeaf]] = field(default_factory=dict)
-    # Position of each child: ("m", entity id, service path) or ("d", segment).
-    children: dict[tuple[str, ...], int] = field(default_factory=dict)
-    hashes: list[bytes] = field(default_factory=list)
-    levels: list[list[bytes]] = field(default_factory=list)  # of `hashes`, computed once
-
-    @property
-    def root(self) -> bytes:
-        return self.levels[-1][0]
-
-
 class PeriodTree:
     """The tree of one tenant and period: tenant root, subtree roots per service-path prefix, proofs.
 
@@ -265,51 +252,23 @@ class PeriodTree:
 
     def __init__(self, tenant: str, period: Period, leaves: Iterable[WindowLeaf]) -> None:
         self.tenant, self.period = tenant, period
-        self._meters: dict[tuple[str, str], list[WindowLeaf]] = {}
+        self._meters: dict[MeterId, list[WindowLeaf]] = {}
         for leaf in leaves:
-            self._check(leaf)
+            _check(tenant, period, leaf)
             self._meters.setdefault((leaf.entity_id, leaf.service_path), []).append(leaf)
         if not self._meters:
             raise ValueError(f"no windows for tenant {tenant!r} in {period}")
-        self._dirs: dict[Prefix, _Directory] = {}
-        for key, windows in self._meters.items():
-            windows.sort(key=lambda w: w.window_start)
-            if len({w.window_start for w in windows}) < len(windows):
-                raise ValueError(f"two windows of one start for meter {key}")
-            prefix = path_segments(key[1])
-            for depth in range(len(prefix) + 1):
-                if prefix[:depth] not in self._dirs:
-                    self._dirs[prefix[:depth]] = _Directory()
-            self._dirs[prefix].meters[key] = windows
-        self._hash_directories()
-
-    def _check(self, leaf: WindowLeaf) -> None:
-        if leaf.tenant != self.tenant:
-            raise ValueError(f"leaf of tenant {leaf.tenant!r} in the tree of {self.tenant!r}")
-        if not self.period.contains(leaf.window_start):
-            raise ValueError(f"window {leaf.window_start} is outside {self.period}")
-
-    def _hash_directories(self) -> None:
-        for prefix in sorted(self._dirs, key=len, reverse=True):
-            directory = self._dirs[prefix]
-            for key in sorted(directory.meters):
-                directory.children[("m", *key)] = len(directory.hashes)
-                directory.hashes.append(merkle_root([w.hash for w in directory.meters[key]]))
-            subdirs = sorted(p[-1] for p in self._dirs if len(p) == len(prefix) + 1 and p[:-1] == prefix)
-            for segment in subdirs:
-                directory.children[("d", segment)] = len(directory.hashes)
-                directory.hashes.append(self._dirs[(*prefix, segment)].root)
-            directory.levels = levels(directory.hashes)
+        self._dirs = DirectoryTree(_meter_root(windows) for windows in self._meters.values())
 
     @property
     def root(self) -> bytes:
         """The tenant root of the period (seed 002's Hash_G)."""
-        return self._dirs[()].root
+        return self._dirs.root
 
     @property
     def energy_wh(self) -> int:
         """The sum of the leaves' whole Wh: the portfolio energy `recordPortfolio` records with the root."""
-        return sum(w.energy_wh for windows in self._meters.values() for w in windows)
+        return self._dirs.energy_wh
 
     @property
     def meter_count(self) -> int:
@@ -318,15 +277,15 @@ class PeriodTree:
 
     def prefixes(self) -> list[Prefix]:
         """Every service-path prefix (directory) that holds a meter of this period, the root () first."""
-        return sorted(self._dirs)
+        return self._dirs.prefixes()
 
     def subtree_root(self, prefix: Prefix | str) -> bytes:
         """The root of a service-path prefix (a node of the tenant root); KeyError when it has no meter."""
-        return self._dirs[_as_prefix(prefix)].root
+        return self._dirs.subtree_root(prefix)
 
     def meter_root(self, service_path: str, entity_id: str) -> bytes:
         """A meter's root over its windows of the period (seed 002's Hash^j)."""
-        return merkle_root([w.hash for w in self._meters[(entity_id, service_path)]])
+        return self._dirs.meter((entity_id, service_path)).root
 
     def leaves(self) -> list[WindowLeaf]:
         """All leaves in canonical order."""
@@ -341,32 +300,49 @@ class PeriodTree:
             raise KeyError(f"no window {window_start} of {entity_id!r} in {self.period}")
         index = starts.index(window_start)
         steps = merkle_path([w.hash for w in windows], index)
-        prefix, top = path_segments(service_path), _as_prefix(to)
-        if prefix[: len(top)] != top:
-            raise KeyError(f"{service_path!r} is not under {prefix_text(top)!r}")
-        steps += self._child_path(prefix, ("m", entity_id, service_path))
-        steps += self._directory_steps(prefix, top)
+        top = as_prefix(to)
+        steps += self._dirs.meter_steps((entity_id, service_path), top)
         root = self.subtree_root(top)
         return Proof(self.tenant, self.period, top, windows[index], tuple(steps), root)
 
     def directory_proof(self, prefix: Prefix | str) -> tuple[Step, ...]:
         """The audit path from a prefix's subtree root up to the tenant root."""
-        return tuple(self._directory_steps(_as_prefix(prefix), ()))
-
-    def _child_path(self, prefix: Prefix, child: tuple[str, ...]) -> list[Step]:
-        directory = self._dirs[prefix]
-        return path_in_levels(directory.levels, directory.children[child])
-
-    def _directory_steps(self, prefix: Prefix, top: Prefix) -> list[Step]:
-        steps: list[Step] = []
-        while len(prefix) > len(top):
-            steps += self._child_path(prefix[:-1], ("d", prefix[-1]))
-            prefix = prefix[:-1]
-        return steps
+        return tuple(self._dirs.directory_steps(prefix))
 
 
-def _as_prefix(prefix: Prefix | str) -> Prefix:
-    return path_segments(prefix) if isinstance(prefix, str) else prefix
+def _check(tenant: str, period: Period, leaf: WindowLeaf) -> WindowLeaf:
+    if leaf.tenant != tenant:
+        raise ValueError(f"leaf of tenant {leaf.tenant!r} in the tree of {tenant!r}")
+    if not period.contains(leaf.window_start):
+        raise ValueError(f"window {leaf.window_start} is outside {period}")
+    return leaf
+
+
+def _meter_root(windows: list[WindowLeaf]) -> MeterRoot:
+    """The root of one meter's windows; sorts `windows` by start in place (a proof reads them so)."""
+    windows.sort(key=lambda w: w.window_start)
+    first = windows[0]
+    if len({w.window_start for w in windows}) < len(windows):
+        raise ValueError(f"two windows of one start for meter {(first.entity_id, first.service_path)}")
+    root = merkle_root([w.hash for w in windows])
+    return MeterRoot(
+        first.service_path, first.entity_id, root, sum(w.energy_wh for w in windows), len(windows)
+    )
+
+
+def meter_roots(tenant: str, period: Period, leaves: Iterable[WindowLeaf]) -> Iterator[MeterRoot]:
+    """Each meter's root from leaves that come grouped by meter (a meter's windows one after another, in
+    any order among themselves), holding one meter's leaves at a time. Refuses what PeriodTree refuses;
+    a meter whose windows are not together comes out twice, which DirectoryTree refuses."""
+    for _, group in groupby(leaves, key=lambda w: (w.entity_id, w.service_path)):
+        yield _meter_root([_check(tenant, period, w) for w in group])
+
+
+def period_roots(tenant: str, period: Period, leaves: Iterable[WindowLeaf]) -> DirectoryTree:
+    """The tree of leaves grouped by meter (see `meter_roots`) without its leaves: memory bounded by the
+    meters, and the same root, subtree roots, meter roots, energy and counts as
+    `PeriodTree(tenant, period, leaves)`. ValueError when there is no leaf."""
+    return DirectoryTree(meter_roots(tenant, period, leaves))
 
 
 def leaf_order(leaf: WindowLeaf) -> tuple[Any, ...]:

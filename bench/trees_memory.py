@@ -1,0 +1,213 @@
+"""Memory and time of building one tenant's day tree: `connector.periods.build_period`, the closer
+process's period-tree builder at each UTC midnight (issue 18: RSS flat and under 500 MB).
+
+    flock /tmp/bench.lock env PYTHONPATH=$PWD .venv/bin/python -m bench.trees_memory --meters 10000
+
+The store is bulk-loaded once (and reused from `--db`): `--meters` meters of one tenant spread over 30
+service paths (/r<0-2>/g<0-9>), each with `--windows` closed 15-minute windows of one UTC day (random
+fingerprints and chain hashes, seeded), and the rows of the day's window periods as built (the day's
+attributes are read from their per-meter rows; their roots are not real). Then the day's tree is built
+in this process `--runs` times, each in a transaction that is rolled back (so every run builds the same
+tree): once plainly for the time and the peak resident memory (VmHWM reset through /proc/self/clear_refs
+before the build, minus VmRSS then), and once under tracemalloc for the peak of traced Python memory.
+The root is printed, so two builders' trees can be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import time
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Connection, func, insert, select
+
+from connector.core.trees import DAY, Period
+from connector.periods import Built, build_period
+from connector.store.db import Store, migrate, open_store
+from connector.store.models import Meter, Window
+from connector.store.tree_models import PeriodMeter, PeriodRoot
+
+DAY_START = datetime(2024, 3, 1, tzinfo=UTC)
+LENGTH = 900
+TENANT = "t1"
+CHUNK = 20_000
+ATTRS = '[{"attr":"E","unit":"kWh"},{"attr":"P","unit":"W"}]'
+
+
+def paths() -> list[str]:
+    """30 service paths, two levels deep."""
+    return [f"/r{r}/g{g}" for r in range(3) for g in range(10)]
+
+
+def load(store: Store, meters: int, windows: int, seed: int = 18) -> None:
+    """`meters` meters with `windows` closed windows each from DAY_START, inserted in chunks."""
+    rng = random.Random(seed)
+    with store.begin() as conn:
+        conn.execute(insert(Meter), list(_meters(meters)))
+        ids = list(conn.execute(select(Meter.id).order_by(Meter.id)).scalars())
+    batch: list[dict[str, object]] = []
+    for start in range(windows):
+        for meter_id in ids:
+            batch.append(_window(rng, meter_id, DAY_START + timedelta(seconds=start * LENGTH)))
+            if len(batch) == CHUNK:
+                _insert(store, Window, batch)
+                batch = []
+    _insert(store, Window, batch)
+    for start in range(windows):
+        _window_period(store, ids, DAY_START + timedelta(seconds=start * LENGTH))
+
+
+def _window_period(store: Store, meter_ids: list[int], start: datetime) -> None:
+    """The rows of a built window period (what the day's attributes are read from); root not real."""
+    root = {"tenant": TENANT, "kind": "window", "start": start, "length": LENGTH, "root": "00" * 32}
+    root |= {"energy_wh": 0, "meter_count": len(meter_ids), "window_count": len(meter_ids)}
+    with store.begin() as conn:
+        period_id = conn.execute(insert(PeriodRoot).values(**root, built_at=start).returning(PeriodRoot.id))
+        pid = period_id.scalar_one()
+    rows = [
+        {
+            "period_id": pid,
+            "meter_id": m,
+            "window_count": 1,
+            "meter_root": "00" * 32,
+            "attributes_json": ATTRS,
+        }
+        for m in meter_ids
+    ]
+    for i in range(0, len(rows), CHUNK):
+        _insert(store, PeriodMeter, rows[i : i + CHUNK])
+
+
+def _insert(store: Store, model: type, rows: list[dict[str, object]]) -> None:
+    if rows:
+        with store.begin() as conn:
+            conn.execute(insert(model), rows)
+
+
+def _meters(n: int) -> Iterator[dict[str, object]]:
+    sp = paths()
+    for i in range(n):
+        yield {
+            "tenant": TENANT,
+            "service_path": sp[i % len(sp)],
+            "entity_id": f"urn:ngsi-ld:SMX:{i:06d}",
+            "entity_type": "SMX",
+            "first_seen": DAY_START,
+            "chain_seed": "00" * 32,
+            "chain_head": "00" * 32,
+            "late_since_close": 0,
+        }
+
+
+def _window(rng: random.Random, meter_id: int, start: datetime) -> dict[str, object]:
+    return {
+        "meter_id": meter_id,
+        "start": start,
+        "end": start + timedelta(seconds=LENGTH),
+        "closed_at": start + timedelta(seconds=LENGTH + 120),
+        "reading_count": 15,
+        "duplicate_count": 0,
+        "late_count": 0,
+        "summary_json": "{}",
+        "energy_wh": f"{rng.randrange(0, 10**6)}.{rng.randrange(1000):03d}",
+        "fingerprint": rng.randbytes(32).hex(),
+        "prev_chain_hash": "00" * 32,
+        "chain_hash": rng.randbytes(32).hex(),
+    }
+
+
+def status_kib(field: str) -> int:
+    """A field of /proc/self/status in KiB (VmRSS, VmHWM, RssAnon)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def build_once(store: Store, now: datetime) -> Built | None:
+    """build_period of the day in a write transaction that is rolled back afterwards."""
+    period = Period("day", int(DAY_START.timestamp()), DAY)
+    with store.write_lock or _nothing(), store.write.connect() as conn:
+        tx = conn.begin()
+        try:
+            return build_period(conn, TENANT, period, now)
+        finally:
+            tx.rollback()
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def measure(store: Store, now: datetime, traced: bool) -> tuple[float, int, Built | None]:
+    """Seconds, and peak KiB above the start (traced Python memory, or resident memory)."""
+    gc.collect()
+    if traced:
+        tracemalloc.start()
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current VmRSS
+        base = status_kib("VmRSS")
+    t0 = time.perf_counter()
+    built = build_once(store, now)
+    seconds = time.perf_counter() - t0
+    if traced:
+        peak = tracemalloc.get_traced_memory()[1] // 1024
+        tracemalloc.stop()
+    else:
+        peak = status_kib("VmHWM") - base
+    return seconds, peak, built
+
+
+def count_windows(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(Window)).scalar_one())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--meters", type=int, default=10_000)
+    parser.add_argument("--windows", type=int, default=96)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-trace", action="store_true", help="skip the (slow) tracemalloc run")
+    parser.add_argument("--url", help="a store URL (PostgreSQL); default: a SQLite file at --db")
+    parser.add_argument("--db", default=None, help="SQLite file, kept and reused (default under /tmp)")
+    args = parser.parse_args()
+    db = args.db or f"/tmp/trees_memory-{args.meters}x{args.windows}.sqlite3"
+    store = open_store(args.url or f"sqlite:///{db}")
+    migrate(store)
+    with store.reading() as conn:
+        have = count_windows(conn)
+    if have == 0:
+        t0 = time.perf_counter()
+        load(store, args.meters, args.windows)
+        print(f"loaded {args.meters} meters x {args.windows} windows in {time.perf_counter() - t0:.1f} s")
+    elif have != args.meters * args.windows:
+        raise SystemExit(
+            f"the store holds {have} windows, not {args.meters * args.windows}: use another --db"
+        )
+    now = DAY_START + timedelta(days=2)
+    for run in range(args.runs):
+        for traced in (False,) if args.no_trace else (False, True):
+            seconds, peak, built = measure(store, now, traced)
+            what = "tracemalloc peak" if traced else "VmHWM - VmRSS"
+            windows = built.windows if built else 0
+            root = built.root if built else None
+            print(
+                f"run {run}: {seconds:6.2f} s  {what:>16} {peak / 1024:8.1f} MiB  {windows} windows  {root}"
+            )
+        print(f"run {run}: RssAnon after {status_kib('RssAnon') / 1024:.1f} MiB")
+    store.dispose()
+
+
+if __name__ == "__main__":
+    main()
