@@ -54,3 +54,14 @@ def test_an_escaped_quote_in_utf16_or_utf32_hides_no_nesting(encoding):
 def test_depth_table(raw, depth):
     """Scalars are 0, strings do not count, unclosed text counts what it opens."""
     assert json_depth(raw) == depth
+
+
+@given(text=st.binary(max_size=40) | st.text(alphabet='ab"\\[]{}\n', max_size=40).map(str.encode))
+def test_strings_are_skipped_as_the_plain_pattern_skips_them(text):
+    """The unrolled string pattern removes exactly what '"(?:[^"\\\\]|\\\\.)*"' removes, on any bytes."""
+    import re
+
+    from devledger.jsondepth import _STRING
+
+    plain = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+    assert _STRING.sub(b"", text) == plain.sub(b"", text)
