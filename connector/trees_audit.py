@@ -2,11 +2,11 @@
 
 Each built period's tree is rebuilt from the readings as they are now: every window's fingerprint,
 summary and chain hash recomputed from its on-time readings, chained from its stored (anchored) link
-`prev_chain_hash` so a change stays in the window it was made in, exactly as `verify --meter` does. The
-windows are recomputed one meter at a time and folded into the meter's roots, so the check holds the
-meters' roots, not every window (`audit_roots`). A
+`prev_chain_hash` so a change stays in the window it was made in, exactly as `verify --meter` does. A
 period whose recomputed root differs from its stored (anchored) root holds altered readings; the others
-are untouched, and the proof of every window in them still verifies against the anchored root.
+are untouched, and the proof of every window in them still verifies against the anchored root. The
+windows are recomputed one meter at a time and folded into that meter's roots, so the check holds the
+meters' roots, not every window (`audit_roots`).
 """
 
 from __future__ import annotations
