@@ -11,6 +11,12 @@ in this process `--runs` times, each in a transaction that is rolled back (so ev
 tree): once plainly for the time and the peak resident memory (VmHWM reset through /proc/self/clear_refs
 before the build, minus VmRSS then), and once under tracemalloc for the peak of traced Python memory.
 The root is printed, so two builders' trees can be compared.
+
+With `--proof`, the same for the day proof of one window of the middle meter (`connector.proofs.
+window_proof`, what GET /v1/meters/{id}/proof?period=day answers), measured after the day's tree is built
+in the same rolled-back transaction:
+
+    flock /tmp/bench.lock env PYTHONPATH=$PWD .venv/bin/python -m bench.trees_memory --meters 10000 --proof
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import gc
 import random
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection, func, insert, select
 
 from connector.core.trees import DAY, Period
-from connector.periods import Built, build_period
+from connector.periods import build_period
+from connector.proofs import window_proof
 from connector.store.db import Store, migrate, open_store
 from connector.store.models import Meter, Window
 from connector.store.tree_models import PeriodMeter, PeriodRoot
@@ -37,6 +46,8 @@ LENGTH = 900
 TENANT = "t1"
 CHUNK = 20_000
 ATTRS = '[{"attr":"E","unit":"kWh"},{"attr":"P","unit":"W"}]'
+THE_DAY = Period("day", int(DAY_START.timestamp()), DAY)
+T = TypeVar("T")
 
 
 def paths() -> list[str]:
@@ -95,13 +106,17 @@ def _meters(n: int) -> Iterator[dict[str, object]]:
         yield {
             "tenant": TENANT,
             "service_path": sp[i % len(sp)],
-            "entity_id": f"urn:ngsi-ld:SMX:{i:06d}",
+            "entity_id": entity_id(i),
             "entity_type": "SMX",
             "first_seen": DAY_START,
             "chain_seed": "00" * 32,
             "chain_head": "00" * 32,
             "late_since_close": 0,
         }
+
+
+def entity_id(i: int) -> str:
+    return f"urn:ngsi-ld:SMX:{i:06d}"
 
 
 def _window(rng: random.Random, meter_id: int, start: datetime) -> dict[str, object]:
@@ -129,13 +144,13 @@ def status_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def build_once(store: Store, now: datetime) -> Built | None:
-    """build_period of the day in a write transaction that is rolled back afterwards."""
-    period = Period("day", int(DAY_START.timestamp()), DAY)
+@contextmanager
+def rolled_back(store: Store) -> Iterator[Connection]:
+    """A write transaction that is rolled back afterwards, so every run sees the same store."""
     with store.write_lock or _nothing(), store.write.connect() as conn:
         tx = conn.begin()
         try:
-            return build_period(conn, TENANT, period, now)
+            yield conn
         finally:
             tx.rollback()
 
@@ -148,8 +163,8 @@ class _nothing:
         return None
 
 
-def measure(store: Store, now: datetime, traced: bool) -> tuple[float, int, Built | None]:
-    """Seconds, and peak KiB above the start (traced Python memory, or resident memory)."""
+def measured(work: Callable[[], T], traced: bool) -> tuple[float, int, T]:
+    """Seconds of `work`, and its peak KiB above the start (traced Python memory, or resident memory)."""
     gc.collect()
     if traced:
         tracemalloc.start()
@@ -157,14 +172,33 @@ def measure(store: Store, now: datetime, traced: bool) -> tuple[float, int, Buil
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current VmRSS
         base = status_kib("VmRSS")
     t0 = time.perf_counter()
-    built = build_once(store, now)
+    result = work()
     seconds = time.perf_counter() - t0
     if traced:
         peak = tracemalloc.get_traced_memory()[1] // 1024
         tracemalloc.stop()
     else:
         peak = status_kib("VmHWM") - base
-    return seconds, peak, built
+    return seconds, peak, result
+
+
+def build_run(store: Store, now: datetime, traced: bool) -> tuple[float, int, str]:
+    """build_period of the day, measured: seconds, peak KiB, and what it built."""
+    with rolled_back(store) as conn:
+        seconds, peak, built = measured(lambda: build_period(conn, TENANT, THE_DAY, now), traced)
+    return seconds, peak, f"{built.windows} windows  {built.root}" if built else "nothing built"
+
+
+def proof_run(store: Store, now: datetime, traced: bool, meters: int) -> tuple[float, int, str]:
+    """The day proof of one window of the middle meter (what GET /v1/meters/{id}/proof?period=day
+    answers) after the day is built (not measured): seconds, peak KiB, the proof's root and length."""
+    with rolled_back(store) as conn:
+        build_period(conn, TENANT, THE_DAY, now)
+        meter = conn.execute(select(Meter).where(Meter.entity_id == entity_id(meters // 2))).one()
+        start = DAY_START + timedelta(hours=5)
+        seconds, peak, found = measured(lambda: window_proof(conn, meter, start, "day", LENGTH), traced)
+    proof = found.proof
+    return seconds, peak, f"{len(proof.steps)} steps  {proof.root.hex()}  verifies: {proof.verify()}"
 
 
 def count_windows(conn: Connection) -> int:
@@ -179,6 +213,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=96)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--no-trace", action="store_true", help="skip the (slow) tracemalloc run")
+    parser.add_argument("--proof", action="store_true", help="measure a day proof, not the day's build")
     parser.add_argument("--url", help="a store URL (PostgreSQL); default: a SQLite file at --db")
     parser.add_argument("--db", default=None, help="SQLite file, kept and reused (default under /tmp)")
     args = parser.parse_args()
@@ -198,13 +233,12 @@ def main() -> None:
     now = DAY_START + timedelta(days=2)
     for run in range(args.runs):
         for traced in (False,) if args.no_trace else (False, True):
-            seconds, peak, built = measure(store, now, traced)
-            what = "tracemalloc peak" if traced else "VmHWM - VmRSS"
-            windows = built.windows if built else 0
-            root = built.root if built else None
-            print(
-                f"run {run}: {seconds:6.2f} s  {what:>16} {peak / 1024:8.1f} MiB  {windows} windows  {root}"
-            )
+            if args.proof:
+                seconds, peak, what = proof_run(store, now, traced, args.meters)
+            else:
+                seconds, peak, what = build_run(store, now, traced)
+            kind = "tracemalloc peak" if traced else "VmHWM - VmRSS"
+            print(f"run {run}: {seconds:6.2f} s  {kind:>16} {peak / 1024:8.1f} MiB  {what}")
         print(f"run {run}: RssAnon after {status_kib('RssAnon') / 1024:.1f} MiB")
     store.dispose()
 

@@ -1,7 +1,8 @@
 """Inclusion proofs of stored windows against their anchored period roots (docs/trees.md section 6).
 
 `window_proof` is what GET /v1/meters/{id}/proof answers and `settlement prove` sends on chain: the tree
-of the window's period is rebuilt from the store (the windows of its build) and must give the stored root;
+of the window's period is rebuilt from the store (the windows of its build, streamed: the meters' roots and
+this meter's windows are held, not every window) and must give the stored root;
 the proof is the leaf, its audit path, the root, and the root's ledger transaction.
 """
 
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, select
 from connector.core.trees import Proof, periods_of
 from connector.store.models import Window
 from connector.store.tree_models import RootOutbox, TenantAsset
-from connector.trees_store import find_root, stored_tree
+from connector.trees_store import find_root, stored_meter_tree
 
 PERIOD_KINDS = ("window", "day")
 
@@ -54,13 +55,13 @@ def window_proof(conn: Connection, meter: Any, start: datetime, kind: str, windo
     row = find_root(conn, meter.tenant, period)
     if row is None:
         raise ProofUnavailable(404, f"the {kind} tree of {start.isoformat()} is not built yet")
-    tree = stored_tree(conn, row)
+    tree = stored_meter_tree(conn, row, meter.service_path, meter.entity_id)
     if tree.root.hex() != row.root:
         raise ProofUnavailable(
             409, f"the store's windows no longer give the {kind} root built for this period"
         )
     try:
-        proof = tree.proof(meter.service_path, meter.entity_id, ts)
+        proof = tree.proof(ts)
     except KeyError:
         raise ProofUnavailable(
             404, f"the window closed after its {kind} tree was built, so it is in no tree (docs/trees.md)"

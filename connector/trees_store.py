@@ -2,8 +2,9 @@
 and the rows that keep its roots (connector/store/tree_models.py).
 
 The builder folds a period's leaves into each meter's root as they stream from the store (`build_roots`),
-so it holds the meters' roots, not their windows (a day of 100,000 meters is 9.6 million windows); the
-proofs rebuild the whole tree of one period (`stored_tree`).
+so it holds the meters' roots, not their windows (a day of 100,000 meters is 9.6 million windows); a proof
+holds those roots and the proven meter's windows (`stored_meter_tree`). `stored_tree`, the whole tree of a
+period with every leaf, is the reference they are tested against.
 
 A period's tree holds the windows of the tenant's meters that start in the period and were closed at or
 before the tree was built (`closed_at <= built_at`, one clock: the primary's). So rebuilding it later from
@@ -13,7 +14,7 @@ the store gives the same root unless the store was altered, which is what proofs
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -21,8 +22,16 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from connector.core.directories import DirectoryTree, MeterId, MeterRoot
-from connector.core.trees import Period, PeriodTree, WindowLeaf, meter_roots, prefix_text
+from connector.core.directories import DirectoryTree, MeterId, MeterRoot, Prefix
+from connector.core.trees import (
+    Period,
+    PeriodTree,
+    Proof,
+    WindowLeaf,
+    meter_proof,
+    meter_roots,
+    prefix_text,
+)
 from connector.store.models import Meter, Reading, Window
 from connector.store.tree_models import PeriodMeter, PeriodRoot, PeriodSubtree
 
@@ -108,13 +117,73 @@ def build_roots(conn: Connection, tenant: str, period: Period, closed_by: dateti
     roots, energy and counts as `tree_of(load_leaves(...))`; None when there is no such window."""
     ids: dict[MeterId, int] = {}
 
+    def note(s: StoredLeaf) -> None:
+        ids[s.leaf.entity_id, s.leaf.service_path] = s.meter_id
+
+    tree = _folded(conn, tenant, period, closed_by, note)
+    return BuiltRoots(tenant, period, tree, ids) if tree else None
+
+
+@dataclass(frozen=True)
+class MeterTree:
+    """A period's tree as a proof of one meter's windows needs it: the levels above the meters' roots and
+    that meter's windows (by start), not the other meters' windows."""
+
+    tenant: str
+    period: Period
+    tree: DirectoryTree
+    meter: MeterId
+    windows: list[WindowLeaf]
+
+    @property
+    def root(self) -> bytes:
+        """The tenant root."""
+        return self.tree.root
+
+    def proof(self, window_start: int, to: Prefix | str = ()) -> Proof:
+        """`PeriodTree.proof` of the meter's window starting at `window_start`, with its KeyErrors."""
+        return meter_proof(self.tenant, self.period, self.tree, self.meter, self.windows, window_start, to)
+
+
+def meter_tree(
+    conn: Connection,
+    tenant: str,
+    period: Period,
+    closed_by: datetime | None,
+    service_path: str,
+    entity_id: str,
+) -> MeterTree | None:
+    """The tree of `tenant`'s windows in `period` (closed by `closed_by` if given) holding the meters'
+    roots and the windows of meter (`service_path`, `entity_id`): memory bounded by the meters and one
+    meter's windows. None when there is no such window."""
+    meter, kept = (entity_id, service_path), []
+
+    def keep(s: StoredLeaf) -> None:
+        if (s.leaf.entity_id, s.leaf.service_path) == meter:
+            kept.append(s.leaf)
+
+    tree = _folded(conn, tenant, period, closed_by, keep)
+    windows = sorted(kept, key=lambda w: w.window_start)
+    return MeterTree(tenant, period, tree, meter, windows) if tree else None
+
+
+def _folded(
+    conn: Connection,
+    tenant: str,
+    period: Period,
+    closed_by: datetime | None,
+    each: Callable[[StoredLeaf], None],
+) -> DirectoryTree | None:
+    """The directory levels over the meters' roots of the period's leaves as they stream, `each` called
+    with every leaf on its way; None when there is no leaf."""
+
     def leaves() -> Iterator[WindowLeaf]:
         for s in stream_leaves(conn, tenant, period, closed_by):
-            ids[s.leaf.entity_id, s.leaf.service_path] = s.meter_id
+            each(s)
             yield s.leaf
 
     meters = list(meter_roots(tenant, period, leaves()))
-    return BuiltRoots(tenant, period, DirectoryTree(meters), ids) if meters else None
+    return DirectoryTree(meters) if meters else None
 
 
 def tree_of(leaves: Iterable[StoredLeaf], tenant: str, period: Period) -> PeriodTree:
@@ -134,9 +203,20 @@ def find_root(conn: Connection, tenant: str, period: Period) -> Any:
 
 
 def stored_tree(conn: Connection, root_row: Any) -> PeriodTree:
-    """The tree of a built period rebuilt from the store as it is now (same windows as at build time)."""
+    """The whole tree of a built period rebuilt from the store as it is now (same windows as at build
+    time), every leaf held: the reference `stored_meter_tree` must agree with."""
     period = Period(root_row.kind, seconds(root_row.start), root_row.length)
     return tree_of(load_leaves(conn, root_row.tenant, period, root_row.built_at), root_row.tenant, period)
+
+
+def stored_meter_tree(conn: Connection, root_row: Any, service_path: str, entity_id: str) -> MeterTree:
+    """`stored_tree` as a proof of one meter's windows needs it (`meter_tree`): the same root and proofs
+    without holding the other meters' windows. ValueError when no window of the build is left."""
+    period = period_of_row(root_row)
+    found = meter_tree(conn, root_row.tenant, period, root_row.built_at, service_path, entity_id)
+    if found is None:
+        raise ValueError(f"no windows for tenant {root_row.tenant!r} in {period}")
+    return found
 
 
 def period_of_row(row: Any) -> Period:

@@ -16,7 +16,7 @@ the BigchainDB driver) provides it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -63,6 +63,7 @@ __all__ = [
     "merkle_path",
     "merkle_root",
     "meter_key",
+    "meter_proof",
     "meter_roots",
     "node_hash",
     "path_segments",
@@ -343,6 +344,29 @@ def period_roots(tenant: str, period: Period, leaves: Iterable[WindowLeaf]) -> D
     meters, and the same root, subtree roots, meter roots, energy and counts as
     `PeriodTree(tenant, period, leaves)`. ValueError when there is no leaf."""
     return DirectoryTree(meter_roots(tenant, period, leaves))
+
+
+def meter_proof(
+    tenant: str,
+    period: Period,
+    dirs: DirectoryTree,
+    meter: MeterId,
+    windows: Sequence[WindowLeaf],
+    window_start: int,
+    to: Prefix | str = (),
+) -> Proof:
+    """`PeriodTree.proof` from the tree's directory levels and the proven meter's windows (by start) alone,
+    so a proof needs the meters' roots and one meter's windows, not every leaf. The same KeyError for a
+    meter without windows, a window that is not one of them, or a prefix `to` that does not enclose it."""
+    if not windows:
+        raise KeyError(meter)
+    starts = [w.window_start for w in windows]
+    if window_start not in starts:
+        raise KeyError(f"no window {window_start} of {meter[0]!r} in {period}")
+    index = starts.index(window_start)
+    top = as_prefix(to)
+    steps = merkle_path([w.hash for w in windows], index) + dirs.meter_steps(meter, top)
+    return Proof(tenant, period, top, windows[index], tuple(steps), dirs.subtree_root(top))
 
 
 def leaf_order(leaf: WindowLeaf) -> tuple[Any, ...]:

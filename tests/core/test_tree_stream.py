@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import random
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -15,9 +16,11 @@ from connector.core.trees import (
     DirectoryTree,
     Period,
     PeriodTree,
+    Proof,
     WindowLeaf,
     group_by_period,
     merkle_root,
+    meter_proof,
     path_segments,
     period_roots,
 )
@@ -155,3 +158,33 @@ def test_one_entity_in_two_service_paths_is_two_meters() -> None:
     leaves = [WindowLeaf("t1", p, "m", T0, 1, b"\1" * 32, b"\2" * 32) for p in ("/a", "/a/", "/")]
     streamed, reference = period_roots("t1", DAY, leaves), PeriodTree("t1", DAY, leaves)
     assert streamed.meter_count == reference.meter_count == 3 and streamed.root == reference.root
+
+
+def proof_or_error(make: Callable[[], Proof]) -> tuple[object, ...]:
+    try:
+        return ("proof", make())
+    except KeyError as exc:
+        return ("KeyError", exc.args)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_meter_proof_from_the_meters_roots_is_the_whole_trees_proof(seed) -> None:
+    """`meter_proof` over the folded tree and one meter's windows gives `PeriodTree.proof`, to the tenant
+    root and to every prefix, and the same KeyError for a window, meter or prefix the proof cannot have."""
+    rng = random.Random(seed)
+    leaves = random_day(rng, 25)
+    reference, folded = PeriodTree("t1", DAY, leaves), period_roots("t1", DAY, by_meter(leaves, rng))
+    meters = {(w.entity_id, w.service_path) for w in leaves} | {("urn:m:none", "/a")}
+    for entity, path in sorted(meters):
+        windows = sorted((w for w in leaves if (w.entity_id, w.service_path) == (entity, path)), key=start_of)
+        for to in [*reference.prefixes(), ("zz",), "/a/b/c/d"]:
+            for start in rng.sample(range(DAY.start - 900, DAY.start + DAY.length, 900), 20):
+                expected = proof_or_error(partial(reference.proof, path, entity, start, to))
+                got = proof_or_error(
+                    partial(meter_proof, "t1", DAY, folded, (entity, path), windows, start, to)
+                )
+                assert got == expected
+
+
+def start_of(w: WindowLeaf) -> int:
+    return w.window_start
