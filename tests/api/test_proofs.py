@@ -91,6 +91,19 @@ def test_a_window_closed_after_its_tree_was_built_has_no_proof(store, api_settin
     assert pf.build(store, api_settings) == []  # built once: the late window does not rebuild the period
 
 
+def test_a_period_whose_every_window_left_its_tree_is_a_409_not_a_500(store, api_settings, client) -> None:
+    """Every window of a built period altered so none is in its tree any more (here: each one's closed_at
+    moved past the build): the store no longer gives the stored root, so the proof says so (409)."""
+    p = pf.add_portfolio(store, api_settings, n=2)
+    pf.build(store, api_settings)
+    with store.begin() as conn:
+        conn.execute(
+            update(Window).where(Window.start == p.starts[0]).values(closed_at=pf.LATER.replace(year=2030))
+        )
+    r = _proof(client, "urn:m:001", p.starts[0])
+    assert r.status_code == 409 and "no longer give" in r.json["description"], r.json
+
+
 def _write(tmp_path, body: dict) -> str:
     path = tmp_path / "proof.json"
     path.write_text(json.dumps(body))
