@@ -106,11 +106,21 @@ def due_heads(
     the cost follows the due rows passed over, not the table (grouping every open row by meter on each call
     read the whole table on SQLite: 130-270 ms a round at 100,000 meters, more with each window anchored).
     """
+    if meter_id is not None:  # the meter's lowest open row, if it is due: one seek per open status
+        lowest = [
+            conn.execute(
+                select(LedgerOutbox.seq, LedgerOutbox.id, LedgerOutbox.next_attempt_at)
+                .where(LedgerOutbox.meter_id == meter_id, LedgerOutbox.status == status)
+                .order_by(LedgerOutbox.seq)
+                .limit(1)
+            ).first()
+            for status in OPEN
+        ]
+        head = min((row for row in lowest if row is not None), default=None)
+        return [(int(head.id), meter_id)] if head is not None and head.next_attempt_at <= now else []
     query = select(LedgerOutbox.id, LedgerOutbox.meter_id).where(
         LedgerOutbox.status.in_(OPEN), LedgerOutbox.next_attempt_at <= now, ~lower_open_row()
     )
-    if meter_id is not None:
-        query = query.where(LedgerOutbox.meter_id == meter_id)
     query = query.order_by(LedgerOutbox.next_attempt_at, LedgerOutbox.id).limit(limit)
     return [(int(row_id), int(meter)) for row_id, meter in conn.execute(query)]
 
