@@ -55,15 +55,11 @@ def window_proof(conn: Connection, meter: Any, start: datetime, kind: str, windo
     row = find_root(conn, meter.tenant, period)
     if row is None:
         raise ProofUnavailable(404, f"the {kind} tree of {start.isoformat()} is not built yet")
-    altered = ProofUnavailable(
-        409, f"the store's windows no longer give the {kind} root built for this period"
-    )
-    try:
-        tree = stored_meter_tree(conn, row, meter.service_path, meter.entity_id)
-    except ValueError:  # not one window of the tree is left in the store as it was built
-        raise altered from None
-    if tree.root.hex() != row.root:
-        raise altered
+    tree = stored_meter_tree(conn, row, meter.service_path, meter.entity_id)
+    if tree is None or tree.root.hex() != row.root:  # None: not one window of the build is left as built
+        raise ProofUnavailable(
+            409, f"the store's windows no longer give the {kind} root built for this period"
+        )
     try:
         proof = tree.proof(ts)
     except KeyError:

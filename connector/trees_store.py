@@ -13,6 +13,7 @@ the store gives the same root unless the store was altered, which is what proofs
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -205,18 +206,15 @@ def find_root(conn: Connection, tenant: str, period: Period) -> Any:
 def stored_tree(conn: Connection, root_row: Any) -> PeriodTree:
     """The whole tree of a built period rebuilt from the store as it is now (same windows as at build
     time), every leaf held: the reference `stored_meter_tree` must agree with."""
-    period = Period(root_row.kind, seconds(root_row.start), root_row.length)
+    period = period_of_row(root_row)
     return tree_of(load_leaves(conn, root_row.tenant, period, root_row.built_at), root_row.tenant, period)
 
 
-def stored_meter_tree(conn: Connection, root_row: Any, service_path: str, entity_id: str) -> MeterTree:
+def stored_meter_tree(conn: Connection, root_row: Any, service_path: str, entity_id: str) -> MeterTree | None:
     """`stored_tree` as a proof of one meter's windows needs it (`meter_tree`): the same root and proofs
-    without holding the other meters' windows. ValueError when no window of the build is left."""
+    without holding the other meters' windows. None when no window of the build is left."""
     period = period_of_row(root_row)
-    found = meter_tree(conn, root_row.tenant, period, root_row.built_at, service_path, entity_id)
-    if found is None:
-        raise ValueError(f"no windows for tenant {root_row.tenant!r} in {period}")
-    return found
+    return meter_tree(conn, root_row.tenant, period, root_row.built_at, service_path, entity_id)
 
 
 def period_of_row(row: Any) -> Period:
@@ -311,13 +309,9 @@ def day_attributes(conn: Connection, tenant: str, day: Period) -> dict[int, list
             PeriodRoot.start < moment(day.start + day.length),
         )
     )
-    parsed: dict[str, list[dict[str, str]]] = {}  # most meters' windows carry the same few lists
+    parse = functools.lru_cache(maxsize=1024)(json.loads)  # most meters' windows carry the same few lists
     with conn.execute(query.execution_options(yield_per=FETCH_ROWS)) as rows:
-        return _grouped(
-            (r.meter_id, a["attr"], a["unit"])
-            for r in rows
-            for a in parsed.setdefault(r.attributes_json, json.loads(r.attributes_json))
-        )
+        return _grouped((r.meter_id, a["attr"], a["unit"]) for r in rows for a in parse(r.attributes_json))
 
 
 def _grouped(triples: Iterable[tuple[int, str, str | None]]) -> dict[int, list[dict[str, Any]]]:
