@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Connection, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connector.keystore import Keystore, KeystoreError
+from connector.keystore import LEDGER_KEY_LENGTHS, Keystore, KeystoreError
 from connector.ledger.client import DriverClient, LedgerClient
 from connector.ledger.errors import Verdict, classify
 from connector.ledger.metadata import MetadataError
@@ -63,9 +63,13 @@ class RootWriter:
             self.outcomes.labels(outcome)  # exported from the start, as 0
         self._now: Callable[[], datetime] = getattr(clock, "now", clock)
         self._client = (client_factory or (lambda: DriverClient(list(urls), settings.ledger)))()
+        self._keys_checked = False  # renew_rejected_tenant_keys, once before the first dispatch
 
     def dispatch_once(self, max_rows: int = 500) -> dict[str, int]:
         """Work every tenant's due rows in order, up to `max_rows`; return counts per outcome."""
+        if not self._keys_checked:
+            renew_rejected_tenant_keys(self.store, self.keystore, self._now())
+            self._keys_checked = True
         counts: dict[str, int] = {}
         for _ in range(max_rows):
             with self.store.reading() as conn:
@@ -205,6 +209,53 @@ def _tenant_asset(conn: Connection, tenant: str) -> Any:
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(insert(TenantAsset).values(tenant=tenant).on_conflict_do_nothing())
     return conn.execute(select(TenantAsset).where(TenantAsset.tenant == tenant)).one()
+
+
+RENEWED = "a new key: the ledger's schema rejects the tenant's earlier one"
+
+
+def renew_rejected_tenant_keys(store: Store, keystore: Keystore, now: datetime) -> int:
+    """Give each tenant whose root asset's CREATE was signed with a key BigchainDB's schema rejects
+    (keystore's `ledger_accepts`; made before keys were checked) a new key, and the CREATE back to pending,
+    to be signed again: the meters' `renew_rejected_keys` for the tenants' root assets. Without it the
+    CREATE is dead and every root of the tenant waits on it, blocked, for ever.
+
+    Safe for the same reason: no ledger transaction can be owned by such a key, so the tenant has no asset
+    to lose. The new key is in the keystore (written and fsynced) before the store names it. Returns how
+    many tenants got a new key."""
+    rejected = and_(
+        TenantAsset.asset_id.is_(None),
+        TenantAsset.public_key.is_not(None),
+        func.length(TenantAsset.public_key).not_in(LEDGER_KEY_LENGTHS),
+    )
+    with store.reading() as conn:
+        tenants = list(conn.execute(select(TenantAsset.tenant).where(rejected)).scalars())
+    renewed = 0
+    for tenant in tenants:
+        with store.begin() as conn:
+            asset = conn.execute(
+                select(TenantAsset.__table__).where(TenantAsset.tenant == tenant, rejected).with_for_update()
+            ).one_or_none()
+            if asset is None:  # another process renewed it meanwhile
+                continue
+            pair = keystore.replace_meter_keypair(tenant_ref(tenant))
+            conn.execute(
+                update(TenantAsset).where(TenantAsset.tenant == tenant).values(public_key=pair.public_key)
+            )
+            create = update(RootOutbox).where(RootOutbox.tenant == tenant, RootOutbox.operation == CREATE)
+            conn.execute(
+                create.values(
+                    status="pending", attempts=0, tx_id=None, tx_json=None, next_attempt_at=now,
+                    last_error=RENEWED, updated_at=now,
+                )
+            )  # fmt: skip
+            waiting = update(RootOutbox).where(RootOutbox.tenant == tenant, RootOutbox.status.in_(OPEN))
+            conn.execute(waiting.values(next_attempt_at=now, updated_at=now))
+        renewed += 1
+        log.warning(
+            "root.key_renewed", tenant=tenant, rejected_key=asset.public_key, public_key=pair.public_key
+        )
+    return renewed
 
 
 def _due_heads(conn: Connection, now: datetime) -> list[int]:

@@ -101,3 +101,57 @@ def test_the_running_connector_builds_and_anchors_period_roots(settings, clock):
 
 def _ledger(overrides: dict[str, object]) -> dict[str, object]:
     return {key.removeprefix("ledger."): value for key, value in overrides.items()}
+
+
+def test_a_tenant_whose_root_create_died_of_its_key_gets_its_roots_anchored(client, store, settings, ledger):
+    """A store as a connector made before keys were checked could leave it: the tenant's root asset key is
+    one BigchainDB's schema rejects (42 base58 characters) and its CREATE dead with the ledger's schema
+    error. The root writer gives the tenant a new key and anchors the CREATE and every root after it."""
+    from bigchaindb_driver.crypto import generate_keypair
+    from sqlalchemy import insert, update
+
+    from connector.keystore import ledger_accepts
+    from connector.ledger.roots import tenant_asset, tenant_metadata, tenant_ref
+    from connector.ledger.transactions import serialize, sign_create
+    from connector.store.tree_models import TenantAsset
+    from tests.ledger.test_rejected_keys import REJECTED_SEED, SCHEMA_ERROR
+
+    for minute in range(0, 30, 5):
+        when = (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+        body = p.normalized("urn:ngsi-ld:SMX:R0", when, 100 + minute)
+        assert client.post("/notify", data=body, headers=p.ORION_HEADERS).status_code == 200
+    later = T0 + timedelta(days=1, hours=1)
+    assert close_due_windows(store, settings, later)
+    assert build_due_periods(store, settings, later)
+    keystore = Keystore(settings.keystore.path)
+    with store.reading() as conn:
+        tenant = conn.execute(select(RootOutbox.tenant)).scalars().first()
+    bad = generate_keypair(REJECTED_SEED)
+    assert not ledger_accepts(bad.public_key)
+    keystore._open()
+    keystore._overwrite("meter", tenant_ref(tenant), bad.public_key, bad.private_key.encode())
+    bad_tx = sign_create(bad, tenant_asset(tenant), tenant_metadata(tenant, T0))  # type: ignore[arg-type]
+    with store.begin() as conn:
+        conn.execute(insert(TenantAsset).values(tenant=tenant, public_key=bad.public_key))
+        conn.execute(
+            update(RootOutbox)
+            .where(RootOutbox.tenant == tenant, RootOutbox.operation == "CREATE")
+            .values(
+                status="dead",
+                attempts=1,
+                tx_id=bad_tx["id"],
+                tx_json=serialize(bad_tx),
+                last_error=SCHEMA_ERROR,
+            )
+        )
+    real = lambda: datetime.now(UTC) + timedelta(days=3650)  # noqa: E731 - rows are due (queued in 2026)
+    writer = LedgerWriter(settings.ledger, store, keystore, [ledger.url], real)
+    _until_confirmed(store, writer.dispatch_once, LedgerOutbox)
+    _until_confirmed(
+        store, RootWriter(settings, store, keystore, [ledger.url], real).dispatch_once, RootOutbox
+    )
+    with store.reading() as conn:
+        asset = conn.execute(select(TenantAsset.__table__).where(TenantAsset.tenant == tenant)).one()
+    assert asset.public_key != bad.public_key and ledger_accepts(asset.public_key)
+    created = DriverClient([ledger.url], settings.ledger).retrieve(asset.asset_id)
+    assert created is not None and created["outputs"][0]["public_keys"] == [asset.public_key]
