@@ -188,7 +188,7 @@ class Keystore:
                 return cached
             record = self._read("meter", meter_ref)
             if record is not None and not ledger_accepts(str(record.get("public_key"))):
-                return self._replace(meter_ref)
+                return self._replace(meter_ref, str(record.get("public_key")))
             if record is None:
                 new = _generate_meter_keypair()
                 self._create("meter", meter_ref, new.public_key, new.private_key.encode())
@@ -198,17 +198,37 @@ class Keystore:
             self._cache.put(meter_ref, pair)
             return pair
 
-    def replace_meter_keypair(self, meter_ref: str) -> KeyPair:
-        """A new key pair for `meter_ref` in place of the one kept. Only for a key no ledger transaction
-        can be owned by (one `ledger_accepts` refuses: every transaction signed with it was rejected)."""
+    def replace_meter_keypair(self, meter_ref: str, rejected: str) -> KeyPair:
+        """A new key pair for `meter_ref` in place of `rejected`, the one kept. Only for a key no ledger
+        transaction can be owned by (one `ledger_accepts` refuses: every transaction signed with it was
+        rejected)."""
         with self._lock:
-            return self._replace(meter_ref)
+            return self._replace(meter_ref, rejected)
 
-    def _replace(self, meter_ref: str) -> KeyPair:
+    def _replace(self, meter_ref: str, rejected: str) -> KeyPair:
+        """The key pair that replaces `rejected` for `meter_ref`: the same in every process that replaces
+        it at once. Each writes its candidate exclusively under a successor name made from the rejected key
+        (the first writer wins, as in `_create`) and puts the winner's file in the meter's place; the
+        successor stays, so a process that comes later for the same rejected key gets the same pair."""
+        name = _file_name("meter", meter_ref)
+        successor = f".renew-{hashlib.sha256(f'{name}|{rejected}'.encode()).hexdigest()[:40]}"
         new = _generate_meter_keypair()
-        self._overwrite("meter", meter_ref, new.public_key, new.private_key.encode())
-        self._cache.put(meter_ref, new)
-        return new
+        record: dict[str, Any] = {"kind": "meter", "name": meter_ref, "public_key": new.public_key}
+        record.update(self._seal(meter_ref, new.private_key.encode()))
+        _write_exclusive(self.path, successor, json.dumps(record, sort_keys=True).encode())
+        won = self._load_file(self.path / successor)
+        if won["kind"] != "meter" or won["name"] != meter_ref:
+            raise KeystoreError(f"keystore file {successor} does not hold the entry its name says")
+        current = self._read("meter", meter_ref)
+        if current is None or current.get("public_key") == rejected:
+            _write_replacing(self.path, name, json.dumps(won, sort_keys=True).encode())
+        elif current.get("public_key") != won["public_key"]:  # e.g. a restore put another key there since
+            if not ledger_accepts(str(current.get("public_key"))):
+                raise KeystoreError(f"keystore file {name} holds another key the ledger rejects")
+            won = current
+        pair = KeyPair(public_key=won["public_key"], private_key=self._unseal(won).decode())
+        self._cache.put(meter_ref, pair)
+        return pair
 
     def keypair_for(self, meter_ref: str, public_key: str) -> KeyPair:
         """The key pair of `meter_ref` whose public key is `public_key` (the key its asset is owned by).

@@ -169,7 +169,7 @@ def renew_rejected_keys(store: Store, keystore: Keystore, now: datetime) -> int:
             if meter is None:  # another process renewed it meanwhile
                 continue
             old = meter.public_key
-            pair = keystore.replace_meter_keypair(meter_ref(meter))  # type: ignore[arg-type] # a row
+            pair = keystore.replace_meter_keypair(meter_ref(meter), old)  # type: ignore[arg-type] # a row
             conn.execute(update(Meter).where(Meter.id == meter_id).values(public_key=pair.public_key))
             create = update(LedgerOutbox).where(
                 LedgerOutbox.meter_id == meter_id, LedgerOutbox.operation == CREATE

@@ -238,7 +238,7 @@ def renew_rejected_tenant_keys(store: Store, keystore: Keystore, now: datetime) 
             ).one_or_none()
             if asset is None:  # another process renewed it meanwhile
                 continue
-            pair = keystore.replace_meter_keypair(tenant_ref(tenant))
+            pair = keystore.replace_meter_keypair(tenant_ref(tenant), asset.public_key)
             conn.execute(
                 update(TenantAsset).where(TenantAsset.tenant == tenant).values(public_key=pair.public_key)
             )

@@ -92,3 +92,29 @@ def test_a_meter_whose_create_died_of_its_key_is_anchored_with_a_new_one(
     assert len(txs) == 3 and txs[0]["outputs"][0]["public_keys"] == [renewed]
     assert_linear(txs)
     assert keystore.keypair_for(meter_ref(meter), renewed).public_key == renewed  # type: ignore[arg-type]
+
+
+def test_two_processes_replacing_a_rejected_key_at_once_get_one_pair(tmp_path, monkeypatch) -> None:
+    """Two connector processes on one keystore (two Keystore objects: no lock in common) both find the
+    meter's unused key rejected and replace it at once: both must sign with the same new key, the one on
+    disk, or the meter's asset would be owned by a key the keystore no longer has."""
+    import connector.keystore as ks
+
+    ref = "edream|/meters|urn:race"
+    first, second = Keystore(tmp_path / "keystore"), Keystore(tmp_path / "keystore")
+    _keep_rejected_key(first, ref)
+    draw = ks._generate_meter_keypair
+    got: dict[str, object] = {}
+
+    def interleaved(*args: object) -> object:
+        if not got:  # the first process has read the rejected key; the second runs meanwhile
+            got["second"] = None
+            got["second"] = second.meter_keypair(ref)
+        return draw(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ks, "_generate_meter_keypair", interleaved)
+    pair = first.meter_keypair(ref)
+    assert pair == got["second"]
+    assert ledger_accepts(pair.public_key)
+    assert Keystore(tmp_path / "keystore").meter_keypair(ref) == pair  # the pair on disk
+    assert [e.name for e in Keystore(tmp_path / "keystore").list()] == [ref]  # the successor is no entry
