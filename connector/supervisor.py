@@ -208,7 +208,8 @@ def serve_worker(settings: Settings, fd: int | None, primary_pid: int, role: str
     stop = StopSignals()
     connector = service.Connector(settings, metrics_dir=metrics_dir)
     if fd is None:
-        os.nice(settings.server.ledger_nice)  # /notify first when both want the CPU
+        # /notify first when both want the CPU; the closer's short turns at the write lock are not held up
+        os.nice(settings.server.closer_nice if role == CLOSER else settings.server.ledger_nice)
         limit_arenas(LEDGER_ARENAS)
         connector.start(serve_http=False, role=role)
     else:

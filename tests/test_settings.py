@@ -47,6 +47,8 @@ def test_environment_overrides_every_leaf():
         ({"server.workers": "many"}, "server.workers"),
         ({"server.ledger_nice": -1}, "server.ledger_nice"),
         ({"server.ledger_nice": 20}, "server.ledger_nice"),
+        ({"server.closer_nice": -1}, "server.closer_nice"),
+        ({"server.closer_nice": 20}, "server.closer_nice"),
         ({"nonsense": 1}, "nonsense"),
         (
             {"entity_types": {"X": {"attributes": {"E": {"direction": "up"}}}}},
