@@ -33,6 +33,7 @@ __all__ = [
     "chain_hash",
     "chain_record_json",
     "chain_seed",
+    "closed_window",
     "seal_window",
     "fingerprint",
     "fingerprint_steps",
