@@ -17,7 +17,9 @@ Late readings (stored after their window closed) are not part of any fingerprint
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
+import pickle
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -69,6 +71,9 @@ class OffChainWindow:
     end: datetime
     rows: Sequence[Row]  # the on-time readings
     late: list[Any] = field(default_factory=list)
+    # A digest of the on-time rows exactly as the store gave them (load_off_chain), for the verify route's
+    # memo of recomputed windows (audit_cache.SealMemo).
+    digest: bytes | None = None
 
 
 @dataclass
@@ -313,7 +318,7 @@ def load_off_chain(
         rwhere.append(Reading.window_start < to)
     windows = conn.execute(select(Window.start, Window.end).where(*where).order_by(Window.start)).all()
     texts = _TimeTexts(conn)
-    by_start: dict[datetime, list[Row]] = {w.start: [] for w in windows}
+    by_start: dict[datetime, list[tuple[Any, ...]]] = {w.start: [] for w in windows}
     # The columns the fingerprint covers first, times as the driver gives them: a month is 43,200
     # readings, and a SQLAlchemy Row or a datetime conversion per reading costs more than reading it.
     cols: tuple[Any, ...] = (Reading.attr, Reading.attr_type, _raw(Reading.observed_at), Reading.value_json)
@@ -326,12 +331,44 @@ def load_off_chain(
         rows = [r for r in rows if not r[7]]
         kept = by_start.get(texts.window_start(raw_start))
         if kept is not None:
-            at = texts.texts([r[2] for r in rows])
-            kept += [(r[0], r[1], t, r[3], r[4], r[5]) for r, t in zip(rows, at, strict=True)]
+            kept += [r[:6] for r in rows]
     late_rows: dict[datetime, list[Any]] = {}
     for row in _late_rows(conn, late):
         late_rows.setdefault(row.window_start, []).append(row)
-    return [OffChainWindow(w.start, w.end, by_start[w.start], late_rows.get(w.start, [])) for w in windows]
+    return [_window(w.start, w.end, by_start[w.start], late_rows.get(w.start, []), texts) for w in windows]
+
+
+def _window(
+    start: datetime, end: datetime, raw: list[tuple[Any, ...]], late: list[Any], texts: _TimeTexts
+) -> OffChainWindow:
+    # The digest is of the rows' pickle, which tells every value and type apart (it reads back as them).
+    digest = hashlib.blake2b(pickle.dumps(raw, protocol=5), digest_size=32).digest()
+    return OffChainWindow(start, end, _TextRows(raw, texts), late, digest)
+
+
+class _TextRows(Sequence[Row]):
+    """A window's on-time rows as stored_rows.Row, their times made texts on first use (a memoized
+    recomputation never needs them)."""
+
+    def __init__(self, raw: list[tuple[Any, ...]], texts: _TimeTexts) -> None:
+        self._raw, self._texts = raw, texts
+        self._rows: list[Row] | None = None
+
+    def _converted(self) -> list[Row]:
+        if self._rows is None:
+            raw = self._raw
+            at = self._texts.texts([r[2] for r in raw])
+            self._rows = [(r[0], r[1], t, r[3], r[4], r[5]) for r, t in zip(raw, at, strict=True)]
+        return self._rows
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._converted()[i]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._converted())
 
 
 def _driver_rows(conn: Connection, stmt: Any) -> list[tuple[Any, ...]]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
-from connector.audit_cache import Chain, chain_cache
+from connector.audit_cache import Chain, Sealed, chain_cache, seal_cache
 from connector.ingest import IngestWriter
 from connector.ledger.client import LedgerReads
 from connector.lru import Lru
@@ -55,6 +55,8 @@ class Services:
     ledger_reads: LedgerReads = field(default_factory=LedgerReads)
     # The verify route's parsed ledger chains per asset, reused while the asset's last TRANSFER holds.
     chains: Lru[Chain] = field(default_factory=chain_cache)
+    # ... and its recomputed windows, memoized on the digest of their stored readings.
+    sealed: Lru[Sealed] = field(default_factory=seal_cache)
     # aggregate=hour|day: whole buckets folded from the local index, reused while their windows hold.
     folds: Lru[Folded] = field(default_factory=lambda: Lru(FOLD_CACHE_BUCKETS))
     # server.workers > 1: the folder every process writes its metric values to; /metrics sums them.

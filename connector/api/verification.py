@@ -22,6 +22,7 @@ from connector.audit import (
     overall,
     verify_meter,
 )
+from connector.audit_cache import SealMemo
 from connector.context import services
 
 # One request verifies at most this many windows (a month of 15-minute windows is 2,976); the command
@@ -51,9 +52,11 @@ def verify(entity_id: str, from_: datetime | None = None, to: datetime | None = 
             off_chain = load_off_chain(conn, meter.id, from_, to)
     history = chain_reader().window_transfers(meter.asset_id, from_, to) if meter.asset_id else None
     spec_for = partial(svc.settings.attribute_spec, meter.entity_type)
+    seal = SealMemo(svc.sealed, meter.entity_type, spec_for)
     with collector_paused():
-        # Every window recomputed from the readings just read: that is what the route vouches for.
-        verdicts = verify_meter(off_chain, history or _empty_history(), meter.chain_seed, spec_for, from_, to)
+        verdicts = verify_meter(
+            off_chain, history or _empty_history(), meter.chain_seed, spec_for, from_, to, seal
+        )
         del off_chain
         verdict, counts = overall(verdicts)
         by_window: dict[datetime, list[Any]] = {}

@@ -65,11 +65,11 @@ def test_aggregate_from_kept_buckets_equals_a_fresh_fold(
 
 
 def test_reading_tampered_after_a_cached_verify_is_caught(anchored, client, store):
-    """Verify (chain cached), change one reading, verify again: that window is tampered; put it back: ok."""
+    """Verify (caches warm), change one reading, verify again: that window is tampered; put it back: ok."""
     m = anchored(n=5)
     original = tamper.snapshot(store, m.meter_id)
     assert _get(client, f"/v1/meters/{m.entity_id}/verify")["verdict"] == "ok"
-    assert len(client.app.svc.chains) == 1
+    assert len(client.app.svc.sealed) == 5 and len(client.app.svc.chains) == 1
     for change in (tamper.shift_timestamp, tamper.delete_reading, tamper.insert_reading):
         change(store, m.meter_id, m.windows[2])
         body = _get(client, f"/v1/meters/{m.entity_id}/verify")
