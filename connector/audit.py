@@ -20,11 +20,13 @@ import gc
 import hashlib
 import json
 import pickle
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Protocol
 
 from bigchaindb_driver.exceptions import BigchaindbException
@@ -32,9 +34,10 @@ from requests import RequestException
 from sqlalchemy import Connection, func, select, type_coerce
 from sqlalchemy.types import NullType
 
-from connector.core.fingerprint import ClosedWindow, seal_window
+from connector.core.canonical import time_text
+from connector.core.fingerprint import ClosedWindow
 from connector.core.kinds import AttributeSpec
-from connector.core.readings import StoredReading
+from connector.core.stored_rows import Row, seal_rows
 from connector.ledger.metadata import OMITTED_KEY, omitted_digest
 from connector.store.models import LedgerOutbox, Reading, UTCDateTime, Window
 
@@ -66,9 +69,10 @@ class OffChainWindow:
 
     start: datetime
     end: datetime
-    rows: Sequence[Any]  # on-time reading rows (store columns)
+    rows: Sequence[Row]  # the on-time readings
     late: list[Any] = field(default_factory=list)
-    # A digest of `rows` exactly as the store gave them (load_off_chain), for memoized recomputation.
+    # A digest of the on-time rows exactly as the store gave them (load_off_chain), for the verify route's
+    # memo of recomputed windows (audit_cache.SealMemo).
     digest: bytes | None = None
 
 
@@ -201,12 +205,6 @@ class IndexLedger:
         return LedgerHistory([w for w in windows if w is not None], from_genesis=before is None)
 
 
-def to_stored(row: Any) -> StoredReading:
-    """A reading row as the fingerprint core's StoredReading; ValueError/ArithmeticError if unreadable."""
-    number = None if row.number is None else Decimal(row.number)
-    return StoredReading(row.attr, row.attr_type, row.observed_at, row.value_json, number, row.unit)
-
-
 Sealer = Callable[[OffChainWindow, "LedgerWindow"], ClosedWindow]
 
 
@@ -215,7 +213,7 @@ def seal_off_chain(
 ) -> ClosedWindow:
     """The store's window `off` recomputed as anchored by `on` (its bounds, after its prev_chain_hash);
     ValueError or ArithmeticError when its readings cannot form it."""
-    return seal_window([to_stored(r) for r in off.rows], on.start, on.end, on.prev_chain_hash, spec_for)
+    return seal_rows(off.rows, on.start, on.end, on.prev_chain_hash, spec_for)
 
 
 def verify_meter(
@@ -308,8 +306,8 @@ def summary_matches(summary: list[dict[str, Any]], on: LedgerWindow) -> bool:
 def load_off_chain(
     conn: Connection, meter_id: int, from_: datetime | None, to: datetime | None
 ) -> list[OffChainWindow]:
-    """The store's closed windows of a meter starting in [from_, to), each with its readings and the
-    digest of its on-time rows as stored."""
+    """The store's closed windows of a meter starting in [from_, to), each with its on-time readings as
+    rows of text (stored_rows.Row) and its late ones in full."""
     where: list[Any] = [Window.meter_id == meter_id]
     rwhere: list[Any] = [Reading.meter_id == meter_id]
     if from_:
@@ -319,29 +317,58 @@ def load_off_chain(
         where.append(Window.start < to)
         rwhere.append(Reading.window_start < to)
     windows = conn.execute(select(Window.start, Window.end).where(*where).order_by(Window.start)).all()
-    raw: dict[datetime, list[Any]] = {w.start: [] for w in windows}
-    times = _TimeColumn(conn)
-    # The columns the fingerprint covers first, times as the driver gives them (a window start is converted
-    # once): a month is 43,200 readings, and converting three times per row was a third of the load.
+    texts = _TimeTexts(conn)
+    by_start: dict[datetime, list[tuple[Any, ...]]] = {w.start: [] for w in windows}
+    # The columns the fingerprint covers first, times as the driver gives them: a month is 43,200
+    # readings, and a SQLAlchemy Row or a datetime conversion per reading costs more than reading it.
     cols: tuple[Any, ...] = (Reading.attr, Reading.attr_type, _raw(Reading.observed_at), Reading.value_json)
-    cols += (Reading.number, Reading.unit, Reading.id, _raw(Reading.window_start), Reading.late)
+    cols += (Reading.number, Reading.unit, _raw(Reading.window_start), Reading.late, Reading.id)
     late: list[int] = []
-    rows: list[Any] | None = None
-    start = object()
-    for r in _driver_rows(conn, select(*cols).where(*rwhere).order_by(*_KEY_ORDER)):
-        if r[7] != start:  # rows come window by window
-            start = r[7]
-            rows = raw.get(times.window_start(start))
-        if rows is None:
-            continue
-        if r[8]:
-            late.append(r[6])
-        else:
-            rows.append(r[:6])
+    stmt = select(*cols).where(*rwhere).order_by(*_KEY_ORDER)
+    for raw_start, group in groupby(_driver_rows(conn, stmt), key=itemgetter(6)):  # window by window
+        rows = list(group)
+        late += [r[8] for r in rows if r[7]]
+        rows = [r for r in rows if not r[7]]
+        kept = by_start.get(texts.window_start(raw_start))
+        if kept is not None:
+            kept += [r[:6] for r in rows]
     late_rows: dict[datetime, list[Any]] = {}
     for row in _late_rows(conn, late):
         late_rows.setdefault(row.window_start, []).append(row)
-    return [_window(w.start, w.end, raw[w.start], late_rows.get(w.start, []), times) for w in windows]
+    return [_window(w.start, w.end, by_start[w.start], late_rows.get(w.start, []), texts) for w in windows]
+
+
+def _window(
+    start: datetime, end: datetime, raw: list[tuple[Any, ...]], late: list[Any], texts: _TimeTexts
+) -> OffChainWindow:
+    # The digest is of the rows' pickle, which tells every value and type apart (it reads back as them).
+    digest = hashlib.blake2b(pickle.dumps(raw, protocol=5), digest_size=32).digest()
+    return OffChainWindow(start, end, _TextRows(raw, texts), late, digest)
+
+
+class _TextRows(Sequence[Row]):
+    """A window's on-time rows as stored_rows.Row, their times made texts on first use (a memoized
+    recomputation never needs them)."""
+
+    def __init__(self, raw: list[tuple[Any, ...]], texts: _TimeTexts) -> None:
+        self._raw, self._texts = raw, texts
+        self._rows: list[Row] | None = None
+
+    def _converted(self) -> list[Row]:
+        if self._rows is None:
+            raw = self._raw
+            at = self._texts.texts([r[2] for r in raw])
+            self._rows = [(r[0], r[1], t, r[3], r[4], r[5]) for r, t in zip(raw, at, strict=True)]
+        return self._rows
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._converted()[i]
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._converted())
 
 
 def _driver_rows(conn: Connection, stmt: Any) -> list[tuple[Any, ...]]:
@@ -358,77 +385,47 @@ def _driver_rows(conn: Connection, stmt: Any) -> list[tuple[Any, ...]]:
 _KEY_ORDER = (Reading.window_start, Reading.observed_at, Reading.attr)
 
 
-def _window(
-    start: datetime, end: datetime, raw: list[Any], late: list[Any], times: _TimeColumn
-) -> OffChainWindow:
-    # The digest is of the rows' pickle, which tells every value and type apart (it reads back as them).
-    digest = hashlib.blake2b(pickle.dumps(raw, protocol=5), digest_size=32).digest()
-    return OffChainWindow(start, end, _StoredRows(raw, times, start), late, digest)
-
-
-class _StoredRows(Sequence[Any]):
-    """A window's on-time rows as OnTimeRow, converted from the driver's values on first use (a memoized
-    recomputation never needs them)."""
-
-    def __init__(self, raw: list[Any], times: _TimeColumn, start: datetime) -> None:
-        self._raw, self._times, self._start = raw, times, start
-        self._rows: list[OnTimeRow] | None = None
-
-    def _converted(self) -> list[OnTimeRow]:
-        if self._rows is None:
-            convert, start = self._times.convert, self._start
-            self._rows = [OnTimeRow(a, t, convert(at), v, n, u, start) for a, t, at, v, n, u in self._raw]
-        return self._rows
-
-    def __getitem__(self, i: Any) -> Any:
-        return self._converted()[i]
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-    def __iter__(self) -> Iterator[OnTimeRow]:
-        return iter(self._converted())
-
-
-@dataclass(frozen=True)
-class OnTimeRow:
-    """The columns of an on-time reading the fingerprint covers (what `to_stored` reads)."""
-
-    attr: str
-    attr_type: str | None
-    observed_at: datetime
-    value_json: str
-    number: str | None
-    unit: str | None
-    window_start: datetime
-
-
 def _raw(column: Any) -> Any:
     return type_coerce(column, NullType()).label(column.key)
 
 
-class _TimeColumn:
-    """Store times as the driver returns them -> aware UTC datetimes, exactly as the UTCDateTime column
-    type converts them; SQLite's own text form is read by `datetime.fromisoformat` (in C, the same fields
-    the type's parser reads from that exact form) and each distinct window start is converted once."""
+class _TimeTexts:
+    """Store times as the driver returns them -> canonical UTC time texts (`time_text`) of the aware
+    datetimes the UTCDateTime column type makes of them. SQLite's own text form of a UTC time
+    (`YYYY-MM-DD HH:MM:SS.ffffff`) is that text with a "T" and a "Z"; any other value goes through the
+    column type's own conversion."""
 
     def __init__(self, conn: Connection) -> None:
-        self._slow = UTCDateTime().result_processor(conn.dialect, None)
+        # The dialect's own implementation: SQLite's text parser, then the type's UTC conversion.
+        self._convert = UTCDateTime().dialect_impl(conn.dialect).result_processor(conn.dialect, None)
         self._starts: dict[Any, datetime] = {}
 
-    def convert(self, raw: Any) -> datetime:
-        if type(raw) is str and len(raw) == 26 and raw[10] == " " and raw[19] == ".":
+    def texts(self, raws: list[Any]) -> list[str]:
+        """The time texts of `raws` (one window's)."""
+        if all(type(r) is str for r in raws) and _SQLITE_TIMES.fullmatch("\n".join(raws)):
             try:
-                return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+                # Only dates that exist (the column type would refuse the others).
+                list(map(datetime.fromisoformat, raws))
             except ValueError:
                 pass
-        return self._slow(raw) if self._slow else raw  # type: ignore[return-value]
+            else:
+                return [f"{r[:10]}T{r[11:]}Z" for r in raws]
+        return [time_text(self.convert(r)) for r in raws]
+
+    def convert(self, raw: Any) -> datetime:
+        """`raw` as the column type reads it."""
+        return self._convert(raw) if self._convert else raw  # type: ignore[no-any-return,return-value]
 
     def window_start(self, raw: Any) -> datetime:
+        """A window start, each distinct one converted once."""
         start = self._starts.get(raw)
         if start is None:
             start = self._starts[raw] = self.convert(raw)
         return start
+
+
+_SQLITE_TIME = "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{6}"
+_SQLITE_TIMES = re.compile(f"(?:{_SQLITE_TIME}\n)*{_SQLITE_TIME}")
 
 
 def _late_rows(conn: Connection, ids: list[int]) -> Iterator[Any]:

@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from connector.audit import load_off_chain, to_stored
+from connector.audit import load_off_chain
 from connector.core.canonical import decimal_text
 from connector.core.directories import DirectoryTree, MeterId, MeterRoot
-from connector.core.fingerprint import seal_window
+from connector.core.stored_rows import seal_rows
 from connector.core.trees import Period, WindowLeaf, meter_roots
 from connector.settings import Settings
 from connector.store.models import Meter, Window
@@ -157,7 +157,7 @@ def meter_leaves(
     spec = partial(settings.attribute_spec, meter.entity_type)
     for off in load_off_chain(conn, meter.id, lo, hi):
         w = stored[off.start]
-        cw = seal_window([to_stored(r) for r in off.rows], off.start, off.end, w.prev_chain_hash, spec)
+        cw = seal_rows(off.rows, off.start, off.end, w.prev_chain_hash, spec)
         energy = None if cw.energy_wh is None else decimal_text(cw.energy_wh)
         leaf = WindowLeaf.from_window(
             meter.tenant,

@@ -33,6 +33,7 @@ __all__ = [
     "chain_hash",
     "chain_record_json",
     "chain_seed",
+    "closed_window",
     "seal_window",
     "fingerprint",
     "fingerprint_steps",
@@ -239,15 +240,26 @@ def seal_window(
     outside = [r for r in readings if not start <= r.observed_at < end]
     if outside:
         raise ValueError(f"{len(outside)} reading(s) outside [{start}, {end}), e.g. {outside[0].observed_at}")
-    summary = summarize(readings, spec_for)
-    fp = fingerprint(readings, prev_chain_hash)
+    summary, fp = summarize(readings, spec_for), fingerprint(readings, prev_chain_hash)
+    return closed_window(start, end, summary, fp, prev_chain_hash, len(readings))
+
+
+def closed_window(
+    start: datetime,
+    end: datetime,
+    summary: list[dict[str, Any]],
+    fp: str,
+    prev_chain_hash: str,
+    reading_count: int,
+) -> ClosedWindow:
+    """The window sealed from its summary and fingerprint: its energy and chain hash (Algorithm 2)."""
     summary_json = summary_json_bytes(summary)  # once, for the chain hash and the stored column
     return ClosedWindow(
         start=start,
         end=end,
         summary=summary,
         energy_wh=window_energy_wh(summary),
-        reading_count=len(readings),
+        reading_count=reading_count,
         fingerprint=fp,
         prev_chain_hash=prev_chain_hash,
         chain_hash=_sha256_hex(chain_record_json(summary_json, fp, prev_chain_hash, start, end)),

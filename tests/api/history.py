@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from argparse import Namespace
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,6 +13,7 @@ from sqlalchemy import insert, select, update
 
 from connector.audit import LedgerWindow, OffChainWindow
 from connector.closer import insert_window
+from connector.core.canonical import time_text
 from connector.core.fingerprint import chain_seed, seal_window
 from connector.core.readings import StoredReading
 from connector.keystore import Keystore
@@ -159,19 +159,11 @@ def chain_of(settings, n: int, link_broken_at: int | None = None):  # type: igno
         ledger.append(
             LedgerWindow(f"tx{i}", ws, ws + WINDOW, cw.summary, cw.fingerprint, cw.chain_hash, link)
         )
-        off.append(OffChainWindow(ws, ws + WINDOW, [_row(r, ws) for r in readings]))
+        off.append(OffChainWindow(ws, ws + WINDOW, [_row(r) for r in readings]))
         prev = cw.chain_hash
     return seed, spec, ledger, off
 
 
-def _row(r, ws):  # type: ignore[no-untyped-def]
+def _row(r):  # type: ignore[no-untyped-def]
     # A reading as load_off_chain's rows carry it.
-    return Namespace(
-        attr=r.attr,
-        attr_type=r.attr_type,
-        observed_at=r.observed_at,
-        value_json=r.value_json,
-        number=str(r.number),
-        unit=r.unit,
-        window_start=ws,
-    )
+    return (r.attr, r.attr_type, time_text(r.observed_at), r.value_json, str(r.number), r.unit)
