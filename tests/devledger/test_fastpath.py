@@ -7,11 +7,15 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import base58
 import pytest
 from bigchaindb_driver.crypto import generate_keypair
+from cryptoconditions.types.ed25519 import Ed25519Sha256
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devledger.errors import InvalidTransaction
-from devledger.fastpath import fast_result
+from devledger.fastpath import condition_uri_of_key, fast_result
 from devledger.validation import Checked, check_stateless
 
 from .conftest import create, post, rehash, spend_input, transfer
@@ -95,3 +99,15 @@ def test_uri_mismatch_is_judged_like_bigchaindb(ledger, alice) -> None:
     _other_uri(tx)
     answer = post(ledger, rehash(tx))
     assert answer.status_code == 202, answer.text
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_condition_uri_is_cryptoconditions_uri(key: bytes) -> None:
+    """A key's condition URI, computed without pyasn1, is the one cryptoconditions gives."""
+    assert condition_uri_of_key(base58.b58encode(key).decode()) == Ed25519Sha256(public_key=key).condition_uri
+
+
+@pytest.mark.parametrize("size", [0, 31, 33])
+def test_condition_uri_of_a_key_of_another_size_is_none(size: int) -> None:
+    """A base58 key that is not 32 bytes has no ed25519 condition (cryptoconditions refuses it)."""
+    assert condition_uri_of_key(base58.b58encode(b"\x07" * size).decode()) is None
