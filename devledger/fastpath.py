@@ -39,6 +39,7 @@ _DER_PREFIX = b"\xa4\x64\x80\x20"  # [4] fulfillment, 100 bytes: [0] public key,
 _DER_SIGNATURE = b"\x81\x40"  # [1] signature, 64 bytes
 _DER_LENGTH = 102
 _KEY_LENGTH = Ed25519Sha256.PUBLIC_KEY_LENGTH
+_KEY_CHARS = 44
 _BASE58_DIGITS = {char: digit for digit, char in enumerate(base58.BITCOIN_ALPHABET.decode())}
 # An ed25519 condition's fingerprint is SHA-256 over the DER of `Ed25519FingerprintContents ::= SEQUENCE {
 # publicKey [0] OCTET STRING (SIZE(32)) }` (crypto-conditions draft, section 8.4): this prefix and the key.
@@ -60,7 +61,9 @@ class FastResult:
 @lru_cache(maxsize=65536)
 def condition_uri_of_key(public_key: str) -> str | None:
     """The driver's condition URI for a single-key output, None unless `public_key` is canonical base58."""
-    raw = _canonical_base58(public_key)
+    # 32 bytes take at most 44 characters (58**44 > 2**256, a leading zero byte is one "1"); a longer text
+    # is not a key, and decoding it would cost time quadratic in its length.
+    raw = _canonical_base58(public_key) if len(public_key) <= _KEY_CHARS else None
     return _condition_uri_of_raw(raw) if raw is not None and len(raw) == _KEY_LENGTH else None
 
 

@@ -137,8 +137,13 @@ _KEY = base58.b58encode(bytes(range(1, 33))).decode()
 @example(_KEY + " ")
 @example(_KEY + "\n")
 @example("1" + _KEY)
+@example(base58.b58encode(bytes(12) + b"\xff" * 20).decode())
+@example(base58.b58encode(b"\xff" * 32).decode())
+@example("1" + base58.b58encode(b"\xff" * 32).decode())
+@example("1" * 32)
 @example(base58.b58encode(bytes(32)).decode())
 def test_condition_uri_of_key_agrees_with_base58_and_cryptoconditions(text: str) -> None:
-    """Canonical base58 of 32 bytes gets cryptoconditions' URI; anything else (padding, whitespace,
-    characters outside the alphabet, other lengths) gets None, as base58's decode-and-encode check says."""
+    """Canonical base58 of 32 bytes (leading zero bytes too) gets cryptoconditions' URI; anything else
+    (padding, whitespace, characters outside the alphabet, other lengths) gets None, as base58's
+    decode-and-encode check says."""
     assert condition_uri_of_key(text) == _reference_condition_uri(text)
