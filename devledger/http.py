@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from devledger import queries
 from devledger.errors import InvalidTransaction, ParameterError
-from devledger.jsondepth import json_depth
+from devledger.jsondepth import nests_deeper_than
 from devledger.ledger import CommitFailed, Ledger
 from devledger.params import (
     Param,
@@ -182,7 +182,7 @@ class LedgerApp:
         """POST /api/v1/transactions?mode=async|sync|commit"""
         mode = parse(request.query, [Param("mode", valid_mode)])["mode"] or "async"
         # Measured before parsing (json.loads recurses in C per level); what passes nests no deeper.
-        if json_depth(request.body) > MAX_NESTING:
+        if nests_deeper_than(request.body, MAX_NESTING):
             return make_error(
                 400, f"Invalid transaction (ValidationError): nested deeper than {MAX_NESTING} levels"
             )

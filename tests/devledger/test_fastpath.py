@@ -7,11 +7,15 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import base58
 import pytest
 from bigchaindb_driver.crypto import generate_keypair
+from cryptoconditions.types.ed25519 import Ed25519Sha256
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from devledger.errors import InvalidTransaction
-from devledger.fastpath import fast_result
+from devledger.fastpath import condition_uri_of_key, fast_result
 from devledger.validation import Checked, check_stateless
 
 from .conftest import create, post, rehash, spend_input, transfer
@@ -95,3 +99,51 @@ def test_uri_mismatch_is_judged_like_bigchaindb(ledger, alice) -> None:
     _other_uri(tx)
     answer = post(ledger, rehash(tx))
     assert answer.status_code == 202, answer.text
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_condition_uri_is_cryptoconditions_uri(key: bytes) -> None:
+    """A key's condition URI, computed without pyasn1, is the one cryptoconditions gives."""
+    assert condition_uri_of_key(base58.b58encode(key).decode()) == Ed25519Sha256(public_key=key).condition_uri
+
+
+@pytest.mark.parametrize("size", [0, 31, 33])
+def test_condition_uri_of_a_key_of_another_size_is_none(size: int) -> None:
+    """A base58 key that is not 32 bytes has no ed25519 condition (cryptoconditions refuses it)."""
+    assert condition_uri_of_key(base58.b58encode(b"\x07" * size).decode()) is None
+
+
+def _reference_condition_uri(text: str) -> str | None:
+    try:
+        raw = base58.b58decode(text)
+        if base58.b58encode(raw).decode() != text:
+            return None
+        return str(Ed25519Sha256(public_key=raw).condition_uri)
+    except (ValueError, TypeError):
+        return None
+
+
+_KEYISH = st.binary(min_size=32, max_size=32).map(lambda key: base58.b58encode(key).decode())
+_KEYISH_EDITED = st.tuples(_KEYISH, st.text(alphabet="1z 0OIl\n\u00e9", max_size=2), st.booleans()).map(
+    lambda parts: parts[1] + parts[0] if parts[2] else parts[0] + parts[1]
+)
+
+
+_KEY = base58.b58encode(bytes(range(1, 33))).decode()
+
+
+@given(st.one_of(_KEYISH, _KEYISH_EDITED, st.text(alphabet="123abcz 0O\n", max_size=46)))
+@example(_KEY)
+@example(_KEY + " ")
+@example(_KEY + "\n")
+@example("1" + _KEY)
+@example(base58.b58encode(bytes(12) + b"\xff" * 20).decode())
+@example(base58.b58encode(b"\xff" * 32).decode())
+@example("1" + base58.b58encode(b"\xff" * 32).decode())
+@example("1" * 32)
+@example(base58.b58encode(bytes(32)).decode())
+def test_condition_uri_of_key_agrees_with_base58_and_cryptoconditions(text: str) -> None:
+    """Canonical base58 of 32 bytes (leading zero bytes too) gets cryptoconditions' URI; anything else
+    (padding, whitespace, characters outside the alphabet, other lengths) gets None, as base58's
+    decode-and-encode check says."""
+    assert condition_uri_of_key(text) == _reference_condition_uri(text)

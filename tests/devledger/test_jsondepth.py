@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devledger.jsondepth import json_depth
+from devledger.jsondepth import json_depth, nests_deeper_than
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n'),
@@ -65,3 +65,10 @@ def test_strings_are_skipped_as_the_plain_pattern_skips_them(text):
 
     plain = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
     assert _STRING.sub(b"", text) == plain.sub(b"", text)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@given(value=JSON, limit=st.integers(min_value=0, max_value=4))
+def test_nests_deeper_than_agrees_with_the_depth(encoding, value, limit):
+    """`nests_deeper_than` says exactly whether the parsed value nests deeper than the limit."""
+    assert nests_deeper_than(json.dumps(value).encode(encoding), limit) == (depth_of(value) > limit)
