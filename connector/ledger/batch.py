@@ -30,8 +30,9 @@ from connector.keystore import KeystoreError
 from connector.ledger.jobs import Blocked, Job
 from connector.ledger.metadata import MetadataError
 from connector.ledger.outbox import CREATE, OPEN, due_heads, lower_open_row, update_row
+from connector.ledger.poster import RawPoster
 from connector.ledger.recovery import signing_keys
-from connector.ledger.stream import RawPoster, TxStream
+from connector.ledger.stream import TxStream
 from connector.ledger.transactions import serialize, spent_tx_id
 from connector.store.models import LedgerOutbox, Meter, Window
 
@@ -76,7 +77,7 @@ class BatchRound:
     def __init__(self, writer: LedgerWriter) -> None:
         self.writer = writer
         cfg = writer.cfg
-        self.poster = RawPoster(writer.urls, cfg, max(1, cfg.concurrency))
+        self.poster = RawPoster(writer.urls, cfg)  # one connection per sending thread and node
         # One pool for every round's sends: a pool per round started 8 threads a round, whose stacks and
         # malloc arenas the process kept (its heap grew with every round, docs/benchmarks/soak.md).
         self.senders = ThreadPoolExecutor(max(1, cfg.concurrency), thread_name_prefix="ledger-send")

@@ -1,5 +1,4 @@
-"""What the batched ledger writer needs beyond bigchaindb-driver: the event stream of committed transactions,
-and posting already-serialized transactions without the driver's per-call overhead.
+"""The event stream of committed transactions, which the batched ledger writer confirms its rounds from.
 
 `TxStream` follows BigchainDB's `/api/v1/streams/valid_transactions` (one JSON frame per committed tx:
 height, asset_id, transaction_id) in a daemon thread and remembers the last `SEEN_LIMIT` committed ids with
@@ -7,9 +6,7 @@ their block heights, so the writer confirms a whole round by looking them up ins
 transaction back. The stream only tells what is committed while it is connected: anything it may have
 missed (sent before it connected, or during a reconnect) is confirmed the old way, by reading it back.
 
-`RawPoster` POSTs the outbox's stored bytes (the very bytes that were signed, so a resend after a crash
-is byte-identical) over a pooled urllib3 connection, and raises the driver's own exceptions for a non-2xx
-answer, so `connector.ledger.errors.classify` sorts them as before.
+Sending the transactions is `connector.ledger.poster`'s.
 """
 
 from __future__ import annotations
@@ -21,9 +18,6 @@ from collections import OrderedDict
 from typing import Any
 
 import urllib3
-from bigchaindb_driver.exceptions import HTTP_EXCEPTIONS, TransportError
-
-from connector.settings import LedgerSettings
 
 # Committed tx ids remembered; older ones are read back. An id is asked for from its send until its round
 # settles (at most `ledger.timeout`, 20 s) and again before a resend of a row left unconfirmed (after its
@@ -150,46 +144,3 @@ def stream_url(api_urls: list[str], timeout: float) -> str:
         except urllib3.exceptions.HTTPError as exc:
             errors.append(f"{base}: {type(exc).__name__}")
     raise OSError(f"no node gave its stream URL: {errors}")
-
-
-class RawPoster:
-    """POST serialized transactions to the first node that answers (failover in `urls` order)."""
-
-    def __init__(self, urls: list[str], settings: LedgerSettings, connections: int) -> None:
-        self.urls = [u.rstrip("/") for u in urls]
-        self.headers = {"Content-Type": "application/json"}
-        if settings.app_id:
-            self.headers |= {"app_id": settings.app_id, "app_key": settings.app_key}
-        self._http = urllib3.PoolManager(
-            num_pools=max(1, len(urls)),
-            maxsize=connections,
-            block=True,
-            timeout=settings.timeout,
-            retries=False,
-        )
-
-    def post(self, body: bytes, mode: str) -> None:
-        """POST one transaction; returns on 2xx, raises the driver's TransportError family otherwise, or
-        urllib3's error when no node answered."""
-        last: Exception | None = None
-        for url in self.urls:
-            try:
-                resp = self._http.request(
-                    "POST", f"{url}/api/v1/transactions/?mode={mode}", body=body, headers=self.headers
-                )
-            except urllib3.exceptions.HTTPError as exc:
-                last = exc
-                continue
-            if resp.status < 300:
-                return
-            text = resp.data.decode("utf-8", "replace")
-            try:
-                info = json.loads(text)
-            except ValueError:
-                info = text
-            raise HTTP_EXCEPTIONS.get(resp.status, TransportError)(resp.status, text, info, url)
-        raise ConnectionError(f"no BigchainDB node answered: {type(last).__name__}: {last}")
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self._http.clear()

@@ -24,13 +24,15 @@ def serialize(tx: dict[str, Any]) -> str:
 
 def sign_create(keys: KeyPair, asset: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     """A signed CREATE of `asset` owned by `keys.public_key` (the driver's transaction, byte for byte)."""
-    return create_transaction(keys.public_key, keys.private_key, asset, metadata)
+    return create_transaction(keys.public_key, keys.private_key, asset, metadata, keys.secret)
 
 
 def sign_transfer(keys: KeyPair, asset_id: str, prev_tx_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
     """A signed TRANSFER of asset `asset_id` spending output 0 of `prev_tx_id`, back to the same key
     (the driver's transaction, byte for byte)."""
-    return transfer_transaction(keys.public_key, keys.private_key, asset_id, prev_tx_id, metadata)
+    return transfer_transaction(
+        keys.public_key, keys.private_key, asset_id, prev_tx_id, metadata, secret=keys.secret
+    )
 
 
 def spent_tx_id(tx: dict[str, Any]) -> str | None:

@@ -73,9 +73,11 @@ def assert_identical(fast: dict[str, Any], driver: dict[str, Any]) -> None:
 @given(keys=KEYS, data=st.none() | OBJECTS, metadata=st.none() | OBJECTS)
 def test_create_is_byte_identical_to_the_driver(keys: KeyPair, data: Any, metadata: Any) -> None:
     """A CREATE of any asset data and metadata (unicode, nested, numbers, empty, null) is the driver's."""
-    assert_identical(
-        sign_create(keys, {"data": data}, metadata), driver_create(keys, {"data": data}, metadata)
-    )
+    driver = driver_create(keys, {"data": data}, metadata)
+    assert_identical(sign_create(keys, {"data": data}, metadata), driver)
+    checked = keys.with_secret()  # as the keystore hands it: nothing decoded or derived when signing
+    assert len(checked.secret) == 64
+    assert_identical(sign_create(checked, {"data": data}, metadata), driver)
 
 
 @FAST
@@ -88,6 +90,7 @@ def test_transfer_is_byte_identical_to_the_driver(
     assert_identical(fast, driver_transfer(keys, asset_id, spent, index, metadata))
     if index == 0:
         assert_identical(sign_transfer(keys, asset_id, spent, metadata), fast)
+        assert_identical(sign_transfer(keys.with_secret(), asset_id, spent, metadata), fast)
 
 
 @given(keys=KEYS)
@@ -114,6 +117,10 @@ def test_wrong_inputs_fail_like_the_driver() -> None:
         sign_create(keys, {"data": {}}, ["not", "a", "dict"])  # type: ignore[arg-type]
     with pytest.raises(fast_tx.KeyMismatch):
         sign_create(KeyPair(keys.public_key, other.private_key), {"data": {}}, None)  # type: ignore[arg-type]
+    mismatched = KeyPair(keys.public_key, other.private_key).with_secret()
+    assert mismatched.secret == b""  # never a signing key for another public key
+    with pytest.raises(fast_tx.KeyMismatch):
+        sign_transfer(mismatched, "a" * 64, "b" * 64, {"k": 1})
 
 
 def test_dev_ledger_commits_a_chain_built_fast() -> None:

@@ -7,16 +7,21 @@ import logging
 import multiprocessing
 import os
 import stat
+import tracemalloc
 
 import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
 from connector.cli import main as cli_main
-from connector.keystore import Keystore, KeystoreError, WrongPassphrase
+from connector.keycache import KeyCache
+from connector.keystore import KEY_CACHE, Keystore, KeystoreError, WrongPassphrase
 from connector.store.models import LedgerOutbox
 
 REF = "edream|/meters|urn:ngsi-ld:SMX:BBB6099"
+# What the key cache may cost when full: the ledger process must stay under 500 MB at 100,000 meters and
+# more (issue 18; 217 MiB max at 100,000 with 20,000 pairs cached, docs/benchmarks/soak.md).
+KEY_CACHE_BUDGET = 64 * 1024 * 1024
 
 
 def mode(path) -> int:
@@ -52,6 +57,41 @@ def test_key_cache_is_bounded(tmp_path) -> None:
     assert all(ks.meter_keypair(ref) == pair for ref, pair in pairs.items())
     assert all(ks.keypair_for(ref, pair.public_key) == pair for ref, pair in pairs.items())
     assert ks.cached == 3
+
+
+def test_the_key_cache_holds_every_meter_of_a_large_deployment_within_its_budget(tmp_path) -> None:
+    """KEY_CACHE pairs (at least 100,000 meters' and 64-byte signing keys each) cost less than
+    KEY_CACHE_BUDGET, at the cost per pair of 5,000 of them."""
+    ks, sample = Keystore(tmp_path / "ks", cache=0), 5_000
+    pairs = [ks.meter_keypair(f"edream|/meters|urn:ngsi-ld:SMX:{i:08d}") for i in range(sample)]
+    assert KEY_CACHE >= 100_000 and all(len(p.secret) == 64 for p in pairs)
+    cache = KeyCache(sample)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i, pair in enumerate(pairs):
+            cache.put(f"edream|/meters|urn:ngsi-ld:SMX:{i:08d}", pair)
+        per_pair = (tracemalloc.get_traced_memory()[0] - before) / sample
+    finally:
+        tracemalloc.stop()
+    assert len(cache) == sample and per_pair * KEY_CACHE < KEY_CACHE_BUDGET, f"{per_pair:.0f} bytes a pair"
+    assert all(cache.get(f"edream|/meters|urn:ngsi-ld:SMX:{i:08d}") == p for i, p in enumerate(pairs))
+
+
+def test_a_cached_pair_keeps_its_signing_key_and_shows_no_secret(tmp_path) -> None:
+    """A pair from the cache is the one from its file, with its signing key; neither repr shows a secret."""
+    ks = Keystore(tmp_path / "ks")
+    first = ks.meter_keypair(REF)
+    cached = ks.keypair_for(REF, first.public_key)
+    reread = Keystore(tmp_path / "ks").keypair_for(REF, first.public_key)
+    assert cached == reread == first and cached.secret == reread.secret == first.secret
+    assert len(cached.secret) == 64
+    for text in (repr(ks._cache), repr(cached), str(cached)):
+        assert (
+            cached.private_key not in text
+            and cached.secret.hex() not in text
+            and str(cached.secret) not in text
+        )
 
 
 def test_encrypted_round_trip(tmp_path) -> None:

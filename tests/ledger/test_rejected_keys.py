@@ -11,7 +11,7 @@ from bigchaindb_driver.crypto import generate_keypair
 from bigchaindb_driver.exceptions import BadRequest
 from sqlalchemy import select, update
 
-from connector.keystore import Keystore, _generate_meter_keypair, ledger_accepts
+from connector.keystore import KeyPair, Keystore, _generate_meter_keypair, ledger_accepts
 from connector.ledger.metadata import create_metadata, meter_ref
 from connector.ledger.transactions import sign_create
 from connector.store.db import Store
@@ -28,7 +28,9 @@ def test_the_seed_gives_a_key_the_ledger_rejects(devledger) -> None:
     """The premise, on the dev ledger (BigchainDB 2.2.2's schema): a CREATE signed with the key is refused."""
     pair = generate_keypair(REJECTED_SEED)
     assert len(pair.public_key) == 42 and not ledger_accepts(pair.public_key)
-    tx = sign_create(pair, {"data": {"meter": {"id": "urn:x"}}}, {"x": 1})  # type: ignore[arg-type]
+    tx = sign_create(
+        KeyPair(pair.public_key, pair.private_key), {"data": {"meter": {"id": "urn:x"}}}, {"x": 1}
+    )
     with pytest.raises(BadRequest, match="43,44"):
         devledger.client().transactions.send_commit(tx)
 
