@@ -110,7 +110,7 @@ def test_a_tenant_whose_root_create_died_of_its_key_gets_its_roots_anchored(clie
     from bigchaindb_driver.crypto import generate_keypair
     from sqlalchemy import insert, update
 
-    from connector.keystore import ledger_accepts
+    from connector.keystore import KeyPair, ledger_accepts
     from connector.ledger.roots import tenant_asset, tenant_metadata, tenant_ref
     from connector.ledger.transactions import serialize, sign_create
     from connector.store.tree_models import TenantAsset
@@ -130,7 +130,9 @@ def test_a_tenant_whose_root_create_died_of_its_key_gets_its_roots_anchored(clie
     assert not ledger_accepts(bad.public_key)
     keystore._open()
     keystore._overwrite("meter", tenant_ref(tenant), bad.public_key, bad.private_key.encode())
-    bad_tx = sign_create(bad, tenant_asset(tenant), tenant_metadata(tenant, T0))  # type: ignore[arg-type]
+    bad_tx = sign_create(
+        KeyPair(bad.public_key, bad.private_key), tenant_asset(tenant), tenant_metadata(tenant, T0)
+    )
     with store.begin() as conn:
         conn.execute(insert(TenantAsset).values(tenant=tenant, public_key=bad.public_key))
         conn.execute(
