@@ -144,6 +144,20 @@ def asset_keys(store: Store) -> dict[str, str]:
 RENEWED = "a new key: the ledger's schema rejects the meter's earlier one"
 
 
+def reopen_create(conn: Connection, outbox: Any, owner: Any, now: datetime, reason: str) -> None:
+    """Put the CREATE among the rows of `outbox` (a model: the meters' or the tenants' roots' outbox) that
+    `owner` selects back to pending and unsigned, to be signed again, and make the owner's open rows due."""
+    create = update(outbox).where(owner, outbox.operation == CREATE)
+    conn.execute(
+        create.values(
+            status="pending", attempts=0, tx_id=None, tx_json=None, next_attempt_at=now, last_error=reason,
+            updated_at=now,
+        )
+    )  # fmt: skip
+    waiting = update(outbox).where(owner, outbox.status.in_(OPEN))
+    conn.execute(waiting.values(next_attempt_at=now, updated_at=now))
+
+
 def renew_rejected_keys(store: Store, keystore: Keystore, now: datetime) -> int:
     """Give each meter whose CREATE was signed with a key BigchainDB's schema rejects (keystore's
     `ledger_accepts`; made before keys were checked) a new key, and its CREATE back to pending: such a
@@ -171,19 +185,7 @@ def renew_rejected_keys(store: Store, keystore: Keystore, now: datetime) -> int:
             old = meter.public_key
             pair = keystore.replace_meter_keypair(meter_ref(meter), old)  # type: ignore[arg-type] # a row
             conn.execute(update(Meter).where(Meter.id == meter_id).values(public_key=pair.public_key))
-            create = update(LedgerOutbox).where(
-                LedgerOutbox.meter_id == meter_id, LedgerOutbox.operation == CREATE
-            )
-            conn.execute(
-                create.values(
-                    status="pending", attempts=0, tx_id=None, tx_json=None, next_attempt_at=now,
-                    last_error=RENEWED, updated_at=now,
-                )
-            )  # fmt: skip
-            waiting = update(LedgerOutbox).where(
-                LedgerOutbox.meter_id == meter_id, LedgerOutbox.status.in_(OPEN)
-            )
-            conn.execute(waiting.values(next_attempt_at=now, updated_at=now))
+            reopen_create(conn, LedgerOutbox, LedgerOutbox.meter_id == meter_id, now, RENEWED)
         renewed += 1
         log.warning("ledger.key_renewed", meter_id=meter_id, rejected_key=old, public_key=pair.public_key)
     return renewed

@@ -27,6 +27,7 @@ from connector.ledger.client import DriverClient, LedgerClient
 from connector.ledger.errors import Verdict, classify
 from connector.ledger.metadata import MetadataError
 from connector.ledger.outbox import CREATE
+from connector.ledger.recovery import reopen_create
 from connector.ledger.roots import root_metadata, tenant_asset, tenant_metadata, tenant_ref
 from connector.ledger.transactions import serialize, sign_create, sign_transfer, spent_tx_id
 from connector.settings import Settings
@@ -242,15 +243,7 @@ def renew_rejected_tenant_keys(store: Store, keystore: Keystore, now: datetime) 
             conn.execute(
                 update(TenantAsset).where(TenantAsset.tenant == tenant).values(public_key=pair.public_key)
             )
-            create = update(RootOutbox).where(RootOutbox.tenant == tenant, RootOutbox.operation == CREATE)
-            conn.execute(
-                create.values(
-                    status="pending", attempts=0, tx_id=None, tx_json=None, next_attempt_at=now,
-                    last_error=RENEWED, updated_at=now,
-                )
-            )  # fmt: skip
-            waiting = update(RootOutbox).where(RootOutbox.tenant == tenant, RootOutbox.status.in_(OPEN))
-            conn.execute(waiting.values(next_attempt_at=now, updated_at=now))
+            reopen_create(conn, RootOutbox, RootOutbox.tenant == tenant, now, RENEWED)
         renewed += 1
         log.warning(
             "root.key_renewed", tenant=tenant, rejected_key=asset.public_key, public_key=pair.public_key

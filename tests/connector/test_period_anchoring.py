@@ -34,6 +34,14 @@ def _until_confirmed(store, dispatch, table) -> None:  # type: ignore[no-untyped
     raise AssertionError(statuses)
 
 
+def _anchor_all(store, settings, keystore, url: str) -> None:  # type: ignore[no-untyped-def]
+    """Run the meters' writer, then the root writer, until every row of each outbox is confirmed."""
+    real = lambda: datetime.now(UTC) + timedelta(days=3650)  # noqa: E731 - rows are due (queued in 2026)
+    writer = LedgerWriter(settings.ledger, store, keystore, [url], real)
+    _until_confirmed(store, writer.dispatch_once, LedgerOutbox)
+    _until_confirmed(store, RootWriter(settings, store, keystore, [url], real).dispatch_once, RootOutbox)
+
+
 def test_notified_readings_end_in_an_anchored_root_that_proves_each_window(client, store, settings, ledger):
     """Three meters, four windows: 4 window roots and 1 day root, each on the ledger as the tenant asset's
     TRANSFER; the API's proof of every window verifies and matches the ledger."""
@@ -47,12 +55,7 @@ def test_notified_readings_end_in_an_anchored_root_that_proves_each_window(clien
     built = build_due_periods(store, settings, later)
     assert sorted(b.period.kind for b in built) == ["day"] + ["window"] * 4
     keystore = Keystore(settings.keystore.path)
-    real = lambda: datetime.now(UTC) + timedelta(days=3650)  # noqa: E731 - rows are due (queued in 2026)
-    writer = LedgerWriter(settings.ledger, store, keystore, [ledger.url], real)
-    _until_confirmed(store, writer.dispatch_once, LedgerOutbox)
-    _until_confirmed(
-        store, RootWriter(settings, store, keystore, [ledger.url], real).dispatch_once, RootOutbox
-    )
+    _anchor_all(store, settings, keystore, ledger.url)
     with store.reading() as conn:
         assert conn.execute(select(PeriodRoot.id)).all()
     reader = DriverClient([ledger.url], settings.ledger)
@@ -146,12 +149,7 @@ def test_a_tenant_whose_root_create_died_of_its_key_gets_its_roots_anchored(clie
                 last_error=SCHEMA_ERROR,
             )
         )
-    real = lambda: datetime.now(UTC) + timedelta(days=3650)  # noqa: E731 - rows are due (queued in 2026)
-    writer = LedgerWriter(settings.ledger, store, keystore, [ledger.url], real)
-    _until_confirmed(store, writer.dispatch_once, LedgerOutbox)
-    _until_confirmed(
-        store, RootWriter(settings, store, keystore, [ledger.url], real).dispatch_once, RootOutbox
-    )
+    _anchor_all(store, settings, keystore, ledger.url)
     with store.reading() as conn:
         asset = conn.execute(select(TenantAsset.__table__).where(TenantAsset.tenant == tenant)).one()
     assert asset.public_key != bad.public_key and ledger_accepts(asset.public_key)
