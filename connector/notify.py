@@ -23,7 +23,7 @@ from connector.context import Services
 from connector.errors import ApiError
 from connector.ingest import Incoming, IngestResult, observation_range
 from connector.metrics import Metrics
-from devledger.jsondepth import json_depth
+from devledger.jsondepth import nests_deeper_than
 from ngsi.errors import NotificationError
 from ngsi.headers import resolve_headers
 from ngsi.model import Headers, ParsedNotification
@@ -220,7 +220,8 @@ def decode_json(raw: bytes) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    if json_depth(raw) > MAX_JSON_DEPTH:  # json.loads recurses in C per level: a stack overflow kills us
+    # json.loads recurses in C per level: a stack overflow would kill the process
+    if nests_deeper_than(raw, MAX_JSON_DEPTH):
         raise ApiError(f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(raw)
