@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import structlog
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, select, update
 
 from connector.keystore import KeystoreError
 from connector.ledger.jobs import Blocked, Job
@@ -345,19 +345,28 @@ def claim_batch(conn: Connection, now: datetime, ids: list[int]) -> list[Any]:
     """
     if not ids:
         return []
-    lower_open = lower_open_row()
-    query = (
+    return list(conn.execute(claim_query(now, ids)).all())
+
+
+def claim_query(now: datetime, ids: list[int]) -> Select[Any]:
+    """`claim_batch`'s statement: the rows `ids` looked up by their primary key, then rechecked.
+
+    The status test is written `status || ''` so that SQLite cannot answer it from ix_ledger_outbox_due
+    (status, next_attempt_at): with that index it walked every due open row and kept those in `ids`, which
+    cost each claim of 100 rows 1.25 ms at 10,000 open rows (0.28 ms by primary key), growing with the
+    outbox, all of it under the store's write lock. PostgreSQL plans by primary key either way.
+    """
+    return (
         select(LedgerOutbox)
         .where(
             LedgerOutbox.id.in_(ids),
-            LedgerOutbox.status.in_(OPEN),
+            LedgerOutbox.status.concat("").in_(OPEN),
             LedgerOutbox.next_attempt_at <= now,
-            ~lower_open,
+            ~lower_open_row(),
         )
         .order_by(LedgerOutbox.next_attempt_at, LedgerOutbox.id)
         .with_for_update(skip_locked=True, of=LedgerOutbox)
     )
-    return list(conn.execute(query).all())
 
 
 def confirm_jobs(conn: Connection, jobs: list[Job], heights: dict[str, int], now: datetime) -> None:

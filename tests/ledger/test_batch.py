@@ -164,3 +164,26 @@ def test_a_round_writes_the_outbox_at_most_store_chunk_rows_per_transaction(
     assert counts["confirmed"] == 250
     assert max(sizes) <= 100, sizes  # claimed (scheduled) and confirmed 100, 100 and 50 at a time
     assert sum(sizes) == 2 * 250
+
+
+def test_a_claim_finds_its_rows_by_primary_key_on_sqlite(tmp_path) -> None:
+    """The claim's rows are looked up by id, not by walking ix_ledger_outbox_due's open rows (that cost
+    every claim time in proportion to the whole open outbox, under the write lock)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy.dialects import sqlite
+
+    from connector.ledger.batch import claim_query
+    from connector.store.db import migrate, open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'plan.sqlite3'}")
+    try:
+        migrate(store)
+        query = claim_query(datetime(2026, 12, 7, tzinfo=UTC), [3, 1, 2])
+        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        with store.reading() as conn:
+            plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    finally:
+        store.dispose()
+    assert "SEARCH ledger_outbox USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+    assert not any("ix_ledger_outbox_due" in step for step in plan), plan
