@@ -24,17 +24,16 @@ log = structlog.get_logger("connector.store")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # address space only: the OS maps what is read
 SQLITE_CACHE_KIB = 64 * 1024  # per connection, at most
-# WAL pages are copied back into the database by a checkpoint, every SQLITE_CHECKPOINT_PAGES of them. SQLite
-# runs one inside the commit that takes the WAL past wal_autocheckpoint pages, i.e. under the store's write
-# lock: for 10,000 pages (40 MB) that commit took 200 ms, which every /notify waiting for its turn waited
-# out. So the primary process's `Checkpointer` thread looks every SQLITE_CHECKPOINT_EVERY seconds and copies
-# them back outside the write turn, and a commit checkpoints only past SQLITE_COMMIT_CHECKPOINT_PAGES, a
-# backstop for a process that runs without that thread (a tool, a test, a bulk load).
+# WAL pages are copied back into the database by a checkpoint. SQLite runs one inside the commit that takes
+# the WAL past wal_autocheckpoint pages, i.e. under the store's write lock: 10,000 pages (40 MB) took that
+# commit 200 ms, which every /notify waiting for its turn waited out. So the primary process's
+# `Checkpointer` thread copies them back every SQLITE_CHECKPOINT_EVERY seconds outside any write turn (a
+# PASSIVE checkpoint: writers go on appending meanwhile), and a commit checkpoints only past
+# SQLITE_CHECKPOINT_PAGES, a backstop for a process that runs without that thread (a tool, a test).
 # (Copied back less often than SQLite's default 1,000 pages, a page that group commits rewrite again and
 # again is written once per checkpoint: legacy ingest with 2 workers 60,000 -> 63,000-66,000 readings/s.)
-SQLITE_CHECKPOINT_PAGES = 10_000
-SQLITE_CHECKPOINT_EVERY = 0.25
-SQLITE_COMMIT_CHECKPOINT_PAGES = 40_000
+SQLITE_CHECKPOINT_PAGES = 40_000
+SQLITE_CHECKPOINT_EVERY = 1.0
 # How a writer that gives way waits for urgent ones (WriteLock): it looks every GIVE_WAY_POLL seconds and
 # takes its turn anyway after GIVE_WAY_MAX.
 GIVE_WAY_POLL = 0.0005
@@ -212,30 +211,16 @@ def urgent_writer_waiting(fd: int) -> bool:
 
 
 class Checkpointer:
-    """A thread of the primary process that copies the SQLite store's WAL back into the database, so that
-    no commit has to (see SQLITE_CHECKPOINT_PAGES).
+    """A thread that copies the SQLite store's WAL back into the database every `every` seconds, on a
+    connection of its own and outside any write turn, so that no commit has to (see SQLITE_CHECKPOINT_EVERY).
 
-    Every `every` seconds it reads how many WAL frames are not copied back yet from the WAL-index header
-    (the `-shm` file: mxFrame at byte 16, nBackfill at byte 96, https://www.sqlite.org/walformat.html).
-    From `pages` on, it copies them with a PASSIVE checkpoint on a connection of its own, outside any write
-    turn: that waits for nobody, and writers keep appending meanwhile. Then it takes the write turn and
-    checkpoints once more: only what was appended in between is left to copy, and with the WAL wholly
-    copied back while no writer of the connector could append, the next writer starts it again from its
-    beginning. Without that second step the WAL only ever grew (each writer found a frame or two not copied
-    yet) until a commit's backstop checkpoint: reads searched an ever longer WAL index meanwhile.
+    A PASSIVE checkpoint waits for nobody: it copies what no reader still needs, and writers keep
+    appending to the WAL meanwhile; the next writer after a complete one starts the WAL from its beginning.
     """
 
-    def __init__(
-        self,
-        database: str,
-        lock: WriteLock | None,
-        every: float = SQLITE_CHECKPOINT_EVERY,
-        pages: int = SQLITE_CHECKPOINT_PAGES,
-    ) -> None:
+    def __init__(self, database: str, every: float = SQLITE_CHECKPOINT_EVERY) -> None:
         self.database = database
-        self.lock = lock
         self.every = every
-        self.pages = pages
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -253,49 +238,21 @@ class Checkpointer:
             self._conn.close()
             self._conn = None
 
-    def waiting_frames(self) -> int:
-        """WAL frames not yet copied back (0 if there is no WAL index yet)."""
-        frames, copied = self.wal_index()
-        return max(0, frames - copied)
-
-    def wal_index(self) -> tuple[int, int]:
-        """(frames in the WAL, frames of them copied back), from the WAL-index header; (0, 0) if none."""
-        try:
-            with open(f"{self.database}-shm", "rb") as shm:
-                header = shm.read(WAL_INDEX_HEADER)
-        except FileNotFoundError:
-            return 0, 0
-        if len(header) < WAL_INDEX_HEADER:
-            return 0, 0
-        return struct.unpack_from("=I", header, 16)[0], struct.unpack_from("=I", header, 96)[0]
-
-    def run_once(self) -> tuple[int, int, int] | None:
-        """Copy the WAL back if `pages` frames or more wait: SQLite's (busy, frames in the WAL, frames
-        copied back) of the checkpoint taken under the write turn; None if there was nothing to do."""
-        if self.waiting_frames() < self.pages:
-            return None
-        conn = self._connection()
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()  # the bulk, outside any write turn
-        with self.lock or nullcontext():
-            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return int(busy), int(frames), int(copied)
-
-    def _connection(self) -> sqlite3.Connection:
+    def run_once(self) -> tuple[int, int, int]:
+        """One PASSIVE checkpoint: (busy, frames in the WAL, frames copied back), as SQLite reports it."""
         if self._conn is None:
             conn = sqlite3.connect(self.database, timeout=5, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA synchronous=FULL")  # the database file synced after each copy
             self._conn = conn
-        return self._conn
+            self._conn.execute("PRAGMA synchronous=FULL")  # the database file synced after each copy
+        busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(busy), int(frames), int(copied)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             try:
                 self.run_once()
-            except (sqlite3.Error, OSError, TimeoutError) as exc:  # try again next time
+            except sqlite3.Error as exc:  # e.g. the store is being replaced: try again next time
                 log.warning("store.checkpoint_failed", error=str(exc))
-
-
-WAL_INDEX_HEADER = 136  # two copies of the 48-byte header, then the checkpoint info (nBackfill first)
 
 
 def checkpointer(store: Store) -> Checkpointer | None:
@@ -303,7 +260,7 @@ def checkpointer(store: Store) -> Checkpointer | None:
     if store.dialect != "sqlite":
         return None
     database = make_url(store.url).database
-    return Checkpointer(database, store.write_lock) if database else None
+    return Checkpointer(database) if database else None
 
 
 def open_store(url: str, pool_size: int = 10, **engine_kw: Any) -> Store:
@@ -346,7 +303,7 @@ def _sqlite_events(engine: Engine, immediate: bool) -> None:
         # cheap to look at again (ingest with 2 workers: 36,300 -> 42,700 readings/s, docs/benchmarks).
         cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_COMMIT_CHECKPOINT_PAGES}")
+        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
         cur.close()
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"

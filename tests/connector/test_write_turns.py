@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import multiprocessing
 import os
 import struct
 import threading
@@ -139,66 +138,20 @@ def _write_pages(store, pages: int, per_commit: int) -> None:
 
 def test_no_commit_copies_the_wal_back_the_checkpointer_does(tmp_path) -> None:
     """12,000 pages written in commits of 500: no commit ran a checkpoint (SQLite's would have, past its
-    wal_autocheckpoint: 200 ms of copying under the write lock for 10,000 pages). The checkpointer leaves
-    fewer than its 10,000 pages alone, copies them all back past that, and the next writer starts the WAL
-    again from its beginning (without the checkpointer's second step under the write turn it only grew)."""
+    wal_autocheckpoint: 200 ms of copying under the write lock for 10,000 pages); the checkpointer then
+    copies every frame back, and the next writer starts the WAL from its beginning."""
     database = tmp_path / "store.sqlite3"
     store = open_store(f"sqlite:///{database}")
-    ckpt = Checkpointer(str(database), store.write_lock)
+    ckpt = Checkpointer(str(database))
     try:
-        _write_pages(store, 9_000, 500)
-        assert ckpt.waiting_frames() >= 9_000
-        assert ckpt.run_once() is None  # not yet worth a checkpoint
-        _write_pages(store, 3_000, 500)
-        waiting = ckpt.waiting_frames()
-        assert waiting >= 12_000, waiting  # every commit's pages still in the WAL: none checkpointed
-        done = ckpt.run_once()
-        assert done is not None
-        busy, frames, copied = done
-        assert (busy, copied) == (0, frames) and frames >= 12_000, done
-        assert ckpt.waiting_frames() == 0
+        _write_pages(store, 12_000, 500)
+        busy, frames, copied = ckpt.run_once()
+        assert busy == 0
+        assert frames >= 12_000, frames  # every commit's pages still in the WAL: none checkpointed
+        assert copied == frames
         _write_pages(store, 10, 10)
-        assert ckpt.waiting_frames() < 100  # the WAL started again from its beginning
+        assert ckpt.run_once()[1] < 100  # the WAL started again from its beginning
     finally:
-        ckpt.stop()
-        store.dispose()
-
-
-def _keep_writing(url: str, stop) -> None:  # type: ignore[no-untyped-def]
-    """Another process's writer: two-page commits until `stop` is set."""
-    store = open_store(url)
-    try:
-        while not stop.is_set():
-            _write_pages(store, 2, 2)
-    finally:
-        store.dispose()
-
-
-def test_the_checkpoint_under_the_write_turn_copies_every_frame_while_a_writer_goes_on(tmp_path) -> None:
-    """Another process commits all the while: the first checkpoint (outside the write turn) leaves its
-    newest frames; the second, in the write turn, leaves none, so the next commit starts the WAL again
-    from its beginning (without the write turn, commits slipped in between and the WAL only grew)."""
-    database = tmp_path / "store.sqlite3"
-    url = f"sqlite:///{database}"
-    store = open_store(url)
-    ckpt = Checkpointer(str(database), store.write_lock, pages=1_000)
-    _write_pages(store, 1_500, 500)
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    writer = context.Process(target=_keep_writing, args=(url, stop), daemon=True)
-    writer.start()
-    try:
-        for _ in range(5):
-            _wait_until(lambda: ckpt.waiting_frames() >= 1_000)
-            done = ckpt.run_once()
-            assert done is not None
-            busy, frames, copied = done
-            assert busy == 0 and copied == frames, done
-            # the other process's next commit finds the WAL wholly copied back and starts it again
-            _wait_until(lambda f=frames: ckpt.wal_index()[0] < f)
-    finally:
-        stop.set()
-        writer.join(timeout=30)
         ckpt.stop()
         store.dispose()
 
