@@ -42,7 +42,7 @@ from connector.roles import ALL, CLOSER, HTTP, LEDGER, WORKER
 from connector.settings import Settings, SettingsError, subscription_settings
 from connector.settings_env import exposure_warning
 from connector.signals import StopSignals
-from connector.store.db import Store, checkpointer, migrate, open_store
+from connector.store.db import Store, migrate, open_store
 from connector.store.models import State, Window
 from devledger.server import LedgerHandle, start_ledger
 from ngsi.subscriptions import SubscriptionManager
@@ -153,7 +153,6 @@ class Connector:
         if first:
             _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)
-            self._start_checkpointer()
         if writes:
             self._start_ledger(separate=role == LEDGER)
         else:
@@ -201,13 +200,6 @@ class Connector:
             self.services.metrics.windows_closed.inc(len(infos))
             closed += len(infos)
         return closed
-
-    def _start_checkpointer(self) -> None:
-        """SQLite: the WAL copied back by a thread of this (the primary) process, not inside commits."""
-        ckpt = checkpointer(self.store)
-        if ckpt is not None:
-            ckpt.start()
-            self._stoppers.append(ckpt.stop)
 
     def _schedule(self, name: str, fn: Callable[[], Any], when: float | BaseTrigger) -> None:
         """Run `fn` every `when` seconds, or when the trigger `when` fires; never two runs at once."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 import struct
 import threading
 import time
@@ -14,26 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-log = structlog.get_logger("connector.store")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # address space only: the OS maps what is read
 SQLITE_CACHE_KIB = 64 * 1024  # per connection, at most
-# WAL pages are copied back into the database by a checkpoint. SQLite runs one inside the commit that takes
-# the WAL past wal_autocheckpoint pages, i.e. under the store's write lock: 10,000 pages (40 MB) took that
-# commit 200 ms, which every /notify waiting for its turn waited out. So the primary process's
-# `Checkpointer` thread copies them back every SQLITE_CHECKPOINT_EVERY seconds outside any write turn (a
-# PASSIVE checkpoint: writers go on appending meanwhile), and a commit checkpoints only past
-# SQLITE_CHECKPOINT_PAGES, a backstop for a process that runs without that thread (a tool, a test).
-# (Copied back less often than SQLite's default 1,000 pages, a page that group commits rewrite again and
-# again is written once per checkpoint: legacy ingest with 2 workers 60,000 -> 63,000-66,000 readings/s.)
-SQLITE_CHECKPOINT_PAGES = 40_000
-SQLITE_CHECKPOINT_EVERY = 1.0
+# WAL pages before a commit copies them back into the database (SQLite's default: 1,000). A group commit
+# rewrites the same index pages of its meters again and again; copied back less often, each page is
+# written once per checkpoint instead of once per 1,000 pages (40 MB of WAL at most). SQLite alone, groups
+# of 1,500 readings: 7.4 -> 6.4 us per reading; legacy ingest with 2 workers: 60,000 -> 63,000-66,000
+# readings/s (docs/benchmarks/ingest.md).
+SQLITE_CHECKPOINT_PAGES = 10_000
 # How a writer that gives way waits for urgent ones (WriteLock): it looks every GIVE_WAY_POLL seconds and
 # takes its turn anyway after GIVE_WAY_MAX.
 GIVE_WAY_POLL = 0.0005
@@ -208,59 +201,6 @@ def urgent_writer_waiting(fd: int) -> bool:
     """True if an urgent writer holds its read lock on the waiting file `fd` (tested, nothing taken)."""
     found = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
     return bool(struct.unpack(_FLOCK, found)[0] != fcntl.F_UNLCK)
-
-
-class Checkpointer:
-    """A thread that copies the SQLite store's WAL back into the database every `every` seconds, on a
-    connection of its own and outside any write turn, so that no commit has to (see SQLITE_CHECKPOINT_EVERY).
-
-    A PASSIVE checkpoint waits for nobody: it copies what no reader still needs, and writers keep
-    appending to the WAL meanwhile; the next writer after a complete one starts the WAL from its beginning.
-    """
-
-    def __init__(self, database: str, every: float = SQLITE_CHECKPOINT_EVERY) -> None:
-        self.database = database
-        self.every = every
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="store-checkpoint", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def run_once(self) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint: (busy, frames in the WAL, frames copied back), as SQLite reports it."""
-        if self._conn is None:
-            conn = sqlite3.connect(self.database, timeout=5, isolation_level=None, check_same_thread=False)
-            self._conn = conn
-            self._conn.execute("PRAGMA synchronous=FULL")  # the database file synced after each copy
-        busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return int(busy), int(frames), int(copied)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.run_once()
-            except sqlite3.Error as exc:  # e.g. the store is being replaced: try again next time
-                log.warning("store.checkpoint_failed", error=str(exc))
-
-
-def checkpointer(store: Store) -> Checkpointer | None:
-    """A `Checkpointer` for `store` if it is SQLite (not started), else None."""
-    if store.dialect != "sqlite":
-        return None
-    database = make_url(store.url).database
-    return Checkpointer(database) if database else None
 
 
 def open_store(url: str, pool_size: int = 10, **engine_kw: Any) -> Store:

@@ -1,10 +1,8 @@
-"""The store's write turns on SQLite (connector/store/db.py): processes whose writes can wait (the ledger
-and closer processes) let the ingest writer's urgent turn go first (WriteLock), and no commit copies the
-WAL back into the database (Checkpointer)."""
+"""The store's write turns on SQLite (connector/store/db.py WriteLock): processes whose writes can wait
+(the ledger and closer processes) let the ingest writer's urgent turn go first."""
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 import struct
@@ -12,10 +10,9 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
 
 from connector.store import db
-from connector.store.db import Checkpointer, WriteLock, open_store, urgent_writer_waiting
+from connector.store.db import WriteLock, urgent_writer_waiting
 
 
 @pytest.fixture
@@ -119,54 +116,3 @@ def test_a_writer_that_does_not_give_way_takes_a_free_turn_at_once(lock_path, mo
         os.close(signal)
         plain.close()
     assert order == ["plain"]
-
-
-PAGE = 4096
-
-
-def _write_pages(store, pages: int, per_commit: int) -> None:
-    """About `pages` new database pages, written in commits of `per_commit` pages (one blob a page)."""
-    with store.begin() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS scratch (id INTEGER PRIMARY KEY, data BLOB)"))
-    for first in range(0, pages, per_commit):
-        with store.begin() as conn:
-            conn.execute(
-                text("INSERT INTO scratch (data) VALUES (randomblob(:size))"),
-                [{"size": PAGE - 100} for _ in range(min(per_commit, pages - first))],
-            )
-
-
-def test_no_commit_copies_the_wal_back_the_checkpointer_does(tmp_path) -> None:
-    """12,000 pages written in commits of 500: no commit ran a checkpoint (SQLite's would have, past its
-    wal_autocheckpoint: 200 ms of copying under the write lock for 10,000 pages); the checkpointer then
-    copies every frame back, and the next writer starts the WAL from its beginning."""
-    database = tmp_path / "store.sqlite3"
-    store = open_store(f"sqlite:///{database}")
-    ckpt = Checkpointer(str(database))
-    try:
-        _write_pages(store, 12_000, 500)
-        busy, frames, copied = ckpt.run_once()
-        assert busy == 0
-        assert frames >= 12_000, frames  # every commit's pages still in the WAL: none checkpointed
-        assert copied == frames
-        _write_pages(store, 10, 10)
-        assert ckpt.run_once()[1] < 100  # the WAL started again from its beginning
-    finally:
-        ckpt.stop()
-        store.dispose()
-
-
-def test_the_primary_process_runs_the_checkpointer(settings) -> None:
-    """On SQLite the primary process (here the in-process connector, role ALL) starts the thread; it stops
-    with the connector."""
-    from connector.service import Connector
-
-    settings = settings.replace(ledger=dataclasses.replace(settings.ledger, enabled=False))
-    connector = Connector(settings).start(serve_http=False)
-    try:
-        names = [t.name for t in threading.enumerate()]
-        expected = 1 if connector.store.dialect == "sqlite" else 0
-        assert names.count("store-checkpoint") == expected, names
-    finally:
-        connector.stop()
-    assert "store-checkpoint" not in [t.name for t in threading.enumerate()]
