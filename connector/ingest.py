@@ -344,7 +344,7 @@ class IngestWriter:
 
     def _commit_group(self, jobs: list[_Job | _AsyncJob], answers: dict[Any, list[Any]]) -> None:
         try:
-            with self.store.begin(urgent=True) as conn, self._inserting:
+            with self.store.begin() as conn, self._inserting:
                 results = write_batch(conn, [j.item for j in jobs], self.config, [j.rows for j in jobs])
         except Exception as exc:  # noqa: BLE001 - isolate the failing notification, hand its error back
             if len(jobs) == 1:

@@ -148,8 +148,6 @@ class Connector:
         closes = role in (ALL, CLOSER) or (role == LEDGER and not self.settings.server.closer_process)
         if self.store.write_lock is not None:  # SQLite: who holds the write lock how long
             self.store.write_lock.observe = self.services.metrics.write_hold.labels(role).observe
-            # The ledger and closer processes' turns can wait; /notify's answers wait for ingest's.
-            self.store.write_lock.gives_way = role in (LEDGER, CLOSER)
         if first:
             _warn_if_exposed(self.settings)
             prepare_store(self.store, self.settings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +26,6 @@ SQLITE_CACHE_KIB = 64 * 1024  # per connection, at most
 # of 1,500 readings: 7.4 -> 6.4 us per reading; legacy ingest with 2 workers: 60,000 -> 63,000-66,000
 # readings/s (docs/benchmarks/ingest.md).
 SQLITE_CHECKPOINT_PAGES = 10_000
-# How a writer that gives way waits for urgent ones (WriteLock): it looks every GIVE_WAY_POLL seconds and
-# takes its turn anyway after GIVE_WAY_MAX.
-GIVE_WAY_POLL = 0.0005
-GIVE_WAY_MAX = 0.05
 
 
 @dataclass
@@ -52,13 +47,9 @@ class Store:
         return self.write.dialect.name
 
     @contextmanager
-    def begin(self, urgent: bool = False) -> Iterator[Connection]:
-        """A write transaction: committed when the block ends, rolled back on an exception. `urgent` (the
-        ingest writer's group commits, which /notify's answers wait for): on SQLite, writers of processes
-        that give way (`WriteLock.gives_way`) let it have the next turn."""
-        lock = self.write_lock
-        turn = lock.urgent_turn() if urgent and lock is not None else lock
-        with turn or nullcontext(), self.write.begin() as conn:
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on an exception."""
+        with self.write_lock or nullcontext(), self.write.begin() as conn:
             yield conn
 
     @contextmanager
@@ -87,26 +78,12 @@ class WriteLock:
     lock over and over (ack p99 above 1 s with 2 workers). A blocking flock() on a file beside the
     database wakes the waiter as soon as the lock is released; a thread lock in front of it serializes
     the threads of one process, which share the flock. Re-entrant, like SQLAlchemy's nested begin.
-
-    flock() has no queue either: when the lock is released every waiter is woken and the first to ask
-    again gets it, which is usually the releasing thread itself, back for its next transaction before a
-    woken waiter has even been scheduled. The ledger writer's and the closer's chunks then ran back to back
-    while /notify's group commit waited behind all of them. So a process whose turns can wait (the ledger
-    and closer processes: `gives_way`) lets an urgent turn (`urgent_turn`, the ingest writer) go first: an
-    urgent writer holds a read lock on a second file while it waits for the lock, and a writer that gives
-    way asks for the lock only when a test of that file finds no such lock, i.e. no urgent writer waiting.
-    It tests again every GIVE_WAY_POLL seconds, for at most GIVE_WAY_MAX, then takes its turn anyway, so
-    ingest running flat out (an Orion backlog) cannot stop anchoring. The second file only ever holds read
-    locks, which never wait for each other, and the test (F_OFD_GETLK) takes nothing: nobody can be held up
-    on it, and a writer giving way cannot hide an urgent one, whatever the scheduler does.
     """
 
     def __init__(self, path: str, timeout: float = 30.0) -> None:
         self.path = path
         self.timeout = timeout
-        self.gives_way = False  # set in processes whose every write can wait for ingest's
         self._fd: int | None = None
-        self._wait_fd: int | None = None
         self._threads = threading.RLock()
         self._depth = 0
         self._held_since = 0.0
@@ -115,42 +92,16 @@ class WriteLock:
         self.observe: Callable[[float], None] | None = None
 
     def __enter__(self) -> None:
-        self.enter()
-
-    def enter(self, urgent: bool = False) -> None:
-        """Take the write turn (see the class: `urgent` goes before writers that give way)."""
         if not self._threads.acquire(timeout=self.timeout):
             raise TimeoutError(f"no write turn on {self.path} within {self.timeout} s")
         if self._depth == 0:
             try:
-                self._take(urgent)
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
             except BaseException:
                 self._threads.release()
                 raise
             self._held_since = time.perf_counter()
         self._depth += 1
-
-    def _take(self, urgent: bool) -> None:
-        if urgent:
-            _ofd_lock(self._waiting_file(), fcntl.F_RDLCK)  # never waits: nobody takes a write lock there
-            try:
-                fcntl.flock(self._file(), fcntl.LOCK_EX)
-            finally:
-                _ofd_lock(self._waiting_file(), fcntl.F_UNLCK)
-            return
-        if self.gives_way:
-            self._give_way()
-        fcntl.flock(self._file(), fcntl.LOCK_EX)
-
-    def _give_way(self) -> None:
-        """Wait (at most GIVE_WAY_MAX) while an urgent writer is waiting for the lock."""
-        deadline = time.monotonic() + GIVE_WAY_MAX
-        while urgent_writer_waiting(self._waiting_file()) and time.monotonic() < deadline:
-            time.sleep(GIVE_WAY_POLL)
-
-    def urgent_turn(self) -> _UrgentTurn:
-        """The write turn as a context manager that goes before writers that give way."""
-        return _UrgentTurn(self)
 
     def __exit__(self, *_exc: object) -> None:
         self._depth -= 1
@@ -165,42 +116,11 @@ class WriteLock:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         return self._fd
 
-    def _waiting_file(self) -> int:
-        if self._wait_fd is None:
-            self._wait_fd = os.open(f"{self.path}-waiting", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        return self._wait_fd
-
     def close(self) -> None:
         with self._threads:
-            for fd in (self._fd, self._wait_fd):
-                if fd is not None:
-                    os.close(fd)
-            self._fd = self._wait_fd = None
-
-
-class _UrgentTurn:
-    def __init__(self, lock: WriteLock) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        self.lock.enter(urgent=True)
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.__exit__(*exc)
-
-
-_FLOCK = "hhqqi4x"  # struct flock: type, whence, start, len, pid (0 for open-file-description locks)
-
-
-def _ofd_lock(fd: int, kind: int) -> None:
-    """An open-file-description lock of `kind` (F_RDLCK, F_UNLCK) on the whole of `fd`'s file."""
-    fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, struct.pack(_FLOCK, kind, os.SEEK_SET, 0, 0, 0))
-
-
-def urgent_writer_waiting(fd: int) -> bool:
-    """True if an urgent writer holds its read lock on the waiting file `fd` (tested, nothing taken)."""
-    found = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
-    return bool(struct.unpack(_FLOCK, found)[0] != fcntl.F_UNLCK)
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def open_store(url: str, pool_size: int = 10, **engine_kw: Any) -> Store:
