@@ -1,12 +1,13 @@
-"""A meter's ed25519 key pair as the keystore hands it to the ledger writer (standard library, base58 and
-libsodium only, so both the keystore and its cache can import it)."""
+"""A meter's ed25519 key pair as the keystore hands it to the ledger writer (only base58 and the ledger's
+transaction builder beside it, so both the keystore and its cache can import it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import base58
-from nacl.bindings import crypto_sign_seed_keypair
+
+from connector.ledger.fast_tx import signing_key
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,11 @@ class KeyPair:
         """This pair with its signing key, or as it is if its private key is not `public_key`'s (or no key
         at all): signing derives the key then, and refuses the mismatch."""
         try:
-            raw_public, secret = crypto_sign_seed_keypair(bytes(base58.b58decode(self.private_key)))
-        except (ValueError, TypeError):  # not base58, not 32 bytes: fast_tx reports it when signing
+            secret = signing_key(self.public_key, self.private_key)
+        except (ValueError, TypeError):  # a mismatch, not base58, not 32 bytes: reported when signing
             return self
-        # Base58 is one-to-one: the key's raw bytes encode to `public_key` exactly when they are its bytes.
-        if base58.b58encode(raw_public).decode() != self.public_key:
+        # Only for the canonical text of the key: signing then writes `public_key` where the driver writes
+        # the raw half's base58, which is `public_key` exactly when it is canonical.
+        if base58.b58encode(secret[32:]).decode() != self.public_key:
             return self
-        return KeyPair(self.public_key, self.private_key, bytes(secret))
+        return KeyPair(self.public_key, self.private_key, secret)

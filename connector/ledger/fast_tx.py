@@ -83,8 +83,9 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _secret_key(public_key: str, private_key: str) -> bytes:
-    """libsodium's 64-byte secret key (seed + public key) for the base58 seed `private_key`."""
+def signing_key(public_key: str, private_key: str) -> bytes:
+    """libsodium's 64-byte secret key (seed + public key) for the base58 seed `private_key`; KeyMismatch
+    if it is not `public_key`'s, ValueError if `private_key` is no base58 32-byte seed."""
     derived, secret = crypto_sign_seed_keypair(bytes(base58.b58decode(private_key)))
     if derived != _raw_public_key(public_key):
         # The driver raises MissingPrivateKeyError here; signing with a mismatched pair must never happen.
@@ -111,7 +112,7 @@ def _key(public_key: str, private_key: str, secret: bytes) -> _Key:
         raw = secret[32:]
         digest = hashlib.sha256(_FINGERPRINT_PREFIX + raw).digest()
         return _Key(public_key, raw, secret, public_key, _condition_uri(digest))
-    signing = _secret_key(public_key, private_key)
+    signing = signing_key(public_key, private_key)
     raw = _raw_public_key(public_key)
     return _Key(public_key, raw, signing, _details_key(public_key), condition_uri(public_key))
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, select, update
+from sqlalchemy.dialects import sqlite
 
-from connector.store.db import Store
+from connector.ledger.batch import claim_query
+from connector.store.db import Store, migrate, open_store
 from connector.store.models import LedgerOutbox, Meter
 
 from .test_live_ledger import assert_linear, history, register, seal_window
@@ -169,13 +172,6 @@ def test_a_round_writes_the_outbox_at_most_store_chunk_rows_per_transaction(
 def test_a_claim_finds_its_rows_by_primary_key_on_sqlite(tmp_path) -> None:
     """The claim's rows are looked up by id, not by walking ix_ledger_outbox_due's open rows (that cost
     every claim time in proportion to the whole open outbox, under the write lock)."""
-    from datetime import UTC, datetime
-
-    from sqlalchemy.dialects import sqlite
-
-    from connector.ledger.batch import claim_query
-    from connector.store.db import migrate, open_store
-
     store = open_store(f"sqlite:///{tmp_path / 'plan.sqlite3'}")
     try:
         migrate(store)
