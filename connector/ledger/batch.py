@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import structlog
-from sqlalchemy import Connection, Select, bindparam, select, update
+from sqlalchemy import Connection, Executable, bindparam, select, update
 
 from connector.keystore import KeystoreError
 from connector.ledger.jobs import Blocked, Job
@@ -348,7 +348,7 @@ def claim_batch(conn: Connection, now: datetime, ids: list[int]) -> list[Any]:
     return list(conn.execute(_CLAIM, {"ids": ids, "now": now}).all())
 
 
-def claim_query(now: datetime, ids: list[int]) -> Select[Any]:
+def claim_query(now: datetime, ids: list[int]) -> Executable:
     """`claim_batch`'s statement with its values bound (the statement is built once, `_CLAIM`)."""
     return _CLAIM.params(ids=ids, now=now)
 
