@@ -360,7 +360,8 @@ checkpoint copied them back.
    readings in order. The store pins its window length, so the same readings are still duplicates.
    SQLite alone, groups of 1,500 readings with the table's columns (executemany + commit, synchronous
    FULL): 10.2 -> 7.4 us per reading.
-2. A WAL checkpoint every 10,000 pages instead of 1,000 (SQLITE_CHECKPOINT_PAGES): 7.4 -> 6.4 us.
+2. A WAL checkpoint every 10,000 pages instead of 1,000: 7.4 -> 6.4 us (since 2026-12-07 the WAL is
+   copied back every 2 s out of the writers' way instead, `checkpoint_round` in connector/store/db.py).
 3. With several workers on SQLite, parsing waits while its process's writer runs a group's statements
    (`IngestWriter.yield_to_writer`), not during its commit, so the shared write turn is held for the
    statements' CPU time only. With one process it only made the slowest answers slower, so it is off.

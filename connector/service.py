@@ -42,7 +42,7 @@ from connector.roles import ALL, CLOSER, HTTP, LEDGER, WORKER
 from connector.settings import Settings, SettingsError, subscription_settings
 from connector.settings_env import exposure_warning
 from connector.signals import StopSignals
-from connector.store.db import Store, migrate, open_store
+from connector.store.db import CHECKPOINT_EVERY, Store, checkpoint_round, migrate, open_store
 from connector.store.models import State, Window
 from devledger.server import LedgerHandle, start_ledger
 from ngsi.subscriptions import SubscriptionManager
@@ -162,6 +162,8 @@ class Connector:
             self._stoppers.append(ingest.stop)
         if closes:
             self._schedule("close-windows", self.close_windows, CloserTrigger(self.settings.window))
+            if self.store.write_lock is not None:  # SQLite: the WAL copied back out of the writers' way
+                self._schedule("store-checkpoint", lambda: checkpoint_round(self.store), CHECKPOINT_EVERY)
             self._start_tree_builder()  # period trees after the closer
         if writes:
             self._start_ledger_writer()

@@ -20,12 +20,16 @@ from sqlalchemy.engine import make_url
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # address space only: the OS maps what is read
 SQLITE_CACHE_KIB = 64 * 1024  # per connection, at most
-# WAL pages before a commit copies them back into the database (SQLite's default: 1,000). A group commit
-# rewrites the same index pages of its meters again and again; copied back less often, each page is
-# written once per checkpoint instead of once per 1,000 pages (40 MB of WAL at most). SQLite alone, groups
-# of 1,500 readings: 7.4 -> 6.4 us per reading; legacy ingest with 2 workers: 60,000 -> 63,000-66,000
-# readings/s (docs/benchmarks/ingest.md).
-SQLITE_CHECKPOINT_PAGES = 10_000
+# How the WAL is copied back into the database. SQLite's default, a checkpoint by the commit that brings the
+# WAL to 1,000 pages, runs inside that writer's write turn. At 10,000 pages (which sped ingest up: a group
+# commit rewrites the same index pages again and again, so fewer copies write each page fewer times;
+# 7.4 -> 6.4 us per reading, docs/benchmarks/ingest.md) it held every other writer, /notify's included,
+# for about 200 ms once a minute in the anchoring benchmark: a third of its slowest 1 % of answers. Now the
+# process that closes windows copies it back every CHECKPOINT_EVERY seconds, out of the writers' way
+# (`checkpoint_round`); a commit's own checkpoint is left as the backstop for a WAL nobody copies back
+# (160 MB of WAL at most).
+SQLITE_BACKSTOP_PAGES = 40_000
+CHECKPOINT_EVERY = 2.0
 
 
 @dataclass
@@ -163,7 +167,7 @@ def _sqlite_events(engine: Engine, immediate: bool) -> None:
         # cheap to look at again (ingest with 2 workers: 36,300 -> 42,700 readings/s, docs/benchmarks).
         cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
+        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_BACKSTOP_PAGES}")
         cur.close()
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
@@ -173,6 +177,32 @@ def _sqlite_events(engine: Engine, immediate: bool) -> None:
         # Straight to the driver: SQLAlchemy's statement machinery cost more than the BEGIN itself, once
         # per group commit of the ingest writer.
         conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
+
+
+def checkpoint_round(store: Store) -> tuple[int, int] | None:
+    """Copy the WAL back into the database file, out of the writers' way (SQLite; None elsewhere): a
+    PASSIVE checkpoint outside the write turn copies what the WAL holds while the others go on writing,
+    then one inside a write turn copies the few pages they added meanwhile. The WAL then holds nothing
+    uncopied, so the next writer starts it again from its beginning; copied only outside the write turn,
+    it was never found wholly copied and grew until a commit's backstop checkpoint (SQLITE_BACKSTOP_PAGES).
+
+    Returns the WAL's pages and those copied, as the second checkpoint found them. Goes through SQLite only:
+    opening and closing the `-shm` file in this process would drop SQLite's own locks on it (POSIX locks
+    belong to the process, and close() releases them all)."""
+    if store.write_lock is None:
+        return None
+    raw = (
+        store.read.raw_connection()
+    )  # autocommit (isolation_level None): the pragma runs outside a transaction
+    try:
+        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        with store.write_lock:
+            _busy, pages, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        cursor.close()
+    finally:
+        raw.close()
+    return int(pages), int(copied)
 
 
 def alembic_config(url: str) -> Config:

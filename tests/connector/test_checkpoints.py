@@ -1,0 +1,102 @@
+"""The SQLite WAL is copied back out of the writers' way (`checkpoint_round`, connector/store/db.py)."""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from connector.store.db import SQLITE_BACKSTOP_PAGES, Store, checkpoint_round, open_store
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path / 'wal.sqlite3'}")
+    with store.begin() as conn:
+        conn.execute(text("CREATE TABLE scratch (id INTEGER PRIMARY KEY, body TEXT)"))
+    yield store
+    store.dispose()
+
+
+def wal_restarts(store: Store) -> int:
+    """The WAL header's checkpoint sequence number: one more every time a writer starts the WAL again.
+    Read from the -wal file, which SQLite takes no lock on (unlike -shm, which this process must not open
+    and close: that would drop SQLite's own locks on it)."""
+    header = Path(f"{store.write.url.database}-wal").read_bytes()[:16]
+    return int(struct.unpack(">I", header[12:16])[0])
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Writer(threading.Thread):
+    """Another writer on the same file with its own Store (its own flock, as another process has), writing
+    2 KB rows without a pause until stopped."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.store = open_store(url)
+        self.commits = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                with self.store.begin() as conn:
+                    conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), {"b": "x" * 2048})
+                self.commits += 1
+        finally:
+            self.store.dispose()
+
+
+@pytest.fixture
+def writer(sqlite_store: Store) -> Iterator[Writer]:
+    thread = Writer(str(sqlite_store.write.url))
+    thread.start()
+    yield thread
+    thread.stop.set()
+    thread.join(timeout=30)
+
+
+def wal_pages(store: Store) -> int:
+    return Path(f"{store.write.url.database}-wal").stat().st_size // 4096
+
+
+def test_commits_leave_the_wal_to_the_rounds(sqlite_store: Store) -> None:
+    """A commit checkpoints only past the backstop, not at SQLite's 1,000 pages nor the old 10,000."""
+    with sqlite_store.write.connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    assert pages == SQLITE_BACKSTOP_PAGES == 40_000
+
+
+def test_a_round_copies_the_wal_back_and_it_starts_again_while_another_writer_writes(
+    sqlite_store: Store, writer: Writer
+) -> None:
+    """While another writer commits without a pause, a round leaves the WAL wholly copied, so that writer's
+    next commit starts the WAL again from its beginning; a PASSIVE checkpoint outside the write turn alone
+    never finds it wholly copied (the writer adds pages while it copies)."""
+    wait_for(lambda: wal_pages(sqlite_store) > 500, "500 pages of WAL")
+    before = wal_restarts(sqlite_store)
+    found = checkpoint_round(sqlite_store)
+    assert found is not None
+    pages, copied = found
+    assert pages == copied > 500, found
+    commits = writer.commits
+    wait_for(lambda: writer.commits > commits + 3, "three more commits")
+    assert wal_restarts(sqlite_store) > before
+
+
+def test_a_round_is_nothing_on_postgresql(store: Store) -> None:
+    if store.dialect == "sqlite":
+        pytest.skip("PostgreSQL only")
+    assert checkpoint_round(store) is None
