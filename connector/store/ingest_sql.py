@@ -47,9 +47,8 @@ class IngestSql:
         self.pg = dialect.name == "postgresql"
         self.ph = "%s" if self.pg else "?"
         self.cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        time_type = UTCDateTime().dialect_impl(dialect)
         self.time_in = _memoized(time_binder(dialect))
-        self.time_out: Callable[[Any], Any] = time_type.result_processor(dialect, None) or (lambda v: v)
+        self.time_out = time_reader(dialect)
 
     def meters(self, keys: Sequence[MeterKey]) -> dict[MeterKey, tuple[int, datetime | None]]:
         """Existing meters among `keys`: id and closed-window frontier.
@@ -192,6 +191,17 @@ def time_binder(dialect: Dialect) -> Callable[[datetime], Any]:
     """A time as the store's dialect binds it (SQLite: its text; PostgreSQL: the aware datetime)."""
     bind = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     return bind or (lambda v: v)
+
+
+def time_reader(dialect: Dialect) -> Callable[[Any], Any]:
+    """A time as the store's dialect returns it in a driver row, as the aware UTC datetime the ORM gives."""
+    read = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+    return read or (lambda v: v)
+
+
+def driver_sql(dialect: Dialect, sql: str) -> str:
+    """`sql`, written with ? placeholders, in the placeholders of the store's driver (psycopg's %s)."""
+    return sql.replace("?", "%s") if dialect.name == "postgresql" else sql
 
 
 def _memoized(bind: Callable[[datetime], Any]) -> Callable[[datetime], Any]:
