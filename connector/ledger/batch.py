@@ -34,7 +34,7 @@ from connector.ledger.poster import RawPoster
 from connector.ledger.recovery import signing_keys
 from connector.ledger.stream import TxStream
 from connector.ledger.transactions import serialize, spent_tx_id
-from connector.store.ingest_sql import time_binder
+from connector.store.ingest_sql import driver_sql, time_binder
 from connector.store.models import LedgerOutbox, Meter, Window
 
 if TYPE_CHECKING:
@@ -415,7 +415,7 @@ def _executemany(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> N
     statements without SQLAlchemy's statement machinery (it cost more CPU than SQLite's own work, all of it
     under the store's write lock). Times must come bound already (`time_binder`)."""
     if params:
-        conn.exec_driver_sql(sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql, params)
+        conn.exec_driver_sql(driver_sql(conn.dialect, sql), params)
 
 
 def _schedule(conn: Connection, rows: list[tuple[int, datetime, str, str, int]], now: datetime) -> None:
