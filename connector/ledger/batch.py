@@ -194,13 +194,9 @@ class BatchRound:
                 due = now + w.backoff(attempt)
                 scheduled.append((attempt, due, job.tx_id, job.text, row.id))
                 if row.operation == CREATE and meters[row.meter_id].public_key is None:
-                    keys.append({"b_id": row.meter_id, "b_key": job.tx["inputs"][0]["owners_before"][0]})
+                    keys.append((job.tx["inputs"][0]["owners_before"][0], row.meter_id))
             _schedule(conn, scheduled, now)
-            if keys:
-                conn.execute(
-                    update(Meter).where(Meter.id == bindparam("b_id")).values(public_key=bindparam("b_key")),
-                    keys,
-                )
+            _executemany(conn, _PUBLIC_KEY, keys)
         return jobs
 
     def _presign(self, now: datetime) -> Early:
@@ -407,6 +403,7 @@ _CONFIRM = (
 _FIRST_ASSET = (
     "UPDATE meters SET asset_id = ?, ledger_head_tx = ? WHERE meters.id = ? AND meters.asset_id IS NULL"
 )
+_PUBLIC_KEY = "UPDATE meters SET public_key = ? WHERE meters.id = ?"
 _MOVE_HEAD = "UPDATE meters SET ledger_head_tx = ? WHERE meters.id = ? AND meters.ledger_head_tx = ?"
 
 
