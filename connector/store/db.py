@@ -20,6 +20,12 @@ from sqlalchemy.engine import make_url
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # address space only: the OS maps what is read
 SQLITE_CACHE_KIB = 64 * 1024  # per connection, at most
+# All of SQLite's memory in one process, its connections' page caches together (soft_heap_limit: past it
+# a cache reuses its pages rather than growing). Pages past the first SQLITE_MMAP_BYTES of the file are
+# read into the caches, so with a store of 100,000 meters each process's SQLite memory grew as the file
+# did, by 64 MiB a connection at most (the HTTP process: 2 -> 33 MB in an hour of the soak, all of its
+# heap's growth; docs/benchmarks/soak.md). Three connections reading a 200 MB table: 198 MB without it.
+SQLITE_HEAP_BYTES = 64 * 1024 * 1024
 # How the WAL is copied back into the database. SQLite's default, a checkpoint by the commit that brings the
 # WAL to 1,000 pages, runs inside that writer's write turn. At 10,000 pages (which sped ingest up: a group
 # commit rewrites the same index pages again and again, so fewer copies write each page fewer times;
@@ -167,6 +173,7 @@ def _sqlite_events(engine: Engine, immediate: bool) -> None:
         # cheap to look at again (ingest with 2 workers: 36,300 -> 42,700 readings/s, docs/benchmarks).
         cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cur.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_BYTES}")  # the process's, set by each connection
         cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_BACKSTOP_PAGES}")
         cur.close()
 

@@ -1,8 +1,11 @@
-"""The SQLite WAL is copied back out of the writers' way (`checkpoint_round`, connector/store/db.py)."""
+"""SQLite's WAL copied back out of the writers' way (`checkpoint_round`); its memory bounded per process."""
 
 from __future__ import annotations
 
+import ctypes
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from connector.store.db import SQLITE_BACKSTOP_PAGES, Store, checkpoint_round, open_store
+from connector.store.db import SQLITE_BACKSTOP_PAGES, SQLITE_HEAP_BYTES, Store, checkpoint_round, open_store
 
 
 @pytest.fixture
@@ -100,3 +103,44 @@ def test_a_round_is_nothing_on_postgresql(store: Store) -> None:
     if store.dialect == "sqlite":
         pytest.skip("PostgreSQL only")
     assert checkpoint_round(store) is None
+
+
+# A fresh interpreter reads a 20 MB table through three connections of a store, the memory map off and the
+# process's limit set to 4 MiB, and prints SQLite's memory then (each connection's cache would hold it all).
+CACHES = """
+import ctypes, sys
+from sqlalchemy import text
+import connector.store.db as db
+db.SQLITE_MMAP_BYTES, db.SQLITE_HEAP_BYTES = 0, int(sys.argv[2])
+store = db.open_store(f"sqlite:///{sys.argv[1]}")
+with store.begin() as conn:
+    conn.execute(text("CREATE TABLE big (id INTEGER PRIMARY KEY, body TEXT)"))
+    conn.execute(text("INSERT INTO big (body) VALUES (:b)"), [{"b": "x" * 1000}] * 20_000)
+conns = [store.write.connect(), store.read.connect(), store.read.connect()]
+for conn in conns:
+    assert conn.execute(text("SELECT count(body) FROM big")).scalar() == 20_000
+lib = ctypes.CDLL("libsqlite3.so.0")
+lib.sqlite3_memory_used.restype = ctypes.c_int64
+print(lib.sqlite3_memory_used())
+"""
+
+
+def sqlite_memory(tmp_path: Path, limit: int) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", CACHES, str(tmp_path / "big.sqlite3"), str(limit)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout)
+
+
+def test_sqlite_memory_is_bounded_per_process_not_per_connection(tmp_path: Path) -> None:
+    """Past the memory-mapped part of the file, pages are read into each connection's cache (64 MiB each):
+    the process's limit keeps them all within SQLITE_HEAP_BYTES."""
+    try:
+        ctypes.CDLL("libsqlite3.so.0")
+    except OSError:
+        pytest.skip("Python's sqlite3 is not the shared libsqlite3 here")
+    assert SQLITE_HEAP_BYTES == 64 * 1024 * 1024
+    assert sqlite_memory(tmp_path, 4 * 1024 * 1024) < 6 * 1024 * 1024
