@@ -31,7 +31,7 @@ from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, Connection, Dialect, Select, and_, bindparam, insert, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, insert, or_, select
 
 from connector.core.canonical import decimal_text
 from connector.core.fingerprint import ClosedWindow, seal_window
@@ -40,7 +40,7 @@ from connector.core.windows import last_closable_start, window_end
 from connector.ledger.outbox import enqueue_transfers
 from connector.settings import Settings
 from connector.store.db import Store
-from connector.store.ingest_sql import driver_sql, time_binder, time_reader
+from connector.store.ingest_sql import run_sql, time_binder, time_reader
 from connector.store.models import Meter, PendingWindow, Reading, Window
 
 log = structlog.get_logger("connector.closer")
@@ -305,14 +305,14 @@ def write_batch(conn: Connection, work: Sequence[MeterWork], now: datetime) -> t
     """Write the sealed windows of the meters of `work` unchanged since they were sealed, inside `conn`'s
     transaction; return what was closed and how many pairs were left as they are, for a later run.
 
-    Its statements go to the driver as fixed SQL (`_driver`), the rows' values bound when they were
+    Its statements go to the driver as fixed SQL (`run_sql`), the rows' values bound when they were
     sealed: through SQLAlchemy a batch of 50 windows spent 4.1 ms of CPU here, under the store's write
     lock, as driver SQL 1.9 ms (SQLite; PostgreSQL 7.3 -> 4.1 ms)."""
     if not work:
         return [], 0
     current = _lock_meters(conn, sorted(w.meter_id for w in work))
     pairs = [(w.meter_id, b) for w in work for b in w.bound_starts]
-    pending = _pending(conn, list(current), max(b for w in work for b in w.bound_starts))
+    pending = _pending(conn, list(current), max(b for _m, b in pairs))
     counts = _counts(conn, pairs)
     ready = [w for w in work if _unchanged(w, current.get(w.meter_id), pending.get(w.meter_id, {}), counts)]
     rows = [  # the meter's late readings are reported in its first window closed, as one by one
@@ -320,31 +320,20 @@ def write_batch(conn: Connection, work: Sequence[MeterWork], now: datetime) -> t
         for w in ready
         for i, (row, cw) in enumerate(zip(w.rows, w.sealed, strict=True))
     ]
-    ids = _insert_windows(conn, rows, [(w.meter_id, cw.start) for w in ready for cw in w.sealed])
-    transfers = [
-        (w.meter_id, wid, int(cw.start.timestamp()))
-        for (w, cw), wid in zip(((w, cw) for w in ready for cw in w.sealed), ids, strict=True)
-    ]
+    keys = [(w.meter_id, cw.start) for w in ready for cw in w.sealed]  # in the order of `rows`
+    ids = _insert_windows(conn, rows, keys)
+    transfers = [(m, wid, int(start.timestamp())) for (m, start), wid in zip(keys, ids, strict=True)]
     enqueue_transfers(conn, transfers, now)
     heads = [(w.rows[-1].chain_hash, w.rows[-1].start, w.meter_id) for w in ready if w.rows]
-    _driver(conn, _MOVE_HEAD, heads)
+    run_sql(conn, _MOVE_HEAD, heads)
     dropped = [(w.meter_id, b) for w in ready for b in w.bound_starts]
-    _driver(conn, _DROP_PENDING, dropped)
+    run_sql(conn, _DROP_PENDING, dropped)
     closed = [
         ClosedInfo(w.meter_id, w.entity_id, cw.start, cw.reading_count, cw.chain_hash)
         for w in ready
         for cw in w.sealed
     ]
     return closed, len(pairs) - len(dropped)
-
-
-def _driver(conn: Connection, sql: str, params: list[tuple[Any, ...]] | tuple[Any, ...]) -> Any:
-    """`sql` (written with ? placeholders) as driver SQL, once (a tuple of `params`) or once per tuple (a
-    list, if not empty); its result. Values must come as the store binds them (`time_binder`), and times
-    in its rows come as the driver gives them (`time_reader`)."""
-    if isinstance(params, list) and not params:
-        return None
-    return conn.exec_driver_sql(driver_sql(conn.dialect, sql), params)
 
 
 def _marks(n: int) -> str:
@@ -364,7 +353,7 @@ def _lock_meters(conn: Connection, ids: list[int]) -> dict[int, tuple[str, datet
     while we write) and one locked by someone else is skipped, not waited for, so the closer never waits
     in a lock cycle with ingest or the ledger writer. SQLite's write transactions are serialized."""
     lock = " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else ""
-    rows = _driver(conn, _LOCK.format(_marks(len(ids))) + lock, tuple(ids)).all()
+    rows = run_sql(conn, _LOCK.format(_marks(len(ids))) + lock, tuple(ids)).all()
     lasts = _times(conn, (last for _m, _head, last, _late in rows))
     return {m: (head, lasts[last], late) for m, head, last, late in rows}
 
@@ -380,7 +369,7 @@ def _pending(conn: Connection, ids: list[int], until: Any) -> dict[int, dict[dat
     found: dict[int, dict[datetime, int]] = {}
     if not ids:
         return found
-    rows = _driver(conn, _PENDING.format(_marks(len(ids))), (*ids, until)).all()
+    rows = run_sql(conn, _PENDING.format(_marks(len(ids))), (*ids, until)).all()
     starts = _times(conn, (start for _m, start, _n in rows))
     for meter_id, start, duplicates in rows:
         found.setdefault(meter_id, {})[starts[start]] = duplicates
@@ -402,7 +391,7 @@ def _counts(conn: Connection, pairs: Sequence[tuple[int, Any]]) -> dict[Pair, in
         term = "(readings.meter_id = ? AND readings.window_start IN ({}))"
     where = " OR ".join(term.format(_marks(len(group))) for group in groups.values())
     params = tuple(v for key, group in groups.items() for v in (key, *group))
-    rows = _driver(conn, _COUNTS.format(where), params).all()
+    rows = run_sql(conn, _COUNTS.format(where), params).all()
     starts = _times(conn, (start for _m, start, _n in rows))
     return {(m, starts[s]): n for m, s, n in rows}
 
@@ -433,21 +422,9 @@ def _unchanged(
 def _window_values(
     meter_id: int, cw: ClosedWindow, closed_at: datetime, duplicates: int = 0, late: int = 0
 ) -> dict[str, Any]:
-    """The Window row of a closed window."""
-    return {
-        "meter_id": meter_id,
-        "start": cw.start,
-        "end": cw.end,
-        "closed_at": closed_at,
-        "reading_count": cw.reading_count,
-        "duplicate_count": duplicates,
-        "late_count": late,
-        "summary_json": cw.summary_json,
-        "energy_wh": None if cw.energy_wh is None else decimal_text(cw.energy_wh),
-        "fingerprint": cw.fingerprint,
-        "prev_chain_hash": cw.prev_chain_hash,
-        "chain_hash": cw.chain_hash,
-    }
+    """The Window row of a closed window, its times as datetimes (for the ORM)."""
+    row = _window_row(meter_id, cw, cw.start, cw.end, closed_at)
+    return {**row._asdict(), "duplicate_count": duplicates, "late_count": late}
 
 
 def _window_row(meter_id: int, cw: ClosedWindow, start: Any, end: Any, closed_at: Any) -> WindowRow:
@@ -468,26 +445,26 @@ def _insert_windows(conn: Connection, rows: list[tuple[Any, ...]], keys: list[Pa
     matched back by the windows' unique (meter, start) instead.
     """
     ids: dict[Pair, int] = {}
-    for sql, params in _window_inserts(conn.dialect, rows):
-        found = conn.exec_driver_sql(sql, params).all()
+    for sql, params in _window_inserts(rows):
+        found = run_sql(conn, sql, params).all()
         starts = _times(conn, (start for _wid, _m, start in found))
         ids.update(((m, starts[s]), int(wid)) for wid, m, s in found)
     return [ids[key] for key in keys]
 
 
-def _window_inserts(dialect: Dialect, rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+def _window_inserts(rows: list[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """The statements inserting `rows` and their parameters: a multi-row VALUES per 1,000 rows."""
     for first in range(0, len(rows), _WINDOWS_PER_INSERT):
         part = rows[first : first + _WINDOWS_PER_INSERT]
         values = ", ".join(["(" + _marks(len(_WINDOW_COLUMNS)) + ")"] * len(part))
-        sql = f"INSERT INTO windows ({', '.join(_WINDOW_COLUMNS)}) VALUES {values} {_RETURNING}"
-        yield driver_sql(dialect, sql), tuple(v for row in part for v in row)
+        yield (
+            f"INSERT INTO windows ({_COLUMN_LIST}) VALUES {values} {_RETURNING}",
+            tuple(v for r in part for v in r),
+        )
 
 
-_WINDOW_COLUMNS = (  # in the order of a WindowRow and its two counts
-    "meter_id", "start", '"end"', "closed_at", "reading_count", "summary_json", "energy_wh", "fingerprint",
-    "prev_chain_hash", "chain_hash", "duplicate_count", "late_count",
-)  # fmt: skip
+_WINDOW_COLUMNS = (*WindowRow._fields, "duplicate_count", "late_count")
+_COLUMN_LIST = ", ".join(f'"{column}"' for column in _WINDOW_COLUMNS)  # quoted: "end" is an SQL keyword
 _RETURNING = "RETURNING id, meter_id, start"
 _WINDOWS_PER_INSERT = 1000  # 12,000 parameters: below SQLite's limit (32,766) and PostgreSQL's (65,535)
 

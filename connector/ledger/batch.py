@@ -34,7 +34,7 @@ from connector.ledger.poster import RawPoster
 from connector.ledger.recovery import signing_keys
 from connector.ledger.stream import TxStream
 from connector.ledger.transactions import serialize, spent_tx_id
-from connector.store.ingest_sql import driver_sql, time_binder
+from connector.store.ingest_sql import run_sql, time_binder
 from connector.store.models import LedgerOutbox, Meter, Window
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ class BatchRound:
                 if row.operation == CREATE and meters[row.meter_id].public_key is None:
                     keys.append((job.tx["inputs"][0]["owners_before"][0], row.meter_id))
             _schedule(conn, scheduled, now)
-            _executemany(conn, _PUBLIC_KEY, keys)
+            run_sql(conn, _PUBLIC_KEY, keys)
         return jobs
 
     def _presign(self, now: datetime) -> Early:
@@ -383,17 +383,17 @@ def confirm_jobs(conn: Connection, jobs: list[Job], heights: dict[str, int], now
 
     A CREATE sets the meter's asset (only if it has none); a TRANSFER moves the head only from the output it
     spent (the head only moves along the chain, never back). The statements go to the driver as they are
-    (`_executemany`): through SQLAlchemy they cost a confirmation of 100 rows 3.4 ms of CPU under the
+    (`run_sql`): through SQLAlchemy they cost a confirmation of 100 rows 3.4 ms of CPU under the
     store's write lock.
     """
     if not jobs:
         return
     stamp = time_binder(conn.dialect)(now)
-    _executemany(conn, _CONFIRM, [(heights.get(j.tx_id), stamp, stamp, j.row_id) for j in jobs])
+    run_sql(conn, _CONFIRM, [(heights.get(j.tx_id), stamp, stamp, j.row_id) for j in jobs])
     creates = [(j.tx_id, j.tx_id, j.meter_id) for j in jobs if j.operation == CREATE]
-    _executemany(conn, _FIRST_ASSET, creates)
+    run_sql(conn, _FIRST_ASSET, creates)
     moves = [(j.tx_id, j.meter_id, spent_tx_id(j.tx)) for j in jobs if j.operation != CREATE]
-    _executemany(conn, _MOVE_HEAD, moves)
+    run_sql(conn, _MOVE_HEAD, moves)
 
 
 _CONFIRM = (
@@ -407,22 +407,14 @@ _PUBLIC_KEY = "UPDATE meters SET public_key = ? WHERE meters.id = ?"
 _MOVE_HEAD = "UPDATE meters SET ledger_head_tx = ? WHERE meters.id = ? AND meters.ledger_head_tx = ?"
 
 
-def _executemany(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
-    """`sql` (written with ? placeholders) once per tuple of `params`, as driver SQL: a batch's few fixed
-    statements without SQLAlchemy's statement machinery (it cost more CPU than SQLite's own work, all of it
-    under the store's write lock). Times must come bound already (`time_binder`)."""
-    if params:
-        conn.exec_driver_sql(driver_sql(conn.dialect, sql), params)
-
-
 def _schedule(conn: Connection, rows: list[tuple[int, datetime, str, str, int]], now: datetime) -> None:
     """Store each signed row's bytes and its next attempt, one statement for the lot (`rows`: attempts,
-    next attempt, tx id, tx JSON, row id). Given to the driver as it is (`_executemany`): through
+    next attempt, tx id, tx JSON, row id). Given to the driver as it is (`run_sql`): through
     SQLAlchemy it cost a claim of 100 rows 1.7 ms of CPU under the store's write lock, 1.0 ms of it
     SQLAlchemy's own."""
     bind = time_binder(conn.dialect)
     stamp = bind(now)
-    _executemany(
+    run_sql(
         conn, _SCHEDULE, [(n, bind(due), tx_id, text, stamp, row_id) for n, due, tx_id, text, row_id in rows]
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Exists, Row, select, update
 from sqlalchemy.orm import aliased
 
-from connector.store.ingest_sql import driver_sql, time_binder
+from connector.store.ingest_sql import run_sql, time_binder
 from connector.store.models import LedgerOutbox
 
 CREATE = "CREATE"
@@ -63,7 +63,7 @@ def _insert_if_absent(conn: Connection, rows: list[tuple[str, int, int | None, s
     bind = time_binder(dialect)
     stamps = {now: bind(now) for now in {row[5] for row in rows}}
     params = [(*row[:5], stamps[row[5]], stamps[row[5]], stamps[row[5]]) for row in rows]
-    conn.exec_driver_sql(driver_sql(dialect, _INSERT_IF_ABSENT), params)
+    run_sql(conn, _INSERT_IF_ABSENT, params)
 
 
 # Both dialects spell insert-if-absent as INSERT ... ON CONFLICT DO NOTHING. Sent to the driver as it is,

@@ -198,15 +198,12 @@ def checkpoint_round(store: Store) -> tuple[int, int] | None:
     belong to the process, and close() releases them all)."""
     if store.write_lock is None:
         return None
-    raw = (
-        store.read.raw_connection()
-    )  # autocommit (isolation_level None): the pragma runs outside a transaction
+    raw = store.read.raw_connection()  # in autocommit (`_sqlite_events`): the pragma needs no transaction
     try:
-        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        sqlite = raw.driver_connection
+        sqlite.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
         with store.write_lock:
-            _busy, pages, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        cursor.close()
+            _busy, pages, copied = sqlite.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()  # type: ignore[union-attr]
     finally:
         raw.close()
     return int(pages), int(copied)

@@ -12,9 +12,9 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, CursorResult, Dialect
 
 from connector.store.models import UTCDateTime
 
@@ -199,9 +199,23 @@ def time_reader(dialect: Dialect) -> Callable[[Any], Any]:
     return read or (lambda v: v)
 
 
-def driver_sql(dialect: Dialect, sql: str) -> str:
-    """`sql`, written with ? placeholders, in the placeholders of the store's driver (psycopg's %s)."""
-    return sql.replace("?", "%s") if dialect.name == "postgresql" else sql
+@overload
+def run_sql(conn: Connection, sql: str, params: tuple[Any, ...]) -> CursorResult[*tuple[Any, ...]]: ...
+@overload
+def run_sql(
+    conn: Connection, sql: str, params: list[tuple[Any, ...]]
+) -> CursorResult[*tuple[Any, ...]] | None: ...
+def run_sql(
+    conn: Connection, sql: str, params: tuple[Any, ...] | list[tuple[Any, ...]]
+) -> CursorResult[*tuple[Any, ...]] | None:
+    """`sql`, written with ? placeholders (psycopg's %s on PostgreSQL), as driver SQL in `conn`'s
+    transaction: once with a tuple of `params`, once per tuple of a list (nothing for an empty list). A
+    batch's fixed statements without SQLAlchemy's statement machinery, which cost more CPU than the
+    database's own work under the store's write lock; its events still fire. Times come bound
+    (`time_binder`) and are read back with `time_reader`."""
+    if isinstance(params, list) and not params:
+        return None
+    return conn.exec_driver_sql(sql.replace("?", "%s") if conn.dialect.name == "postgresql" else sql, params)
 
 
 def _memoized(bind: Callable[[datetime], Any]) -> Callable[[datetime], Any]:

@@ -76,10 +76,18 @@ def wal_pages(store: Store) -> int:
 
 
 def test_commits_leave_the_wal_to_the_rounds(sqlite_store: Store) -> None:
-    """A commit checkpoints only past the backstop, not at SQLite's 1,000 pages nor the old 10,000."""
-    with sqlite_store.write.connect() as conn:
-        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
-    assert pages == SQLITE_BACKSTOP_PAGES == 40_000
+    """11,000 pages of commits and no round: no commit copied the WAL back (SQLite's 1,000 pages and the
+    old 10,000 are both passed; only the backstop, SQLITE_BACKSTOP_PAGES, would)."""
+    with sqlite_store.begin() as conn:
+        conn.execute(text("INSERT INTO scratch (body) VALUES ('first')"))
+    before = wal_restarts(sqlite_store)
+    for _ in range(11):  # a commit of about 1,000 pages each
+        with sqlite_store.begin() as conn:
+            conn.execute(text("INSERT INTO scratch (body) VALUES (:b)"), [{"b": "x" * 3500}] * 1000)
+    with sqlite_store.begin() as conn:  # a writer after a wholly copied WAL would start it again
+        conn.execute(text("INSERT INTO scratch (body) VALUES ('last')"))
+    assert 11_000 < wal_pages(sqlite_store) < SQLITE_BACKSTOP_PAGES
+    assert wal_restarts(sqlite_store) == before
 
 
 def test_a_round_copies_the_wal_back_and_it_starts_again_while_another_writer_writes(
@@ -142,5 +150,8 @@ def test_sqlite_memory_is_bounded_per_process_not_per_connection(tmp_path: Path)
         ctypes.CDLL("libsqlite3.so.0")
     except OSError:
         pytest.skip("Python's sqlite3 is not the shared libsqlite3 here")
-    assert SQLITE_HEAP_BYTES == 64 * 1024 * 1024
+    with open_store(
+        f"sqlite:///{tmp_path / 'limit.sqlite3'}"
+    ).read.connect() as conn:  # what every store sets
+        assert conn.exec_driver_sql("PRAGMA soft_heap_limit").scalar() == SQLITE_HEAP_BYTES
     assert sqlite_memory(tmp_path, 4 * 1024 * 1024) < 6 * 1024 * 1024
