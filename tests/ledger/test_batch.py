@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,9 +73,13 @@ def test_windows_chain_in_order_over_rounds(store, clock, make_writer, devledger
         assert_linear(txs)
 
 
-def test_without_the_stream_rows_are_read_back(store, clock, make_writer, devledger) -> None:
-    """With the event stream away, a round still confirms what it sent, by reading each transaction back."""
-    writer = make_writer([devledger.url])
+def test_without_the_stream_rows_are_read_back(store, clock, make_writer, devledger, ledger_settings) -> None:
+    """With the event stream away, a round still confirms what it sent, by reading each transaction back.
+
+    The read-back gets the driver's default timeout: the fixtures' quick 1 s was once too short for it on
+    a busy 2-core machine (the row stayed `sent`, to be confirmed a round later)."""
+    patient = dataclasses.replace(ledger_settings.ledger, timeout=20.0)
+    writer = make_writer([devledger.url], settings=ledger_settings.replace(ledger=patient))
     meter_id = register(store, "urn:ngsi-ld:SMX:NOSTREAM", clock.now())
     assert writer.dispatch_once()["confirmed"] == 1
     assert writer._batch is not None
