@@ -35,7 +35,6 @@ from connector.keystore import Keystore
 from connector.ledger.embedded import DevLedgerChild
 from connector.ledger.root_writer import RootWriter
 from connector.ledger.writer import LedgerWriter
-from connector.memory import map_large_allocations, release_free_memory
 from connector.metrics import Metrics
 from connector.periods import build_due_periods
 from connector.roles import ALL, CLOSER, HTTP, LEDGER, WORKER
@@ -44,6 +43,7 @@ from connector.settings_env import exposure_warning
 from connector.signals import StopSignals
 from connector.store.db import CHECKPOINT_EVERY, Store, checkpoint_round, migrate, open_store
 from connector.store.models import State, Window
+from devledger.memory import map_large_allocations, release_free_memory
 from devledger.server import LedgerHandle, start_ledger
 from ngsi.subscriptions import SubscriptionManager
 
@@ -170,7 +170,7 @@ class Connector:
             self._start_root_writer()  # the period trees' roots written to the ledger
             self._start_relay()
         if writes or closes:
-            map_large_allocations()  # big buffers given back when freed (connector/memory.py)
+            map_large_allocations()  # big buffers given back when freed (devledger/memory.py)
             self._schedule("release-memory", release_free_memory, RELEASE_MEMORY_EVERY)
         if first:
             self._start_subscriptions()

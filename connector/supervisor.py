@@ -31,11 +31,11 @@ from pathlib import Path
 
 import structlog
 
-from connector.memory import limit_arenas
 from connector.roles import ALL, CLOSER, HTTP, LEDGER
 from connector.settings import Settings
 from connector.signals import StopSignals
 from devledger.lifecycle import die_with_parent
+from devledger.memory import limit_arenas
 
 log = structlog.get_logger("connector.supervisor")
 RESTART_PAUSE = 1.0  # seconds between restarts of the same worker: a crash loop must not spin
@@ -65,7 +65,7 @@ def prepare_metrics_dir(state_dir: str) -> Path:
     return folder
 
 
-LEDGER_ARENAS = 2  # malloc arenas of the ledger and closer processes (connector/memory.py)
+LEDGER_ARENAS = 2  # malloc arenas of the ledger and closer processes (devledger/memory.py)
 
 
 class WorkerPool:

@@ -81,9 +81,16 @@ def _check(data: str | None) -> int:
     return 0
 
 
+ARENAS = 2  # malloc arenas of a dev ledger process (devledger/memory.py)
+RELEASE_MEMORY_EVERY = 5.0  # seconds between two `release_free_memory` (a few ms each)
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from devledger.memory import limit_arenas, map_large_allocations, release_free_memory
     from devledger.server import start_ledger
 
+    limit_arenas(ARENAS)  # before its threads start: what one frees, the others reuse
+    map_large_allocations()
     data = None if args.memory else args.data
     handle = start_ledger(args.host, args.port, args.ws_port, data, block_interval=args.block_interval)
     stop = threading.Event()
@@ -92,7 +99,8 @@ def _serve(args: argparse.Namespace) -> int:
     blocks = f", blocks every {args.block_interval:g} s" if args.block_interval else ""
     print(f"devledger: listening on {handle.url} (stream {handle.ws_url}){blocks}", flush=True)
     try:
-        stop.wait()
+        while not stop.wait(RELEASE_MEMORY_EVERY):  # the heap's free pages given back between bursts
+            release_free_memory()
     finally:
         handle.stop()
     return 0

@@ -1,4 +1,4 @@
-"""The ledger process's malloc settings (connector/memory.py): large buffers go back to the OS when freed."""
+"""The malloc settings of long-running processes (devledger/memory.py): big buffers go back when freed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from connector.memory import LARGE_ALLOCATION, _glibc
+from devledger.memory import LARGE_ALLOCATION, _glibc
 
 pytestmark = pytest.mark.skipif(_glibc("mallopt") is None, reason="glibc's malloc only")
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(_glibc("mallopt") is None, reason="glibc's mallo
 FREED_BUFFERS = """
 import sys
 from pathlib import Path
-from connector.memory import map_large_allocations
+from devledger.memory import map_large_allocations
 
 def anon_kib():
     line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("RssAnon:"))
