@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ def _check(data: str | None) -> int:
 
 ARENAS = 2  # malloc arenas of a dev ledger process (devledger/memory.py)
 RELEASE_MEMORY_EVERY = 5.0  # seconds between two `release_free_memory` (a few ms each)
+TICK = 0.2  # seconds between two looks at the stop flag
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -93,14 +94,23 @@ def _serve(args: argparse.Namespace) -> int:
     map_large_allocations()
     data = None if args.memory else args.data
     handle = start_ledger(args.host, args.port, args.ws_port, data, block_interval=args.block_interval)
-    stop = threading.Event()
+    # The handlers only append to a list: Python runs them in the main thread between two bytecodes, maybe
+    # while it holds a lock, so a handler calling `threading.Event.set()` deadlocked when the signal came
+    # while the main thread was inside that event's `wait()` (connector/signals.py): the dev ledger then
+    # outlived its parent's SIGKILL.
+    stopping: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda signum, _frame: stopping.append(signum))
     blocks = f", blocks every {args.block_interval:g} s" if args.block_interval else ""
     print(f"devledger: listening on {handle.url} (stream {handle.ws_url}){blocks}", flush=True)
     try:
-        while not stop.wait(RELEASE_MEMORY_EVERY):  # the heap's free pages given back between bursts
-            release_free_memory()
+        idle = 0.0
+        while not stopping:
+            time.sleep(TICK)
+            idle += TICK
+            if idle >= RELEASE_MEMORY_EVERY:  # the heap's free pages given back between bursts
+                release_free_memory()
+                idle = 0.0
     finally:
         handle.stop()
     return 0
