@@ -40,16 +40,14 @@ from connector.periods import build_due_periods
 from connector.roles import ALL, CLOSER, HTTP, LEDGER, WORKER
 from connector.settings import Settings, SettingsError, subscription_settings
 from connector.settings_env import exposure_warning
-from connector.signals import StopSignals
 from connector.store.db import CHECKPOINT_EVERY, Store, checkpoint_round, migrate, open_store
 from connector.store.models import State, Window
-from devledger.memory import map_large_allocations, release_free_memory
+from devledger.lifecycle import StopSignals
+from devledger.memory import RELEASE_EVERY, map_large_allocations, release_free_memory
 from devledger.server import LedgerHandle, start_ledger
 from ngsi.subscriptions import SubscriptionManager
 
 log = structlog.get_logger("connector.service")
-
-RELEASE_MEMORY_EVERY = 5.0  # seconds between two `release_free_memory` of the ledger process (a few ms each)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -171,7 +169,7 @@ class Connector:
             self._start_relay()
         if writes or closes:
             map_large_allocations()  # big buffers given back when freed (devledger/memory.py)
-            self._schedule("release-memory", release_free_memory, RELEASE_MEMORY_EVERY)
+            self._schedule("release-memory", release_free_memory, RELEASE_EVERY)
         if first:
             self._start_subscriptions()
         self.scheduler.start()

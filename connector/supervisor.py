@@ -33,9 +33,8 @@ import structlog
 
 from connector.roles import ALL, CLOSER, HTTP, LEDGER
 from connector.settings import Settings
-from connector.signals import StopSignals
-from devledger.lifecycle import die_with_parent
-from devledger.memory import limit_arenas
+from devledger.lifecycle import StopSignals, die_with_parent
+from devledger.memory import ARENAS, limit_arenas
 
 log = structlog.get_logger("connector.supervisor")
 RESTART_PAUSE = 1.0  # seconds between restarts of the same worker: a crash loop must not spin
@@ -63,9 +62,6 @@ def prepare_metrics_dir(state_dir: str) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     return folder
-
-
-LEDGER_ARENAS = 2  # malloc arenas of the ledger and closer processes (devledger/memory.py)
 
 
 class WorkerPool:
@@ -210,7 +206,7 @@ def serve_worker(settings: Settings, fd: int | None, primary_pid: int, role: str
     if fd is None:
         # /notify first when both want the CPU; the closer's short turns at the write lock are not held up
         os.nice(settings.server.closer_nice if role == CLOSER else settings.server.ledger_nice)
-        limit_arenas(LEDGER_ARENAS)
+        limit_arenas(ARENAS)
         connector.start(serve_http=False, role=role)
     else:
         connector.start(listen_socket=socket.socket(fileno=fd), primary=False)

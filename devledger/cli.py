@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -81,34 +79,32 @@ def _check(data: str | None) -> int:
     return 0
 
 
-ARENAS = 2  # malloc arenas of a dev ledger process (devledger/memory.py)
-RELEASE_MEMORY_EVERY = 5.0  # seconds between two `release_free_memory` (a few ms each)
 TICK = 0.2  # seconds between two looks at the stop flag
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from devledger.memory import limit_arenas, map_large_allocations, release_free_memory
+    from devledger.lifecycle import StopSignals
+    from devledger.memory import (
+        ARENAS,
+        RELEASE_EVERY,
+        limit_arenas,
+        map_large_allocations,
+        release_free_memory,
+    )
     from devledger.server import start_ledger
 
     limit_arenas(ARENAS)  # before its threads start: what one frees, the others reuse
     map_large_allocations()
     data = None if args.memory else args.data
     handle = start_ledger(args.host, args.port, args.ws_port, data, block_interval=args.block_interval)
-    # The handlers only append to a list: Python runs them in the main thread between two bytecodes, maybe
-    # while it holds a lock, so a handler calling `threading.Event.set()` deadlocked when the signal came
-    # while the main thread was inside that event's `wait()` (connector/signals.py): the dev ledger then
-    # outlived its parent's SIGKILL.
-    stopping: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda signum, _frame: stopping.append(signum))
+    stop = StopSignals()  # a flag the loop below polls: no lock taken in a signal handler
     blocks = f", blocks every {args.block_interval:g} s" if args.block_interval else ""
     print(f"devledger: listening on {handle.url} (stream {handle.ws_url}){blocks}", flush=True)
     try:
         idle = 0.0
-        while not stopping:
-            time.sleep(TICK)
+        while not stop.wait(TICK):
             idle += TICK
-            if idle >= RELEASE_MEMORY_EVERY:  # the heap's free pages given back between bursts
+            if idle >= RELEASE_EVERY:  # the heap's free pages given back between bursts
                 release_free_memory()
                 idle = 0.0
     finally:

@@ -21,6 +21,8 @@ import ctypes.util
 from collections.abc import Callable
 from functools import cache
 
+ARENAS = 2  # malloc arenas of a long-running process: the connector's ledger and closer, the dev ledger
+RELEASE_EVERY = 5.0  # seconds between two `release_free_memory` of such a process (a few ms each)
 M_ARENA_MAX = -8  # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
 # Allocations of this size or more get a mapping of their own, unmapped when freed: glibc's starting value,
