@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -10,6 +11,25 @@ import pytest
 from connector.settings import Settings, load_settings
 from connector.store.db import Store, migrate, open_store
 from tests.pgschema import fresh_schema
+
+# Threads of a ledger writer's batched rounds (connector/ledger/batch.py): the event-stream follower and
+# the send and sign-ahead pools. Left running, a writer keeps pinging its ledger every few seconds for the
+# rest of the session, and every later test in the process shares the CPU and allocator with it.
+WRITER_THREADS = ("ledger-stream", "ledger-send", "ledger-sign-ahead")
+
+
+@pytest.fixture(autouse=True)
+def _no_writer_outlives_its_test() -> Iterator[None]:
+    """Fail the test (at teardown) if a ledger writer it started is still running: close it, or use
+    `with LedgerWriter(...) as writer`."""
+    before = set(threading.enumerate())
+    yield
+    left = sorted(
+        t.name
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and t.name.startswith(WRITER_THREADS)
+    )
+    assert not left, f"a ledger writer was left running (its threads {left}): close it"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -116,6 +116,12 @@ class LedgerWriter:
             self._batch.close()
             self._batch = None
 
+    def __enter__(self) -> LedgerWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def client(self) -> LedgerClient:
         """This thread's ledger client (HTTP sessions are not shared between threads)."""
         client: LedgerClient | None = getattr(self._local, "client", None)

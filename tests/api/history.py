@@ -107,17 +107,18 @@ def _insert_window(conn, meter_id: int, cw) -> int:  # type: ignore[no-untyped-d
 def anchor(store: Store, settings: Settings, keystore: Keystore, urls: list[str]) -> None:
     """Run the real ledger writer until every outbox row is confirmed (asserts it)."""
     # The real clock: the rows were queued at T0, in 2024, and must be due.
-    writer = LedgerWriter(settings.ledger, store, keystore, urls, lambda: datetime.now(UTC))
     deadline = time.monotonic() + 120  # a hang guard: the writer retries with backoff on a busy machine
-    while True:
-        writer.dispatch_once()
-        with store.reading() as conn:
-            open_rows = conn.execute(select(LedgerOutbox.id).where(LedgerOutbox.status != "confirmed")).all()
-        if not open_rows:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(open_rows)} outbox rows not confirmed")
-        time.sleep(0.05)
+    with LedgerWriter(settings.ledger, store, keystore, urls, lambda: datetime.now(UTC)) as writer:
+        while True:
+            writer.dispatch_once()
+            with store.reading() as conn:
+                unconfirmed = select(LedgerOutbox.id).where(LedgerOutbox.status != "confirmed")
+                open_rows = conn.execute(unconfirmed).all()
+            if not open_rows:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(open_rows)} outbox rows not confirmed")
+            time.sleep(0.05)
 
 
 def put_reading(store: Store, meter_id: int, ws: datetime, at: timedelta, value: str, late: bool) -> None:

@@ -30,20 +30,20 @@ def notification(entity: str, when: str, values: dict[str, object]) -> str:
 def anchor(store, settings, keystore: Keystore, url: str, tenant: str | None = None) -> None:
     """Run the real ledger writer until every outbox row (of `tenant`'s meters) is confirmed: waits on that
     condition (a busy machine makes the writer retry with backoff), fails at once on a dead row."""
-    writer = LedgerWriter(settings.ledger, store, keystore, [url], lambda: datetime.now(UTC))
     rows = select(LedgerOutbox.status).join(Meter, Meter.id == LedgerOutbox.meter_id)
     if tenant is not None:
         rows = rows.where(Meter.tenant == tenant)
     deadline = time.monotonic() + 120
-    while True:
-        writer.dispatch_once()
-        with store.reading() as conn:
-            statuses = conn.execute(rows).scalars().all()
-        assert "dead" not in statuses
-        if all(s == "confirmed" for s in statuses):
-            return
-        assert time.monotonic() < deadline, f"not confirmed: {statuses}"
-        time.sleep(0.05)
+    with LedgerWriter(settings.ledger, store, keystore, [url], lambda: datetime.now(UTC)) as writer:
+        while True:
+            writer.dispatch_once()
+            with store.reading() as conn:
+                statuses = conn.execute(rows).scalars().all()
+            assert "dead" not in statuses
+            if all(s == "confirmed" for s in statuses):
+                return
+            assert time.monotonic() < deadline, f"not confirmed: {statuses}"
+            time.sleep(0.05)
 
 
 def close_and_anchor(store, settings, ledger, tmp_path, now: datetime) -> None:

@@ -26,17 +26,16 @@ def test_three_meters_four_windows_make_3_creates_and_12_chained_transfers(clien
             body = p.normalized(f"urn:ngsi-ld:SMX:A{meter}", when, 100 * (meter + 1) + minute)
             assert client.post("/notify", data=body, headers=p.ORION_HEADERS).status_code == 200
     assert len(close_due_windows(store, settings, T0 + timedelta(hours=2))) == 12
-    writer = LedgerWriter(
-        settings.ledger, store, Keystore(settings.keystore.path), [ledger.url], lambda: datetime.now(UTC)
-    )
-    deadline = time.monotonic() + 120  # a hang guard, not a budget: a busy machine only makes it slower
-    while True:
-        writer.dispatch_once()
-        with store.reading() as conn:
-            statuses = conn.execute(select(LedgerOutbox.status)).scalars().all()
-        if (statuses and all(s == "confirmed" for s in statuses)) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    keystore = Keystore(settings.keystore.path)
+    with LedgerWriter(settings.ledger, store, keystore, [ledger.url], lambda: datetime.now(UTC)) as writer:
+        deadline = time.monotonic() + 120  # a hang guard, not a budget: a busy machine only makes it slower
+        while True:
+            writer.dispatch_once()
+            with store.reading() as conn:
+                statuses = conn.execute(select(LedgerOutbox.status)).scalars().all()
+            if (statuses and all(s == "confirmed" for s in statuses)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     assert sorted(statuses) == ["confirmed"] * 15
     bdb = BigchainDB(ledger.url)
     with store.reading() as conn:

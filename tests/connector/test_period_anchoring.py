@@ -37,8 +37,8 @@ def _until_confirmed(store, dispatch, table) -> None:  # type: ignore[no-untyped
 def _anchor_all(store, settings, keystore, url: str) -> None:  # type: ignore[no-untyped-def]
     """Run the meters' writer, then the root writer, until every row of each outbox is confirmed."""
     real = lambda: datetime.now(UTC) + timedelta(days=3650)  # noqa: E731 - rows are due (queued in 2026)
-    writer = LedgerWriter(settings.ledger, store, keystore, [url], real)
-    _until_confirmed(store, writer.dispatch_once, LedgerOutbox)
+    with LedgerWriter(settings.ledger, store, keystore, [url], real) as writer:
+        _until_confirmed(store, writer.dispatch_once, LedgerOutbox)
     _until_confirmed(store, RootWriter(settings, store, keystore, [url], real).dispatch_once, RootOutbox)
 
 

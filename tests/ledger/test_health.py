@@ -46,12 +46,12 @@ def test_wrong_keystore_passphrase_shows_the_writer_blocked(ledger_settings, sto
     with store.begin() as conn:
         enqueue_create(conn, meter, clock.now())
     wrong = Keystore(path, "a wrong passphrase")
-    writer = LedgerWriter(
+    with LedgerWriter(
         ledger_settings.ledger, store, wrong, [ledger.url], clock, registry=CollectorRegistry()
-    )
-    for _ in range(2):
-        assert writer.dispatch_once().get("blocked") == 1
-        clock.advance(600)
+    ) as writer:
+        for _ in range(2):
+            assert writer.dispatch_once().get("blocked") == 1
+            clock.advance(600)
     status, body = health(ledger_settings, store, clock, [ledger.url])
     assert status == 200 and body["status"] == "degraded", body
     blocked = body["checks"]["ledger_writer"]

@@ -216,6 +216,8 @@ def test_two_writers_share_one_store(store, ledger_settings, tmp_path, devledger
                 if statuses == {"confirmed"}:
                     break
     finally:
+        for w in writers:
+            w.close()
         for s in stores:
             s.dispose()
     assert statuses == {"confirmed"}
