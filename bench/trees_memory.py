@@ -12,6 +12,13 @@ tree): once plainly for the time and the peak resident memory (VmHWM reset throu
 before the build, minus VmRSS then), and once under tracemalloc for the peak of traced Python memory.
 The root is printed, so two builders' trees can be compared.
 
+With `--turns`, the day is built as the closer process builds it on SQLite (`connector.periods.
+build_period_in_turns`: read outside the write turn, then stored in it), measured for its seconds, the
+longest time it held the write turn (what /notify's commits wait for) and its peak resident memory; the
+stored rows are deleted afterwards:
+
+    flock /tmp/bench.lock env PYTHONPATH=$PWD .venv/bin/python -m bench.trees_memory --meters 10000 --turns
+
 With `--proof`, the same for the day proof of one window of the middle meter (`connector.proofs.
 window_proof`, what GET /v1/meters/{id}/proof?period=day answers), measured after the day's tree is built
 in the same rolled-back transaction:
@@ -32,14 +39,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from connector.core.trees import DAY, Period
-from connector.periods import build_period
+from connector.periods import build_period, build_period_in_turns
 from connector.proofs import window_proof
 from connector.store.db import Store, migrate, open_store
 from connector.store.models import Meter, Window
-from connector.store.tree_models import PeriodMeter, PeriodRoot
+from connector.store.tree_models import PeriodMeter, PeriodRoot, PeriodSubtree, RootOutbox
 
 DAY_START = datetime(2024, 3, 1, tzinfo=UTC)
 LENGTH = 900
@@ -189,6 +196,26 @@ def build_run(store: Store, now: datetime, traced: bool) -> tuple[float, int, st
     return seconds, peak, f"{built.windows} windows  {built.root}" if built else "nothing built"
 
 
+def turns_run(store: Store, now: datetime) -> tuple[float, int, str]:
+    """build_period_in_turns of the day, measured: seconds, peak KiB, the longest write turn it held and
+    what it built; its rows are deleted afterwards (so the next run builds the day again)."""
+    assert store.write_lock is not None, "the write turn is SQLite's"
+    holds: list[float] = []
+    store.write_lock.observe = holds.append
+    try:
+        seconds, peak, built = measured(lambda: build_period_in_turns(store, TENANT, THE_DAY, now), False)
+    finally:
+        store.write_lock.observe = None
+    with store.begin() as conn:
+        ids = select(PeriodRoot.id).where(PeriodRoot.kind == "day", PeriodRoot.tenant == TENANT)
+        for model in (PeriodMeter, PeriodSubtree):
+            conn.execute(delete(model).where(model.period_id.in_(ids)))  # type: ignore[attr-defined]
+        conn.execute(delete(RootOutbox).where(RootOutbox.tenant == TENANT))
+        conn.execute(delete(PeriodRoot).where(PeriodRoot.id.in_(ids)))
+    what = f"{built.windows} windows  {built.root}" if built else "nothing built"
+    return seconds, peak, f"write turn held at most {max(holds, default=0.0):.2f} s  {what}"
+
+
 def proof_run(store: Store, now: datetime, traced: bool, meters: int) -> tuple[float, int, str]:
     """The day proof of one window of the middle meter (what GET /v1/meters/{id}/proof?period=day
     answers) after the day is built (not measured): seconds, peak KiB, the proof's root and length."""
@@ -214,6 +241,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--no-trace", action="store_true", help="skip the (slow) tracemalloc run")
     parser.add_argument("--proof", action="store_true", help="measure a day proof, not the day's build")
+    parser.add_argument("--turns", action="store_true", help="build as the closer does, in turns (SQLite)")
     parser.add_argument("--url", help="a store URL (PostgreSQL); default: a SQLite file at --db")
     parser.add_argument("--db", default=None, help="SQLite file, kept and reused (default under /tmp)")
     args = parser.parse_args()
@@ -232,9 +260,11 @@ def main() -> None:
         )
     now = DAY_START + timedelta(days=2)
     for run in range(args.runs):
-        for traced in (False,) if args.no_trace else (False, True):
+        for traced in (False,) if args.no_trace or args.turns else (False, True):
             if args.proof:
                 seconds, peak, what = proof_run(store, now, traced, args.meters)
+            elif args.turns:
+                seconds, peak, what = turns_run(store, now)
             else:
                 seconds, peak, what = build_run(store, now, traced)
             kind = "tracemalloc peak" if traced else "VmHWM - VmRSS"

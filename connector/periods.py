@@ -5,7 +5,8 @@ closable start at now - trees.delay`) and no meter has an open (pending) window 
 `s`; a UTC day once its last window period is built. Each (tenant, period) is built once, in one store
 transaction that writes its root, subtree roots, per-meter rows and its ledger work (the tenant's CREATE
 the first time, the root's TRANSFER): a crash leaves either all of it or nothing, and the next run builds
-what is missing (the unique (tenant, kind, start) makes a second build a no-op).
+what is missing (the unique (tenant, kind, start) makes a second build a no-op). On SQLite the period is
+read before that transaction, outside the write turn (`build_period_in_turns`).
 
 Windows are closed once and never change. A window that is closed after its period was built (a meter
 silent past the grace period that then sends readings for that window) is in no tree: the tree holds the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import Connection, func, insert, select, update
@@ -26,16 +28,19 @@ from connector.core.trees import DAY, Period
 from connector.core.windows import last_closable_start
 from connector.ledger.roots import enqueue_root
 from connector.settings import Settings
-from connector.store.db import Store
+from connector.store.db import Store, unmapped
 from connector.store.models import Meter, PendingWindow, State, Window
 from connector.trees_store import (
+    BuiltRoots,
     build_roots,
     day_attributes,
     find_root,
+    last_window_id,
     moment,
     save_tree,
     seconds,
     window_attributes,
+    windows_closed_since,
 )
 
 log = structlog.get_logger("connector.periods")
@@ -120,8 +125,7 @@ def _build_all(store: Store, period: Period, now: datetime) -> list[Built]:
         )
     out = []
     for tenant in tenants:
-        with store.begin() as conn:
-            built = build_period(conn, tenant, period, now)
+        built = build_period_in_turns(store, tenant, period, now)
         if built is not None:
             out.append(built)
             log.info(
@@ -138,13 +142,47 @@ def build_period(conn: Connection, tenant: str, period: Period, now: datetime) -
     built = build_roots(conn, tenant, period, closed_by=now)
     if built is None:
         return None
+    return _save(conn, built, _attributes(conn, tenant, period), now)
+
+
+def build_period_in_turns(store: Store, tenant: str, period: Period, now: datetime) -> Built | None:
+    """`build_period`, reading the period in a read transaction on SQLite so that the write turn (which
+    /notify's commits wait for) is held only to store the tree: a day of 100,000 meters is 9.6 million
+    windows, minutes of reading. A window of the period closed by `now` that the read did not see (one
+    committed meanwhile: ids grow in commit order, one writer at a time) makes it build again in the write
+    turn, so the tree still holds exactly the windows closed by its `built_at`. PostgreSQL has no store-wide
+    write turn: there it builds in one transaction."""
+    if store.dialect != "sqlite":
+        with store.begin() as conn:
+            return build_period(conn, tenant, period, now)
+    with store.reading() as reading, unmapped(reading) as conn:
+        if find_root(conn, tenant, period) is not None:
+            return None
+        seen = last_window_id(conn)
+        built = build_roots(conn, tenant, period, closed_by=now)
+        attributes = None if built is None else _attributes(conn, tenant, period)
+    with store.begin() as conn:
+        if find_root(conn, tenant, period) is not None:
+            return None
+        if windows_closed_since(conn, seen, period, now):
+            return build_period(conn, tenant, period, now)
+        if built is None or attributes is None:
+            return None
+        return _save(conn, built, attributes, now)
+
+
+def _attributes(conn: Connection, tenant: str, period: Period) -> dict[int, list[dict[str, Any]]]:
     if period.kind == "window":
-        attributes = window_attributes(conn, tenant, moment(period.start))
-    else:
-        attributes = day_attributes(conn, tenant, period)
+        return window_attributes(conn, tenant, moment(period.start))
+    return day_attributes(conn, tenant, period)
+
+
+def _save(
+    conn: Connection, built: BuiltRoots, attributes: dict[int, list[dict[str, Any]]], now: datetime
+) -> Built:
     period_id = save_tree(conn, built, attributes, now)
-    enqueue_root(conn, tenant, period_id, now)
-    return Built(tenant, period, built.tree.root.hex(), built.tree.window_count)
+    enqueue_root(conn, built.tenant, period_id, now)
+    return Built(built.tenant, built.period, built.tree.root.hex(), built.tree.window_count)
 
 
 def _mark(conn: Connection, key: str) -> datetime | None:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from connector.core.directories import DirectoryTree, MeterId, MeterRoot, Prefix
 from connector.core.trees import (
@@ -190,6 +190,24 @@ def _folded(
 def tree_of(leaves: Iterable[StoredLeaf], tenant: str, period: Period) -> PeriodTree:
     """The PeriodTree of stored leaves (ValueError when there are none)."""
     return PeriodTree(tenant, period, (s.leaf for s in leaves))
+
+
+def last_window_id(conn: Connection) -> int:
+    """The highest window id this transaction sees (0 without windows)."""
+    return int(conn.execute(select(func.max(Window.id))).scalar() or 0)
+
+
+def windows_closed_since(conn: Connection, after_id: int, period: Period, closed_by: datetime) -> bool:
+    """True if a window with an id above `after_id` starts in `period` and was closed by `closed_by`: one
+    the tree of `period` built from a transaction that saw only ids up to `after_id` would have missed. Any
+    tenant's (a false alarm only costs a rebuild); reads the windows added since, by primary key."""
+    query = select(Window.id).where(
+        Window.id > after_id,
+        Window.start >= moment(period.start),
+        Window.start < moment(period.start + period.length),
+        Window.closed_at <= closed_by,
+    )
+    return conn.execute(query.limit(1)).first() is not None
 
 
 def find_root(conn: Connection, tenant: str, period: Period) -> Any:

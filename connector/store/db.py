@@ -186,6 +186,22 @@ def _sqlite_events(engine: Engine, immediate: bool) -> None:
         conn.connection.dbapi_connection.execute(begin)  # type: ignore[union-attr]
 
 
+@contextmanager
+def unmapped(conn: Connection) -> Iterator[Connection]:
+    """`conn` reading SQLite's file through its page cache (bounded by SQLITE_HEAP_BYTES) instead of its
+    memory map, for a read of a large part of the store: every mapped page it touches counts in the
+    process's RSS, up to SQLITE_MMAP_BYTES (a day's tree of 100,000 meters took a process to 497 MiB,
+    270 of them mapped file). Call before the transaction's first read; no-op on PostgreSQL."""
+    if conn.dialect.name != "sqlite":
+        yield conn
+        return
+    conn.exec_driver_sql("PRAGMA mmap_size=0")
+    try:
+        yield conn
+    finally:
+        conn.exec_driver_sql(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+
+
 def checkpoint_round(store: Store) -> tuple[int, int] | None:
     """Copy the WAL back into the database file, out of the writers' way (SQLite; None elsewhere): a
     PASSIVE checkpoint outside the write turn copies what the WAL holds while the others go on writing,
