@@ -160,15 +160,13 @@ def build_period_in_turns(store: Store, tenant: str, period: Period, now: dateti
             return None
         seen = last_window_id(conn)
         built = build_roots(conn, tenant, period, closed_by=now)
-        attributes = None if built is None else _attributes(conn, tenant, period)
+        attributes = _attributes(conn, tenant, period) if built is not None else {}
     with store.begin() as conn:
         if find_root(conn, tenant, period) is not None:
             return None
         if windows_closed_since(conn, seen, period, now):
             return build_period(conn, tenant, period, now)
-        if built is None or attributes is None:
-            return None
-        return _save(conn, built, attributes, now)
+        return None if built is None else _save(conn, built, attributes, now)
 
 
 def _attributes(conn: Connection, tenant: str, period: Period) -> dict[int, list[dict[str, Any]]]:
